@@ -1,0 +1,93 @@
+//! The frontend's error: what went wrong plus where in the Dockerfile, and a
+//! renderer that prints the offending lines with a marker, like BuildKit.
+
+use super::location::Range;
+use super::parser::ParseError;
+use super::shell::ShellError;
+
+/// What went wrong, by the stage of the frontend that found it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Expand(#[from] ShellError),
+}
+
+/// A frontend error with the source ranges it concerns (innermost first).
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub location: Vec<Range>,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: impl Into<ErrorKind>, location: Range) -> Self {
+        Error {
+            kind: kind.into(),
+            location: vec![location],
+        }
+    }
+
+    /// An error without a place (e.g. an empty file).
+    pub fn unlocated(kind: impl Into<ErrorKind>) -> Self {
+        Error {
+            kind: kind.into(),
+            location: Vec::new(),
+        }
+    }
+
+    /// Adds an outer location (e.g. the stage a failing step belongs to).
+    pub fn with_location(mut self, location: Range) -> Self {
+        self.location.push(location);
+        self
+    }
+
+    /// The first source line the error concerns, if any.
+    pub fn line(&self) -> Option<usize> {
+        self.location.first().map(|r| r.start.line)
+    }
+
+    /// The error as a user sees it: the offending lines of `source` with a
+    /// `>>>` marker and two lines of context, then `file:line: message`.
+    pub fn render(&self, file_name: &str, source: &str) -> String {
+        let Some(range) = self.location.first() else {
+            return format!("{file_name}: {self}");
+        };
+        let lines: Vec<&str> = source.lines().collect();
+        let (start, end) = (range.start.line, range.end.line.max(range.start.line));
+        let mut out = String::new();
+        if start >= 1 && start <= lines.len() {
+            out.push_str(&format!("{file_name}:{start}\n--------------------\n"));
+            let first = start.saturating_sub(2).max(1);
+            let last = (end + 2).min(lines.len());
+            for n in first..=last {
+                let marker = if (start..=end).contains(&n) {
+                    ">>>"
+                } else {
+                    "   "
+                };
+                let text = lines[n - 1].trim_end_matches('\r');
+                out.push_str(format!(" {n:>3} | {marker} {text}").trim_end());
+                out.push('\n');
+            }
+            out.push_str("--------------------\n");
+        }
+        out.push_str(&format!("{file_name}:{start}: {self}"));
+        out
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}

@@ -1,0 +1,26 @@
+//! The Dockerfile frontend: bytes → syntax tree → typed instructions and
+//! stages, with BuildKit-identical word expansion and `.dockerignore`
+//! matching.
+//!
+//! It knows Dockerfile text only. It never touches the disk beyond what its
+//! callers hand it and never runs anything; it must not import the solver,
+//! snapshotter or runner layers.
+//!
+//! Why a hand-written parser: the `dockerfile-parser` crate was measured
+//! against what BuildKit accepts and fails on `# escape=`, heredocs,
+//! `RUN --mount`/`--network` flags (swallowed into the shell string), bare
+//! boolean flags (`COPY --link` becomes a source path), empty lines after a
+//! continuation, and knows only `$V`/`${V}` expansion. BuildKit's own
+//! structure is followed instead: directives → logical lines with the escape
+//! character → heredoc bodies → per-instruction flags and JSON/shell form →
+//! a separate shell-word expander.
+
+pub mod error;
+pub mod location;
+pub mod node;
+pub mod parser;
+pub mod shell;
+
+pub use error::{Error, ErrorKind, Result};
+pub use location::{Position, Range};
+pub use node::{Ast, Heredoc, Node};

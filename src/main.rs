@@ -1,0 +1,21 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match bk::cli::run(bk::cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed stdout (`bk debug parse F | head`) is not a failure.
+            let broken_pipe = err.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "ERROR: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

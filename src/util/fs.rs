@@ -1,0 +1,98 @@
+//! File-system wrappers whose errors name the path they failed on, and an
+//! atomic write (temp file in the same directory, then rename) so that a
+//! crash never leaves a half-written file behind.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An I/O failure together with the path and the operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {op} `{}`", path.display())]
+pub struct FsError {
+    op: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+impl FsError {
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FsError {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The underlying I/O error kind, for callers that branch on it.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, FsError>;
+
+/// Reads a whole file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| FsError::new("read", path, e))
+}
+
+/// Creates a directory and its parents.
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| FsError::new("create directory", path, e))
+}
+
+/// Writes `contents` to `path` atomically: the bytes go to a temporary file
+/// beside the target, are flushed to disk, and the file is renamed over the
+/// target. Readers see either the old file or the complete new one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| FsError::new("create", &tmp, e))?;
+        file.write_all(contents)
+            .map_err(|e| FsError::new("write", &tmp, e))?;
+        file.sync_all().map_err(|e| FsError::new("sync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| FsError::new("rename into place", path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_error_names_the_path() {
+        let err = read(Path::new("/nonexistent/bk-test-file")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to read `/nonexistent/bk-test-file`"
+        );
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.txt");
+        write_atomic(&target, b"one").unwrap();
+        write_atomic(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+    }
+}
