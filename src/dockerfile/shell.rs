@@ -298,10 +298,11 @@ impl<'a> Scanner<'a> {
 /// The words being split out of one (possibly nested) word.
 ///
 /// The partial word lives in a buffer shared by every nesting level
-/// ([`Expander::word_buf`]), which each level clears when it starts. BuildKit
-/// shares it the same way (since v0.15), so in `process_words` the part of a
-/// word read before a `${VAR<op>…}` expansion is lost: `a${X:-b}` splits to
-/// `["b"]`. Kept identical on purpose; `process_word` is not affected.
+/// ([`Expander::word_buf`]): a nested word inside `${VAR<op>…}` clears it
+/// when it starts and takes what it holds when it ends. BuildKit shares it
+/// the same way (since v0.15), so in `process_words` the part of a word read
+/// before such an expansion is lost: `a${X:-b}` splits to `["b"]`. Kept
+/// identical on purpose; `process_word` is not affected.
 #[derive(Default)]
 struct Words {
     done: Vec<String>,
@@ -784,4 +785,636 @@ fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvList {
+        pairs.iter().copied().collect()
+    }
+
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    /// Input, environment, result, matched names, unmatched names.
+    type MatchCase<'a> = (&'a str, Pairs<'a>, &'a str, &'a [&'a str], &'a [&'a str]);
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn word(lex: &Lex, input: &str, pairs: &[(&str, &str)]) -> Result<String, ShellError> {
+        lex.process_word(input, &env(pairs))
+    }
+
+    fn words(lex: &Lex, input: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+        lex.process_words(input, &env(pairs)).unwrap()
+    }
+
+    fn kind(lex: &Lex, input: &str, pairs: &[(&str, &str)]) -> ShellErrorKind {
+        word(lex, input, pairs).unwrap_err().kind
+    }
+
+    /// lex_test.go's TestProcessWithMatches: results and the variables
+    /// recorded as found / not found.
+    #[test]
+    fn matches_and_unmatched() {
+        let fb: &[(&str, &str)] = &[("FOO", "xxx"), ("BAR", "")];
+        let cases: &[MatchCase] = &[
+            ("x", &[("DUMMY", "dummy")], "x", &[], &[]),
+            ("x ${UNUSED}", &[("DUMMY", "dummy")], "x ", &[], &["UNUSED"]),
+            ("x ${FOO}", &[("FOO", "y")], "x y", &["FOO"], &[]),
+            (
+                "${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}",
+                fb,
+                "xxx  ccc",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            (
+                "${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}",
+                fb,
+                "xxx bbb ccc",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ("${FOO:-}", fb, "xxx", &["FOO"], &[]),
+            ("${FOO:-}", &[], "", &[], &["FOO"]),
+            (
+                "${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}",
+                fb,
+                "aaa bbb ",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            (
+                "${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}",
+                fb,
+                "aaa  ",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ("${FOO?aaa}", fb, "xxx", &["FOO"], &[]),
+            ("${BAR?bbb}", fb, "", &["BAR"], &[]),
+            ("${FOO:?aaa}", fb, "xxx", &["FOO"], &[]),
+            (
+                "${FOO#()[]{\\}^$.\\*\\?|\\\\}",
+                &[("FOO", "()[]{}^$.*?|\\x")],
+                "x",
+                &["FOO"],
+                &[],
+            ),
+            ("${FOO%%\\**}", &[("FOO", "xx**")], "xx", &["FOO"], &[]),
+            ("${FOO#*x*y}", &[("FOO", "xxyy")], "y", &["FOO"], &[]),
+            ("${FOO#*}", &[("FOO", "xxyy")], "xxyy", &["FOO"], &[]),
+            (
+                "${FOO#$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "x")],
+                "xyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            (
+                "${FOO#$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "xxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            ("${FOO#}", &[("FOO", "xxyy")], "xxyy", &["FOO"], &[]),
+            ("${FOO##*x}", &[("FOO", "xxyy")], "yy", &["FOO"], &[]),
+            ("${FOO##}", &[("FOO", "xxyy")], "xxyy", &["FOO"], &[]),
+            ("${FOO#?\\?}", &[("FOO", "???y")], "?y", &["FOO"], &[]),
+            (
+                "${ABC:-.}${FOO%x}${ABC:-.}",
+                &[("FOO", "xxyy")],
+                ".xxyy.",
+                &["FOO"],
+                &["ABC"],
+            ),
+            ("${FOO%%\\**\\*}", &[("FOO", "a***yy*")], "a", &["FOO"], &[]),
+            ("${FOO%}", &[("FOO", "xxyy")], "xxyy", &["FOO"], &[]),
+            (
+                "${FOO%%$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "xxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            (
+                "${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}",
+                &[("FOO", "/foo*/*/*.txt"), ("NEEDLE", "\\*/")],
+                "/foo.*/*.txt - /foo..*.txt",
+                &["FOO", "NEEDLE"],
+                &[],
+            ),
+            (
+                "${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}",
+                &[("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")],
+                "/tmp/bar.txt - /bar.txt",
+                &["FOO", "NEEDLE"],
+                &[],
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+                &[
+                    ("FOO", "/a/foo/b/c.txt"),
+                    ("NEEDLE", "/?/"),
+                    ("REPLACEMENT", "/"),
+                ],
+                "/foo/b/c.txt - /foo/c.txt",
+                &["FOO", "NEEDLE", "REPLACEMENT"],
+                &[],
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT}",
+                &[
+                    ("FOO", "http://google.de"),
+                    ("NEEDLE", "http://"),
+                    ("REPLACEMENT", "https://"),
+                ],
+                "https://google.de",
+                &["FOO", "NEEDLE", "REPLACEMENT"],
+                &[],
+            ),
+            (
+                "${FOO//\\//\\/}",
+                &[("FOO", "/tmp/foo.txt")],
+                "\\/tmp\\/foo.txt",
+                &["FOO"],
+                &[],
+            ),
+            (
+                "${FOO/$BAR/ww}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "wwxxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            ("${FOO///}", &[("FOO", "xxyy")], "xxyy", &["FOO"], &[]),
+            ("${FOO///}", &[], "", &[], &["FOO"]),
+        ];
+        let lex = Lex::new('\\');
+        for &(input, pairs, expected, matched, unmatched) in cases {
+            let got = lex
+                .process_word_with_matches(input, &env(pairs))
+                .unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(got.result, expected, "{input:?}");
+            assert_eq!(got.matched, set(matched), "{input:?} matched");
+            assert_eq!(got.unmatched, set(unmatched), "{input:?} unmatched");
+        }
+        let errors: &[(&str, &[(&str, &str)])] = &[
+            ("${BAZ?ccc}", fb),
+            ("${BAR:?bbb}", fb),
+            ("${BAZ:?ccc}", fb),
+            ("${BAZ:?}", fb),
+            ("${FOO=aaa}", fb),
+            ("${FOO=:aaa}", fb),
+            ("${FOO=}", &[]),
+            ("${FOO:#}", &[]),
+            ("${FOO:##}", &[]),
+            ("${FOO:%}", &[]),
+            ("${FOO:%%}", &[]),
+            ("${FOO//ww}", &[("FOO", "xxyy")]),
+            ("${FOO//}", &[("FOO", "xxyy")]),
+        ];
+        for &(input, pairs) in errors {
+            assert!(word(&lex, input, pairs).is_err(), "{input:?} should fail");
+        }
+    }
+
+    #[test]
+    fn mandatory_variables() {
+        let lex = Lex::new('\\');
+        let plain = &[("VAR", "plain"), ("ARG", "x")];
+        let empty = &[("VAR", ""), ("ARG", "x")];
+        let unset = &[("ARG", "x")];
+        let no_empty = "${VAR:?message here$ARG}";
+        let no_unset = "${VAR?message here$ARG}";
+        assert_eq!(word(&lex, no_empty, plain).unwrap(), "plain");
+        assert_eq!(
+            kind(&lex, no_empty, empty),
+            ShellErrorKind::VarEmpty {
+                name: "VAR".into(),
+                message: Some("message herex".into())
+            }
+        );
+        assert_eq!(
+            kind(&lex, no_empty, unset).to_string(),
+            "VAR: message herex"
+        );
+        assert_eq!(word(&lex, no_unset, plain).unwrap(), "plain");
+        assert_eq!(word(&lex, no_unset, empty).unwrap(), "");
+        assert_eq!(
+            kind(&lex, no_unset, unset).to_string(),
+            "VAR: message herex"
+        );
+        assert_eq!(
+            kind(&lex, "${VAR?}", unset).to_string(),
+            "VAR: is not allowed to be unset"
+        );
+        assert_eq!(
+            kind(&lex, "${VAR:?}", empty).to_string(),
+            "VAR: is not allowed to be empty"
+        );
+    }
+
+    #[test]
+    fn release_file_name() {
+        let lex = Lex::new('\\');
+        let release = "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz";
+        let base = [("VERSION", "v1.2.3"), ("TARGETOS", "linux")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            word(&lex, release, &pairs).unwrap()
+        };
+        assert_eq!(
+            with(&[("TARGETARCH", "arm"), ("TARGETVARIANT", "v7")]),
+            "something-v1.2.3.linux-arm-v7.tar.gz"
+        );
+        assert_eq!(
+            with(&[("TARGETARCH", "arm64"), ("TARGETVARIANT", "")]),
+            "something-v1.2.3.linux-arm64.tar.gz"
+        );
+        assert_eq!(
+            with(&[("TARGETARCH", "arm64")]),
+            "something-v1.2.3.linux-arm64.tar.gz"
+        );
+    }
+
+    #[test]
+    fn error_messages_are_buildkits() {
+        let lex = Lex::new('\\');
+        let msg = |input: &str| {
+            word(&lex, input, &[("PWD", "/home"), ("P", "ab\\")])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg("he${}"),
+            r#"failed to process "he${}": syntax error: bad substitution"#
+        );
+        assert_eq!(
+            msg("${:-x}"),
+            r#"failed to process "${:-x}": syntax error: bad substitution"#
+        );
+        assert_eq!(
+            msg("a${"),
+            r#"failed to process "a${": syntax error: missing '}'"#
+        );
+        assert_eq!(
+            msg("${X:-abc"),
+            r#"failed to process "${X:-abc": syntax error: missing '}'"#
+        );
+        // An open quote inside ${...} is reported as the missing brace.
+        assert_eq!(
+            msg("${X:-'abc}"),
+            r#"failed to process "${X:-'abc}": syntax error: missing '}'"#
+        );
+        assert_eq!(
+            msg("${X/abc"),
+            r#"failed to process "${X/abc": syntax error: missing '/' in ${}"#
+        );
+        assert_eq!(
+            msg("${X/a/b"),
+            r#"failed to process "${X/a/b": syntax error: missing '}'"#
+        );
+        assert_eq!(
+            msg("${PWD:=0}"),
+            r#"failed to process "${PWD:=0}": unsupported modifier (:=) in substitution"#
+        );
+        assert_eq!(
+            msg("${PWD=0}"),
+            r#"failed to process "${PWD=0}": unsupported modifier (=) in substitution"#
+        );
+        assert_eq!(
+            msg("${PWD:#a}"),
+            r#"failed to process "${PWD:#a}": unsupported modifier (:#) in substitution"#
+        );
+        // Go prints the missing operator of an unclosed ${NAME as U+FFFD.
+        assert_eq!(
+            msg("${PWD"),
+            "failed to process \"${PWD\": unsupported modifier (\u{FFFD}) in substitution"
+        );
+        assert_eq!(
+            msg("'abc"),
+            r#"failed to process "'abc": unexpected end of statement while looking for matching single-quote"#
+        );
+        assert_eq!(
+            msg("\"abc"),
+            r#"failed to process "\"abc": unexpected end of statement while looking for matching double-quote"#
+        );
+        assert_eq!(
+            msg("${PWD#\\x}"),
+            r#"failed to process "${PWD#\\x}": invalid pattern (\x) in substitution: invalid escape '\x'"#
+        );
+        // % reverses the pattern before checking it; the message shows that.
+        // A pattern can only end in a lone `\` through a variable.
+        assert_eq!(
+            msg("${PWD%$P}"),
+            r#"failed to process "${PWD%$P}": invalid pattern (\ba) in substitution: invalid escape '\b'"#
+        );
+        assert_eq!(
+            msg("${PWD%ab\\}"),
+            r#"failed to process "${PWD%ab\\}": syntax error: missing '}'"#
+        );
+        assert_eq!(
+            msg("${PWD/\\x/}"),
+            r#"failed to process "${PWD/\\x/}": invalid pattern (\x) in substitution: invalid escape '\x'"#
+        );
+        // The word is quoted the way Go's %q does it.
+        assert_eq!(
+            msg("\t\u{a0}é\u{1}\u{1F600}\u{E000}${"),
+            "failed to process \"\\t\\u00a0é\\x01\u{1F600}\\ue000${\": syntax error: missing '}'"
+        );
+        assert_eq!(
+            go_quote("\u{10FFFD}\u{7f}\u{85}"),
+            "\"\\U0010fffd\\x7f\\u0085\""
+        );
+    }
+
+    #[test]
+    fn unsupported_modifiers_read_their_word_first() {
+        let lex = Lex::new('\\');
+        // The word after `:=` is read before the operator is rejected, so
+        // skip-unset mode lets it through untouched when X is unset.
+        let got = lex
+            .process_word_with_matches("${X:=$Y}", &env(&[("Y", "y")]))
+            .unwrap_err();
+        assert_eq!(got.kind, ShellErrorKind::UnsupportedModifier(":=".into()));
+        let mut skip = Lex::new('\\');
+        skip.skip_unset_env = true;
+        assert_eq!(word(&skip, "${X:=$Y}", &[("Y", "y")]).unwrap(), "${X:=y}");
+        assert!(word(&skip, "${X:=$Y}", &[("X", ""), ("Y", "y")]).is_err());
+    }
+
+    #[test]
+    fn skip_unset_env_keeps_references() {
+        let mut lex = Lex::new('\\');
+        lex.skip_unset_env = true;
+        let e: &[(&str, &str)] = &[("SET", "v")];
+        for (input, expected) in [
+            ("$X", "$X"),
+            ("${X}", "${X}"),
+            ("$SET-${SET}", "v-v"),
+            ("${X:-a b}", "${X:-a b}"),
+            ("${X:-'q'}", "${X:-q}"),
+            ("${X:-$SET}", "${X:-v}"),
+            ("${X?must}", "${X?must}"),
+            ("${X#a*}", "${X#a*}"),
+            ("${X%%\\*}", "${X%%\\*}"),
+            // BuildKit writes `//` back as `/`.
+            ("${X//a/b}", "${X/a/b}"),
+            ("${X/a/b}", "${X/a/b}"),
+            ("$1 $@ $0", "$1 $@ $0"),
+            ("${SET:+x}", "x"),
+            ("$", "$"),
+        ] {
+            assert_eq!(word(&lex, input, e).unwrap(), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn raw_quotes_and_escapes() {
+        let mut lex = Lex::new('\\');
+        lex.raw_quotes = true;
+        assert_eq!(
+            word(&lex, r#"'a $X'"b $X"c"#, &[("X", "x")]).unwrap(),
+            r#"'a $X'"b x"c"#
+        );
+        assert_eq!(
+            words(&lex, r#"'a b' "c d" e"#, &[]),
+            [r#"'a b'"#, r#""c d""#, "e"]
+        );
+
+        let mut lex = Lex::new('\\');
+        lex.raw_escapes = true;
+        assert_eq!(
+            word(&lex, r"a\ b\$X\\", &[("X", "x")]).unwrap(),
+            r"a\ b\$X\\"
+        );
+        assert_eq!(words(&lex, r"a\ b c", &[]), [r"a\ b", "c"]);
+        assert_eq!(word(&lex, r#""\"\$\\""#, &[]).unwrap(), r#"\"\$\\"#);
+        // BuildKit's quirk: an escape before an ordinary character inside
+        // double quotes comes out twice.
+        assert_eq!(word(&lex, r#""\t""#, &[]).unwrap(), r"\\t");
+        // A trailing escape token is kept in raw mode, dropped otherwise.
+        assert_eq!(word(&lex, r"ab\", &[]).unwrap(), r"ab\");
+        assert_eq!(word(&Lex::new('\\'), r"ab\", &[]).unwrap(), "ab");
+
+        // The parser's heredoc-detection settings.
+        let mut lex = Lex::new('\\');
+        lex.raw_quotes = true;
+        lex.raw_escapes = true;
+        lex.skip_unset_env = true;
+        assert_eq!(
+            words(&lex, r#"cat <<"EOF" <<-'E2' <<\E3 $X"#, &[]),
+            ["cat", r#"<<"EOF""#, "<<-'E2'", r"<<\E3", "$X"]
+        );
+    }
+
+    #[test]
+    fn patterns_keep_escapes_even_when_not_raw() {
+        let lex = Lex::new('\\');
+        // Inside #/%// the escape token is kept so the pattern sees `\*`;
+        // elsewhere in ${…} it is removed.
+        assert_eq!(word(&lex, r"${X#\*}", &[("X", "*a")]).unwrap(), "a");
+        assert_eq!(word(&lex, r"${X:-\*}", &[]).unwrap(), "*");
+        assert_eq!(word(&lex, r"${X/\*/-}", &[("X", "a*b")]).unwrap(), "a-b");
+    }
+
+    #[test]
+    fn skip_process_quotes() {
+        let mut lex = Lex::new('\\');
+        lex.skip_process_quotes = true;
+        assert_eq!(
+            word(&lex, r#"'$X' "$X""#, &[("X", "x")]).unwrap(),
+            r#"'x' "x""#
+        );
+        assert_eq!(word(&lex, r"\'", &[]).unwrap(), "'");
+        assert_eq!(word(&lex, "'", &[]).unwrap(), "'");
+    }
+
+    #[test]
+    fn backtick_escape() {
+        let lex = Lex::new('`');
+        let e: &[(&str, &str)] = &[("PWD", "/home")];
+        for (input, expected) in [
+            (r"C:\dir\$PWD", r"C:\dir\/home"),
+            ("a`$PWD", "a$PWD"),
+            ("a``b", "a`b"),
+            ("a` b", "a b"),
+            ("\"a`\"b\"", "a\"b"),
+            ("\"`$PWD``\"", "$PWD`"),
+            // Only ", $ and the escape token are escaped inside quotes.
+            ("\"`a\\\"", "`a\\"),
+            ("${X:-`}}", "}"),
+            ("ab`", "ab"),
+        ] {
+            assert_eq!(word(&lex, input, e).unwrap(), expected, "{input:?}");
+        }
+        assert_eq!(words(&lex, "a` b c", &[]), ["a b", "c"]);
+    }
+
+    #[test]
+    fn word_splitting() {
+        let lex = Lex::new('\\');
+        let e: &[(&str, &str)] = &[("X", " a  b "), ("E", "")];
+        assert_eq!(words(&lex, "p${X}q", e), ["p", "a", "b", "q"]);
+        assert_eq!(words(&lex, "p\"${X}\"q", e), ["p a  b q"]);
+        assert_eq!(
+            words(&lex, "  one\ttwo\nthree  ", e),
+            ["one", "two", "three"]
+        );
+        assert_eq!(words(&lex, "", e), Vec::<String>::new());
+        // Empty expansions and empty quotes make no word.
+        assert_eq!(words(&lex, "$E ''", e), Vec::<String>::new());
+        assert_eq!(words(&lex, "a '' b", e), ["a", "b"]);
+        // `<<` keeps the blanks after it and glues to the next word.
+        assert_eq!(
+            words(&lex, "cat << \tEOF x<y", e),
+            ["cat", "<< \tEOF", "x<y"]
+        );
+        // A modifier's word splits after expansion, quotes and all.
+        assert_eq!(words(&lex, "${N:-'a b' c}", e), ["a", "b", "c"]);
+    }
+
+    /// BuildKit shares one partial-word buffer across nesting levels, so
+    /// `process_words` forgets what came before a `${VAR<op>…}` in the same
+    /// word. bk does the same, to split words exactly as BuildKit does.
+    #[test]
+    fn words_lose_prefix_before_modifier_like_buildkit() {
+        let lex = Lex::new('\\');
+        let e: &[(&str, &str)] = &[("X", "x")];
+        assert_eq!(words(&lex, "80${P:-/tcp}", e), ["/tcp"]);
+        assert_eq!(words(&lex, "a b${X/x/y}c", e), ["a", "yc"]);
+        assert_eq!(words(&lex, "a\"${P:-q}\"", e), ["q"]);
+        // Plain ${X} and $X do not nest, and process_word is unaffected.
+        assert_eq!(words(&lex, "80${X}", e), ["80x"]);
+        assert_eq!(word(&lex, "80${P:-/tcp}", e).unwrap(), "80/tcp");
+    }
+
+    #[test]
+    fn names_and_parameters() {
+        let lex = Lex::new('\\');
+        let e: &[(&str, &str)] = &[("é1", "E"), ("a", "A"), ("١٢", "N"), ("_", "U")];
+        for (input, expected) in [
+            ("$é1!", "E!"),
+            // A combining mark is not a letter to Go: the name stops there.
+            ("$a\u{301}", "A\u{301}"),
+            // Superscripts and roman numerals are not digits.
+            ("$²", "$²"),
+            ("$Ⅻ", "$Ⅻ"),
+            // Non-ASCII decimal digits make a positional parameter.
+            ("$١٢x", "Nx"),
+            ("$_", "U"),
+            ("$0a", "a"),
+            ("$$$", "$"),
+            ("${#}", ""),
+            ("${--d}", "d"),
+            ("${+x}", ""),
+        ] {
+            assert_eq!(word(&lex, input, e).unwrap(), expected, "{input:?}");
+        }
+        assert_eq!(
+            kind(&lex, "${#X}", e),
+            ShellErrorKind::UnsupportedModifier("X".into())
+        );
+        assert_eq!(
+            kind(&lex, "${.}", e),
+            ShellErrorKind::UnsupportedModifier(".".into())
+        );
+    }
+
+    #[test]
+    fn substitution_details() {
+        let lex = Lex::new('\\');
+        let e: &[(&str, &str)] = &[("F", "foo"), ("P", "#o"), ("R", "<$0>")];
+        for (input, expected) in [
+            // An unset variable is matched as empty.
+            ("${U/*/x}", "x"),
+            ("${U//a/x}", ""),
+            // `//` goes through Go's template expansion; `/` does not.
+            ("${F//o/$R}", "f<o><o>"),
+            ("${F/o/$R}", "f<$0>o"),
+            (r"${F//o/[\$0]}", r"f[\o][\o]"),
+            // A pattern that expands to a leading `#` doubles the operator.
+            ("${F#$P}", "foo"),
+            ("${F#o*}", "foo"),
+            ("${F%o*}", "fo"),
+            ("${F%%o*}", "f"),
+            ("${F#\u{FEFF}f}", "oo"),
+        ] {
+            assert_eq!(word(&lex, input, e).unwrap(), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn leading_bom_is_dropped_like_go_scanner() {
+        let lex = Lex::new('\\');
+        assert_eq!(word(&lex, "\u{FEFF}$a", &[("a", "A")]).unwrap(), "A");
+        assert_eq!(word(&lex, "x\u{FEFF}", &[]).unwrap(), "x\u{FEFF}");
+    }
+
+    #[test]
+    fn env_list() {
+        let mut e = EnvList::from_assignments(["A=1", "B", "C=x=y", "A=2"]);
+        assert_eq!(e.get("A"), Some("2"));
+        assert_eq!(e.get("B"), Some(""));
+        assert_eq!(e.get("C"), Some("x=y"));
+        assert_eq!(e.get("a"), None, "keys are case-sensitive");
+        assert_eq!(e.keys(), ["B", "C", "A"]);
+        e.set("B", "3");
+        assert_eq!(e.keys(), ["C", "A", "B"]);
+        assert!(e.remove("C"));
+        assert!(!e.remove("C"));
+        assert_eq!(e.iter().collect::<Vec<_>>(), [("A", "2"), ("B", "3")]);
+        assert_eq!(e.len(), 2);
+    }
+
+    /// Every short string over the characters the lexer treats specially
+    /// must expand or fail, never panic, in every mode.
+    #[test]
+    fn no_panics_on_short_inputs() {
+        let alphabet = [
+            '$', '{', '}', ':', '-', '+', '?', '#', '%', '/', '\\', '`', '\'', '"', '<', '*', 'A',
+            'é', ' ', '\n',
+        ];
+        let e = env(&[("A", "a*\n/"), ("é", "")]);
+        let mut lexes = Vec::new();
+        for escape in ['\\', '`'] {
+            for bits in 0..16u8 {
+                let mut lex = Lex::new(escape);
+                lex.raw_quotes = bits & 1 != 0;
+                lex.raw_escapes = bits & 2 != 0;
+                lex.skip_process_quotes = bits & 4 != 0;
+                lex.skip_unset_env = bits & 8 != 0;
+                lexes.push(lex);
+            }
+        }
+        let mut inputs = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..3 {
+            frontier = frontier
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            inputs.extend(frontier.iter().cloned());
+        }
+        // Longer shapes around the modifiers.
+        for a in alphabet {
+            for b in alphabet {
+                inputs.push(format!("${{A{a}{b}}}"));
+                inputs.push(format!("${{A/{a}/{b}}}"));
+                inputs.push(format!("${{A:{a}{b}"));
+            }
+        }
+        for lex in &lexes {
+            for input in &inputs {
+                let _ = lex.process_word_with_matches(input, &e);
+                let _ = lex.process_words(input, &e);
+            }
+        }
+    }
 }
