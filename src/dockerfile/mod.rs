@@ -20,6 +20,7 @@ pub mod location;
 pub mod node;
 pub mod parser;
 pub mod shell;
+mod shell_pattern;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
