@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod platform;
+pub mod reference;
 
 pub use config::Image;
 pub use platform::Platform;
+pub use reference::Reference;
