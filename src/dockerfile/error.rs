@@ -4,6 +4,7 @@
 use super::location::Range;
 use super::parser::ParseError;
 use super::shell::ShellError;
+use super::stage_error::StageError;
 
 /// What went wrong, by the stage of the frontend that found it.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,8 @@ pub enum ErrorKind {
     Parse(#[from] ParseError),
     #[error(transparent)]
     Expand(#[from] ShellError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
 }
 
 /// A frontend error with the source ranges it concerns (innermost first).

@@ -15,13 +15,17 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+pub mod args;
+pub mod config_values;
 pub mod error;
 pub mod location;
 pub mod node;
 pub mod parser;
 pub mod shell;
 mod shell_pattern;
+pub mod stage_error;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
+pub use stage_error::StageError;
