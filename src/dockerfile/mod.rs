@@ -19,6 +19,7 @@ pub mod error;
 pub mod location;
 pub mod node;
 pub mod parser;
+pub mod pattern;
 pub mod shell;
 
 pub use error::{Error, ErrorKind, Result};
