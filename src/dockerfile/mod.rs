@@ -15,6 +15,7 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+pub mod dockerignore;
 pub mod error;
 pub mod location;
 pub mod node;
