@@ -15,10 +15,12 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+pub mod dockerignore;
 pub mod error;
 pub mod location;
 pub mod node;
 pub mod parser;
+pub mod pattern;
 pub mod shell;
 mod shell_pattern;
 
