@@ -16,6 +16,7 @@
 //! a separate shell-word expander.
 
 pub mod error;
+mod json_array;
 pub mod location;
 pub mod node;
 pub mod parser;
