@@ -15,8 +15,11 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+mod directives;
 pub mod error;
+pub mod heredoc;
 mod json_array;
+mod line_parsers;
 pub mod location;
 pub mod node;
 pub mod parser;
@@ -25,3 +28,4 @@ pub mod shell;
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
+pub use parser::{parse, ParseError};
