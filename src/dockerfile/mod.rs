@@ -15,8 +15,12 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+mod directives;
 pub mod dockerignore;
 pub mod error;
+pub mod heredoc;
+mod json_array;
+mod line_parsers;
 pub mod location;
 pub mod node;
 pub mod parser;
@@ -27,3 +31,4 @@ mod shell_pattern;
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
+pub use parser::{parse, ParseError};
