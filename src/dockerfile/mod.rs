@@ -17,10 +17,16 @@
 
 pub mod args;
 pub mod config_values;
+mod directives;
+pub mod dockerignore;
 pub mod error;
+pub mod heredoc;
+mod json_array;
+mod line_parsers;
 pub mod location;
 pub mod node;
 pub mod parser;
+pub mod pattern;
 pub mod shell;
 mod shell_pattern;
 pub mod stage_error;
@@ -28,4 +34,5 @@ pub mod stage_error;
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
+pub use parser::{parse, ParseError};
 pub use stage_error::StageError;

@@ -1,3 +1,7 @@
 //! One integration binary; a module per feature.
 
+mod cli;
+mod conformance;
+mod parse;
 mod shell_conformance;
+mod util;

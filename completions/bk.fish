@@ -1,0 +1,90 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_bk_global_optspecs
+    string join \n root= debug h/help V/version
+end
+
+function __fish_bk_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_bk_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_bk_using_subcommand
+    set -l cmd (__fish_bk_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c bk -n "__fish_bk_needs_command" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_needs_command" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_needs_command" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_needs_command" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_needs_command" -f -a "build" -d 'Build from a Dockerfile and a context'
+complete -c bk -n "__fish_bk_needs_command" -f -a "completion" -d 'Print a shell completion script'
+complete -c bk -n "__fish_bk_needs_command" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
+complete -c bk -n "__fish_bk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bk -n "__fish_bk_using_subcommand build" -s f -l file -d 'Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -s t -l tag -d 'Image name and optionally a tag (name:tag)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l target -d 'Stage to build' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l build-arg -d 'Build-time variable (KEY=VALUE, or KEY to take it from the environment)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l platform -d 'Target platforms (os/arch[/variant], comma separated)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -s o -l output -d 'Output destination (type=local|tar|oci|docker|image|registry,key=value…, or PATH, or -)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=… | type=local,src=… | REF)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l cache-to -d 'Cache export destinations (type=registry,ref=… | type=local,dest=… | type=inline)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to expose to RUN --mount=type=secret (id=ID[,src=PATH|,env=VAR])' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose (default|ID[=PATH,…])' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context (NAME=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l network -d 'Networking mode for RUN instructions' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l no-cache-filter -d 'Do not cache the given stages' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l progress -d 'Progress output' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l metadata-file -d 'Write build result metadata to a file' -r -F
+complete -c bk -n "__fish_bk_using_subcommand build" -l iidfile -d 'Write the image ID to a file' -r -F
+complete -c bk -n "__fish_bk_using_subcommand build" -l label -d 'Set metadata for an image (KEY=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand build" -l push -d 'Shorthand for --output=type=registry'
+complete -c bk -n "__fish_bk_using_subcommand build" -l load -d 'Shorthand for --output=type=docker (load into a local image store)'
+complete -c bk -n "__fish_bk_using_subcommand build" -l no-cache -d 'Do not use cache when building'
+complete -c bk -n "__fish_bk_using_subcommand build" -l pull -d 'Always attempt to pull newer versions of base images'
+complete -c bk -n "__fish_bk_using_subcommand build" -s q -l quiet -d 'Suppress the build output and print the image ID on success'
+complete -c bk -n "__fish_bk_using_subcommand build" -l check -d 'Check the Dockerfile without building'
+complete -c bk -n "__fish_bk_using_subcommand build" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand build" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand build" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand completion" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand completion" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand completion" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand completion" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "build" -d 'Build from a Dockerfile and a context'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "completion" -d 'Print a shell completion script'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
+complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
