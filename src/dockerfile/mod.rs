@@ -16,10 +16,12 @@
 //! a separate shell-word expander.
 
 pub mod error;
+pub mod flags;
 pub mod location;
 pub mod node;
 pub mod parser;
 pub mod shell;
+pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
