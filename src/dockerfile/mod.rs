@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod flags;
+pub mod instructions;
 pub mod location;
 pub mod node;
 pub mod parser;
