@@ -13,4 +13,5 @@
 
 pub mod cli;
 pub mod dockerfile;
+pub mod image;
 pub mod util;

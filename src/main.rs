@@ -14,7 +14,15 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "ERROR: {err:#}");
+            let mut stderr = std::io::stderr().lock();
+            // Dockerfile errors show the offending lines first, like BuildKit.
+            if let Some(snippet) = err
+                .downcast_ref::<bk::cli::SourceError>()
+                .and_then(|e| e.snippet.as_deref())
+            {
+                let _ = writeln!(stderr, "{snippet}");
+            }
+            let _ = writeln!(stderr, "ERROR: {err:#}");
             ExitCode::from(1)
         }
     }

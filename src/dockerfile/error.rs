@@ -53,33 +53,39 @@ impl Error {
         self.location.first().map(|r| r.start.line)
     }
 
-    /// The error as a user sees it: the offending lines of `source` with a
-    /// `>>>` marker and two lines of context, then `file:line: message`.
-    pub fn render(&self, file_name: &str, source: &str) -> String {
-        let Some(range) = self.location.first() else {
-            return format!("{file_name}: {self}");
-        };
+    /// The offending lines of `source` with a `>>>` marker and two lines of
+    /// context on each side, headed by `file:line`, as BuildKit prints them.
+    /// `None` when the error has no place inside the file.
+    pub fn snippet(&self, file_name: &str, source: &str) -> Option<String> {
+        let range = self.location.first()?;
         let lines: Vec<&str> = source.lines().collect();
         let (start, end) = (range.start.line, range.end.line.max(range.start.line));
-        let mut out = String::new();
-        if start >= 1 && start <= lines.len() {
-            out.push_str(&format!("{file_name}:{start}\n--------------------\n"));
-            let first = start.saturating_sub(2).max(1);
-            let last = (end + 2).min(lines.len());
-            for n in first..=last {
-                let marker = if (start..=end).contains(&n) {
-                    ">>>"
-                } else {
-                    "   "
-                };
-                let text = lines[n - 1].trim_end_matches('\r');
-                out.push_str(format!(" {n:>3} | {marker} {text}").trim_end());
-                out.push('\n');
-            }
-            out.push_str("--------------------\n");
+        if start == 0 || start > lines.len() {
+            return None;
         }
-        out.push_str(&format!("{file_name}:{start}: {self}"));
-        out
+        let mut out = format!("{file_name}:{start}\n--------------------\n");
+        let first = start.saturating_sub(2).max(1);
+        let last = (end + 2).min(lines.len());
+        for n in first..=last {
+            let marker = if (start..=end).contains(&n) {
+                ">>>"
+            } else {
+                "   "
+            };
+            let text = lines[n - 1].trim_end_matches('\r');
+            out.push_str(format!(" {n:>3} | {marker} {text}").trim_end());
+            out.push('\n');
+        }
+        out.push_str("--------------------");
+        Some(out)
+    }
+
+    /// `file:line: message` (or `file: message` without a place).
+    pub fn message(&self, file_name: &str) -> String {
+        match self.line() {
+            Some(line) => format!("{file_name}:{line}: {self}"),
+            None => format!("{file_name}: {self}"),
+        }
     }
 }
 

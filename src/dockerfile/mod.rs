@@ -22,6 +22,7 @@ pub mod location;
 pub mod node;
 pub mod parser;
 pub mod shell;
+mod shell_pattern;
 pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};

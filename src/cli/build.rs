@@ -1,0 +1,405 @@
+//! `bk build`: flags → [`BuildOpts`] → read and check the Dockerfile →
+//! build. Building itself (solver, runner, exporters) is not implemented
+//! yet; until it is, `--check` is the useful mode and everything else fails
+//! with "not supported yet" rather than pretending.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::build_opts::{self, CacheSpec, Network, Output, OutputKind, Progress, Secret, SshSpec};
+use super::SourceError;
+use crate::dockerfile;
+use crate::image::Platform;
+
+/// The flags of `bk build`, as clap reads them.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context: a directory (`-` for a tarball on standard input)
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+
+    /// Image name and optionally a tag (name:tag)
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+
+    /// Stage to build
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Build-time variable (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Target platforms (os/arch[/variant], comma separated)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PLATFORMS",
+        env = "BUILDX_DEFAULT_PLATFORM"
+    )]
+    pub platform: Vec<Platform>,
+
+    /// Output destination (type=local|tar|oci|docker|image|registry,key=value…, or PATH, or -)
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<Output>,
+
+    /// Shorthand for --output=type=registry
+    #[arg(long)]
+    pub push: bool,
+
+    /// Shorthand for --output=type=docker (load into a local image store)
+    #[arg(long)]
+    pub load: bool,
+
+    /// External cache sources (type=registry,ref=… | type=local,src=… | REF)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<CacheSpec>,
+
+    /// Cache export destinations (type=registry,ref=… | type=local,dest=… | type=inline)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<CacheSpec>,
+
+    /// Secret to expose to RUN --mount=type=secret (id=ID[,src=PATH|,env=VAR])
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<Secret>,
+
+    /// SSH agent socket or keys to expose (default|ID[=PATH,…])
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<SshSpec>,
+
+    /// Additional build context (NAME=VALUE)
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
+    /// Networking mode for RUN instructions
+    #[arg(long, default_value = "default", value_name = "MODE")]
+    pub network: Network,
+
+    /// Do not use cache when building
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+
+    /// Do not cache the given stages
+    #[arg(long = "no-cache-filter", value_delimiter = ',', value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+
+    /// Always attempt to pull newer versions of base images
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Progress output
+    #[arg(
+        long,
+        default_value = "auto",
+        env = "BUILDKIT_PROGRESS",
+        value_name = "MODE"
+    )]
+    pub progress: Progress,
+
+    /// Write build result metadata to a file
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Write the image ID to a file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Add an annotation to the image (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Suppress the build output and print the image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Check the Dockerfile without building
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `bk build`'s request, every value validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOpts {
+    pub context: String,
+    pub file: Option<String>,
+    pub tags: Vec<String>,
+    pub target: Option<String>,
+    pub build_args: Vec<(String, String)>,
+    pub platforms: Vec<Platform>,
+    pub outputs: Vec<Output>,
+    pub cache_from: Vec<CacheSpec>,
+    pub cache_to: Vec<CacheSpec>,
+    pub secrets: Vec<Secret>,
+    pub ssh: Vec<SshSpec>,
+    pub build_contexts: Vec<(String, String)>,
+    pub network: Network,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    pub pull: bool,
+    pub progress: Progress,
+    pub metadata_file: Option<PathBuf>,
+    pub iidfile: Option<PathBuf>,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    pub quiet: bool,
+    pub check: bool,
+}
+
+impl BuildOpts {
+    /// Validates what clap could not: key/value flags, tags, and the
+    /// shorthands (`--push`, `--load`) folded into outputs as buildx does.
+    pub fn from_args(
+        args: BuildArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<BuildOpts> {
+        let build_args = args
+            .build_args
+            .iter()
+            .map(|a| build_opts::build_arg(a, &env))
+            .filter_map(Result::transpose)
+            .collect::<Result<_, _>>()?;
+        let kv = |what, list: &[String]| -> anyhow::Result<Vec<(String, String)>> {
+            Ok(list
+                .iter()
+                .map(|v| build_opts::key_value(what, v))
+                .collect::<Result<_, _>>()?)
+        };
+        let tags = args
+            .tags
+            .iter()
+            .map(|t| build_opts::tag(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut outputs = args.outputs;
+        if args.push {
+            match outputs.iter_mut().find(|o| o.kind == OutputKind::Image) {
+                Some(image) => {
+                    image.attrs.insert("push".into(), "true".into());
+                }
+                None => outputs.push("type=registry".parse()?),
+            }
+        }
+        if args.load {
+            outputs.push("type=docker".parse()?);
+        }
+        if outputs.len() > 1 {
+            bail!("multiple outputs are not supported yet: give one --output (or --push / --load)");
+        }
+        if args.quiet && args.progress != Progress::Auto && args.progress != Progress::Quiet {
+            bail!("--quiet cannot be combined with --progress other than auto or quiet");
+        }
+        Ok(BuildOpts {
+            context: args.context,
+            file: args.file,
+            tags,
+            target: args.target,
+            build_args,
+            platforms: args.platform,
+            outputs,
+            cache_from: args.cache_from,
+            cache_to: args.cache_to,
+            secrets: args.secrets,
+            ssh: args.ssh,
+            build_contexts: kv("build context", &args.build_contexts)?,
+            network: args.network,
+            no_cache: args.no_cache,
+            no_cache_filter: args.no_cache_filter,
+            pull: args.pull,
+            progress: if args.quiet {
+                Progress::Quiet
+            } else {
+                args.progress
+            },
+            metadata_file: args.metadata_file,
+            iidfile: args.iidfile,
+            labels: kv("label", &args.labels)?,
+            annotations: kv("annotation", &args.annotations)?,
+            quiet: args.quiet,
+            check: args.check,
+        })
+    }
+}
+
+/// A Dockerfile's text and the name errors should call it by.
+pub struct DockerfileText {
+    pub name: String,
+    pub text: String,
+}
+
+impl DockerfileText {
+    /// Reads `path`, or standard input for `-`.
+    pub fn read(path: &str) -> anyhow::Result<DockerfileText> {
+        if path == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the Dockerfile from standard input")?;
+            return Ok(DockerfileText {
+                name: "Dockerfile".into(),
+                text,
+            });
+        }
+        let bytes =
+            crate::util::fs::read(Path::new(path)).context("failed to read the Dockerfile")?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{path}: the Dockerfile is not valid UTF-8"))?;
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.to_string());
+        Ok(DockerfileText { name, text })
+    }
+
+    /// Parses the text, turning an error into one that shows its lines.
+    pub fn parse(&self) -> anyhow::Result<dockerfile::Ast> {
+        dockerfile::parser::parse(&self.text)
+            .map_err(|e| anyhow::Error::new(SourceError::new(&e, &self.name, &self.text)))
+    }
+}
+
+/// Where the Dockerfile is, given the flags: `-f` relative to the working
+/// directory as buildx resolves it, else `Dockerfile` inside the context.
+fn dockerfile_path(opts: &BuildOpts) -> anyhow::Result<String> {
+    match (&opts.file, opts.context.as_str()) {
+        (Some(file), _) => Ok(file.clone()),
+        (None, "-") => bail!("not supported yet: a build context tarball on standard input"),
+        (None, ctx) if ctx.contains("://") || ctx.starts_with("git@") => {
+            bail!("not supported yet: remote build contexts ({ctx})")
+        }
+        (None, ctx) => Ok(Path::new(ctx)
+            .join("Dockerfile")
+            .to_string_lossy()
+            .into_owned()),
+    }
+}
+
+pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
+    let dockerfile = DockerfileText::read(&dockerfile_path(&opts)?)?;
+    let ast = dockerfile.parse()?;
+    for warning in &ast.warnings {
+        eprintln!(
+            "WARNING: {} - {}:{}: {}",
+            warning.rule, dockerfile.name, warning.location.start.line, warning.message
+        );
+    }
+    if opts.check {
+        if ast.warnings.is_empty() {
+            eprintln!("Check complete, no warnings found.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    bail!(
+        "not supported yet: executing builds ({} parsed; `bk build --check` checks it without building)",
+        dockerfile.name
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn opts(argv: &[&str]) -> anyhow::Result<BuildOpts> {
+        let mut full = vec!["bk", "build"];
+        full.extend_from_slice(argv);
+        let cli = crate::cli::Cli::try_parse_from(full)?;
+        match cli.command {
+            crate::cli::Command::Build(args) => {
+                BuildOpts::from_args(*args, |k| (k == "FROM_ENV").then(|| "yes".into()))
+            }
+            _ => unreachable!("parsed as build"),
+        }
+    }
+
+    #[test]
+    fn output_flag() {
+        let o = opts(&["--output", "type=local,dest=out", "."]).unwrap();
+        assert_eq!(o.outputs[0].kind, OutputKind::Local);
+        assert!(opts(&["--output", "type=nope", "."]).is_err());
+    }
+
+    #[test]
+    fn push_flag_folds_into_image_output() {
+        let o = opts(&["-t", "a", "--push", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].attrs["push"], "true");
+        let o = opts(&["-o", "type=image,name=a", "--push", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].attrs["push"], "true");
+    }
+
+    #[test]
+    fn platform_flag() {
+        let o = opts(&["--platform", "linux/amd64,linux/arm64", "."]).unwrap();
+        assert_eq!(o.platforms.len(), 2);
+        assert!(opts(&["--platform", "linux/z80", "."]).is_err());
+    }
+
+    #[test]
+    fn build_arg_and_tag_flags() {
+        let o = opts(&[
+            "--build-arg",
+            "A=1",
+            "--build-arg",
+            "FROM_ENV",
+            "--build-arg",
+            "GONE",
+            ".",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.build_args,
+            vec![("A".into(), "1".into()), ("FROM_ENV".into(), "yes".into())]
+        );
+        assert!(opts(&["-t", "Bad", "."]).is_err());
+    }
+
+    #[test]
+    fn other_flags() {
+        let o = opts(&[
+            "--secret",
+            "id=s,src=/f",
+            "--ssh",
+            "default",
+            "--network",
+            "none",
+            "--progress",
+            "plain",
+            "--cache-from",
+            "type=local,src=/c",
+            "--cache-to",
+            "type=inline",
+            "--label",
+            "a=b",
+            "--build-context",
+            "x=docker-image://alpine",
+            "--no-cache-filter",
+            "a,b",
+            ".",
+        ])
+        .unwrap();
+        assert_eq!(o.network, Network::None);
+        assert_eq!(o.progress, Progress::Plain);
+        assert_eq!(o.no_cache_filter, vec!["a", "b"]);
+        assert_eq!(
+            o.build_contexts,
+            vec![("x".into(), "docker-image://alpine".into())]
+        );
+        assert!(opts(&["--network", "bridge", "."]).is_err());
+        assert!(opts(&["--label", "novalue", "."]).is_err());
+        assert!(opts(&["-q", "--progress", "plain", "."]).is_err());
+        assert!(opts(&["-o", "a", "-o", "b", "."]).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! A Dockerfile error ready for the terminal: the offending lines with a
+//! marker, then `file:line: message`. `main` prints the snippet before the
+//! `ERROR:` line, as BuildKit does.
+
+use crate::dockerfile;
+
+/// A frontend error rendered against the Dockerfile it came from.
+#[derive(Debug)]
+pub struct SourceError {
+    pub snippet: Option<String>,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(err: &dockerfile::Error, file_name: &str, source: &str) -> Self {
+        SourceError {
+            snippet: err.snippet(file_name, source),
+            message: err.message(file_name),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SourceError {}

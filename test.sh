@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: installs what the suite needs (only if missing),
+# checks formatting and lints, runs the whole test suite, and stops any
+# service it started. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the suite uses, installed only when missing.
+packages=()
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  step "installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "test.sh: missing packages ${missing[*]}: run as root or install them" >&2
+    exit 1
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --all-targets
+
+step "all checks passed"
