@@ -2,9 +2,9 @@
 //! instruction's arguments, as BuildKit does for COPY/ADD sources and
 //! destinations, and chomping heredoc bodies.
 //!
-//! Self-contained on purpose: the shell lexer lives in another module and
-//! only the tiny quoting subset a delimiter word can use is needed here, so
-//! it must not import the lexer or the parser.
+//! Self-contained on purpose: only the tiny quoting subset a delimiter word
+//! can use is needed here, so it must not import the lexer or the parser at
+//! run time (its tests check it agrees with the lexer).
 
 /// A heredoc reference found in an argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +114,8 @@ fn single_word(text: &str) -> Option<(String, bool)> {
     if in_word {
         words.push(word);
     }
+    // Like the shell lexer, an empty word (`''`) is no word at all.
+    words.retain(|w| !w.is_empty());
     match words.len() {
         1 => words.pop().map(|w| (w, quoted)),
         _ => None,
@@ -164,6 +166,51 @@ mod tests {
             "x3<<EOF",
         ] {
             assert_eq!(parse_heredoc_word(w), None, "{w}");
+        }
+    }
+
+    /// The shell lexer is the reference for what a delimiter word is; this
+    /// module only avoids depending on it at run time.
+    #[test]
+    fn agrees_with_the_shell_lexer() {
+        use crate::dockerfile::shell::{EnvList, Lex};
+        let env = EnvList::new();
+        let lex = |raw_quotes: bool, text: &str| {
+            let mut lex = Lex::new('\\');
+            lex.skip_unset_env = true;
+            lex.raw_quotes = raw_quotes;
+            lex.process_words(text, &env).ok()
+        };
+        let quotes = |w: &str| w.matches(['\'', '"']).count();
+        for rest in [
+            "EOF",
+            "'EOF'",
+            "\"EOF\"",
+            "E'O'F",
+            "E\\\"F",
+            "\"E\\\"F\"",
+            "'E\"F'",
+            "\"E'F\"",
+            "a b",
+            "''",
+            "\"\"",
+            "'EOF",
+            "\"EOF",
+            "$EOF",
+            "${EOF}",
+            "\"$EOF\"",
+            "E\\ F",
+            "EOF\\",
+            "\"a\\b\"",
+        ] {
+            let expected = match (lex(false, rest), lex(true, rest)) {
+                (Some(words), Some(raw)) if words.len() == 1 && raw.len() == 1 => {
+                    Some((words[0].clone(), quotes(&words[0]) == quotes(&raw[0])))
+                }
+                _ => None,
+            };
+            let ours = single_word(rest).map(|(name, quoted)| (name, !quoted));
+            assert_eq!(ours, expected, "{rest}");
         }
     }
 

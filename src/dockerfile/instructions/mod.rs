@@ -547,6 +547,87 @@ mod tests {
         assert_eq!(err.line(), Some(3));
     }
 
+    /// How the stage layer is expected to drive expansion: the shell lexer
+    /// over the stage's environment, its errors located at the instruction.
+    #[test]
+    fn stage_layer_plugs_the_lexer_in() {
+        use crate::dockerfile::shell::{EnvList, Lex};
+        let env = EnvList::from_assignments(["DIR=/app", "UID=1000"]);
+        let lex = Lex::new('\\');
+        let mut expand = |word: &str| lex.process_word(word, &env).map_err(Error::unlocated);
+
+        let n = node("copy", &["--chown=${UID}"], &["'a b'", "$DIR/"]);
+        let mut copy = parse_command(&n).unwrap();
+        copy.expand(&mut expand).unwrap();
+        let Instruction::Copy(c) = &copy else {
+            panic!()
+        };
+        assert_eq!((c.chown.as_str(), c.dest.as_str()), ("1000", "/app/"));
+        assert_eq!(c.sources, ["a b"]);
+
+        let n = node(
+            "run",
+            &["--mount=type=cache,target=${DIR}/.cache,uid=$UID"],
+            &["make"],
+        );
+        let mut run = parse_command(&n).unwrap();
+        run.expand(&mut expand).unwrap();
+        let Instruction::Run(r) = &run else { panic!() };
+        assert_eq!(r.mounts[0].target, "/app/.cache");
+        assert_eq!(r.mounts[0].uid, Some(1000));
+
+        let mut workdir = parse_command(&node("workdir", &[], &["${DIR"])).unwrap();
+        let err = workdir.expand(&mut expand).unwrap_err();
+        assert!(matches!(err.kind, crate::dockerfile::ErrorKind::Expand(_)));
+        assert_eq!(err.line(), Some(3));
+    }
+
+    /// Odd shapes and text must give errors, never panics.
+    #[test]
+    fn never_panics_on_odd_input() {
+        let words = [
+            "", " ", "=", "--", "-", "\"", "'", "<<", "<<EOF", "<<-", "1<<", "é", "AS", "as", "$",
+            "a=b", "\u{0}", "ONBUILD", "from", "CMD", "NONE", "\t\n",
+        ];
+        let flags = [
+            "--",
+            "--=",
+            "--mount",
+            "--mount=",
+            "--mount=\"",
+            "--mount=type=secret",
+            "--network=",
+            "--interval=é",
+            "--retries=",
+            "--platform",
+            "--chmod=",
+            "-x",
+            "é",
+        ];
+        for keyword in INSTRUCTIONS.iter().chain(&["bogus", ""]) {
+            for (i, a) in words.iter().enumerate() {
+                let b = words[(i * 7 + 3) % words.len()];
+                let f = flags[i % flags.len()];
+                for args in [vec![], vec![*a], vec![*a, b], vec![*a, "as", b]] {
+                    for flag_set in [vec![], vec![f]] {
+                        for json in [false, true] {
+                            let mut n = node(keyword, &flag_set, &args);
+                            n.json = json;
+                            n.original = format!("{a}{b}");
+                            if i % 3 == 0 {
+                                n.inner = Some(Box::new(node(b, &[], &[a])));
+                            }
+                            if let Ok(mut parsed) = parse_instruction(&n) {
+                                let _ = parsed.expand(&mut |w: &str| Ok(w.to_string()));
+                                let _ = parsed.expand_raw(&mut |w: &str| Ok(w.to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn onbuild_args_flatten_the_nested_instruction() {
         let mut n = node("onbuild", &[], &[]);
