@@ -592,7 +592,16 @@ mod tests {
                 "invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"
             )
         };
-        for bad in ["10000", "7778", "8", "9x", "0o7", "1_0", "77777777777"] {
+        for bad in [
+            "10000",
+            "64a",
+            "7778",
+            "8",
+            "9x",
+            "0o7",
+            "1_0",
+            "77777777777",
+        ] {
             assert_eq!(
                 parse_chmod(bad).unwrap_err().to_string(),
                 not_octal(bad),

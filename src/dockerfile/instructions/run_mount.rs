@@ -655,6 +655,14 @@ mod tests {
         );
         assert_eq!(full_err("type=volume"), "unsupported mount type \"volume\"");
         assert_eq!(
+            full_err("type=tmp,target=/t"),
+            "unsupported mount type \"tmp\" (did you mean tmpfs?)"
+        );
+        assert_eq!(
+            full_err("typ=cache"),
+            "unexpected key 'typ' in 'typ=cache' (did you mean type?)"
+        );
+        assert_eq!(
             full_err("target=/a,trget=/b"),
             "unexpected key 'trget' in 'trget=/b' (did you mean target?)"
         );
