@@ -15,12 +15,18 @@
 //! character → heredoc bodies → per-instruction flags and JSON/shell form →
 //! a separate shell-word expander.
 
+mod directives;
+pub mod dockerignore;
 pub mod error;
 pub mod flags;
+pub mod heredoc;
 pub mod instructions;
+mod json_array;
+mod line_parsers;
 pub mod location;
 pub mod node;
 pub mod parser;
+pub mod pattern;
 pub mod shell;
 mod shell_pattern;
 pub mod suggest;
@@ -28,3 +34,4 @@ pub mod suggest;
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
+pub use parser::{parse, ParseError};

@@ -19,6 +19,11 @@ pub struct Ast {
 
 /// Parser directives (`# syntax=`, `# escape=`, `# check=`), each with the
 /// line it was given on.
+///
+/// As in BuildKit, `escape` is what the parse loop honoured, while `syntax`
+/// and `check` are found the way BuildKit's front-end selection and linter
+/// find them (a `#!` first line is skipped there, indented ones are not
+/// seen). Values are as written, e.g. `docker/dockerfile:1 // opts`.
 #[derive(Debug, Clone, Default)]
 pub struct Directives {
     pub syntax: Option<(String, Range)>,
@@ -52,9 +57,12 @@ pub struct Node {
     pub json: bool,
     /// The instruction's text as written (continuations joined).
     pub original: String,
-    /// Heredoc bodies attached to this instruction, in order.
+    /// Heredoc bodies attached to this instruction, in order. For
+    /// `ONBUILD RUN <<EOF` they sit on the ONBUILD node, as in BuildKit.
     pub heredocs: Vec<Heredoc>,
-    /// First and last source line (1-based) of the instruction.
+    /// First and last source line (1-based) of the instruction, including
+    /// continuation lines and heredoc bodies. An ONBUILD trigger has its
+    /// ONBUILD's lines.
     pub start_line: usize,
     pub end_line: usize,
     /// Comment lines directly above the instruction, without the `#`.
@@ -72,7 +80,9 @@ pub struct Heredoc {
     pub expand: bool,
     /// `<<-`: leading tabs are stripped from every body line.
     pub chomp: bool,
-    /// The body, every line ending in `\n`.
+    /// The body as written: every line keeps its line ending (`\n`, or
+    /// `\r\n` in a CRLF file); `<<-` tabs are not yet stripped (see
+    /// [`super::heredoc::chomp_heredoc_content`]).
     pub content: String,
 }
 
