@@ -3,13 +3,14 @@
 //! values are expanded (`--chmod` syntax, `--checksum` sources,
 //! `keep-git-dir` consistency).
 //!
+//! Heredoc markers are read with the parser's own reader, as BuildKit does.
 //! It must not import the lexer (expansion is a callback), the filesystem
 //! or any git/HTTP code: deciding what a source *is* belongs to the layer
 //! that fetches it, which passes that knowledge into the checks here.
 
-use super::heredoc::{chomp_heredoc, parse_heredoc_word};
 use super::{expand_all, locate, Expander, InstructionError, Meta, Request};
 use crate::dockerfile::error::{Error, Result};
+use crate::dockerfile::heredoc::{chomp_heredoc_content, must_parse_heredoc};
 
 /// A heredoc body used as a source file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,13 +76,13 @@ fn sources_and_dest(req: &Request, name: &'static str) -> Result<SourcesAndDest>
     let Some((dest, sources)) = req.args.split_last() else {
         return Err(req.fail(InstructionError::NoDestination(name)));
     };
-    if parse_heredoc_word(dest).is_some() {
+    if must_parse_heredoc(dest).is_some() {
         return Err(req.fail(InstructionError::HeredocDestination(name)));
     }
     let mut paths = Vec::new();
     let mut heredocs = Vec::new();
     for source in sources {
-        let Some(word) = parse_heredoc_word(source) else {
+        let Some(word) = must_parse_heredoc(source) else {
             paths.push(source.clone());
             continue;
         };
@@ -96,7 +97,7 @@ fn sources_and_dest(req: &Request, name: &'static str) -> Result<SourcesAndDest>
             .unwrap_or_default();
         heredocs.push(SourceContent {
             data: if word.chomp {
-                chomp_heredoc(body)
+                chomp_heredoc_content(body)
             } else {
                 body.to_string()
             },

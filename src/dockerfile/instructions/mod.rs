@@ -4,8 +4,9 @@
 //! HEALTHCHECK durations) and the word-expansion hooks its dispatcher calls
 //! later.
 //!
-//! It reads [`Node`] values only: it must not import the parser's internals,
-//! the shell lexer (expansion is a callback the stage layer supplies), nor
+//! It reads [`Node`] values (plus the parser's public heredoc-marker reader,
+//! shared as in BuildKit): it must not import the parser's internals, the
+//! shell lexer (expansion is a callback the stage layer supplies), nor
 //! anything about stages, ARG scoping or image configuration, which are
 //! built on top of these types.
 
@@ -16,7 +17,6 @@ mod error;
 mod from;
 mod go;
 mod healthcheck;
-mod heredoc;
 mod run;
 mod run_mount;
 
@@ -29,7 +29,6 @@ pub use copy::{merge_keep_git_dir, parse_chmod, Add, Chmod, Copy, SourceContent}
 pub use error::InstructionError;
 pub use from::From;
 pub use healthcheck::{parse_go_duration, Health, HealthConfig, Healthcheck};
-pub use heredoc::{chomp_heredoc, parse_heredoc_word, HeredocWord};
 pub use run::{parse_device, Device, NetworkMode, Run, SecurityMode};
 pub use run_mount::{parse_mount, Mount, MountType, Sharing};
 
@@ -325,6 +324,9 @@ fn locate(err: Error, location: Range) -> Error {
 fn trim_space(s: &str) -> &str {
     s.trim()
 }
+
+#[cfg(test)]
+mod parsed_tests;
 
 #[cfg(test)]
 pub(crate) mod test_support {
