@@ -18,7 +18,9 @@
 mod directives;
 pub mod dockerignore;
 pub mod error;
+pub mod flags;
 pub mod heredoc;
+pub mod instructions;
 mod json_array;
 mod line_parsers;
 pub mod location;
@@ -27,6 +29,7 @@ pub mod parser;
 pub mod pattern;
 pub mod shell;
 mod shell_pattern;
+pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
