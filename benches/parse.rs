@@ -27,7 +27,10 @@ fn measure(name: &str, runs: usize, mut f: impl FnMut()) {
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let runs = if benching { 2000 } else { 1 };
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/realworld/Dockerfile");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/realworld/Dockerfile"
+    );
     let text = std::fs::read_to_string(path).expect("read the realworld fixture");
     let lines = text.lines().count();
 
