@@ -1,6 +1,7 @@
 //! The frontend's error: what went wrong plus where in the Dockerfile, and a
 //! renderer that prints the offending lines with a marker, like BuildKit.
 
+use super::instructions::InstructionError;
 use super::location::Range;
 use super::parser::ParseError;
 use super::shell::ShellError;
@@ -13,6 +14,8 @@ pub enum ErrorKind {
     Parse(#[from] ParseError),
     #[error(transparent)]
     Expand(#[from] ShellError),
+    #[error(transparent)]
+    Instruction(#[from] InstructionError),
     #[error(transparent)]
     Stage(#[from] StageError),
 }

@@ -20,7 +20,9 @@ pub mod config_values;
 mod directives;
 pub mod dockerignore;
 pub mod error;
+pub mod flags;
 pub mod heredoc;
+pub mod instructions;
 mod json_array;
 mod line_parsers;
 pub mod location;
@@ -30,6 +32,7 @@ pub mod pattern;
 pub mod shell;
 mod shell_pattern;
 pub mod stage_error;
+pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};

@@ -22,6 +22,7 @@ use super::line_parsers::{
 };
 use super::location::Range;
 use super::node::{go_quote, Ast, Directives, Heredoc, Node, Warning};
+use super::suggest;
 
 /// The escape character unless `# escape=` says otherwise.
 pub const DEFAULT_ESCAPE: char = '\\';
@@ -63,7 +64,7 @@ pub enum ParseError {
     DuplicateDirective { name: &'static str },
     #[error("invalid escape token '{token}' does not match ` or \\")]
     InvalidEscapeToken { token: String },
-    #[error("unknown instruction: {instruction}{}", did_you_mean(.suggestion))]
+    #[error("unknown instruction: {instruction}{}", suggest::hint(.suggestion))]
     UnknownInstruction {
         instruction: String,
         /// A known keyword within two edits, cased like the input.
@@ -90,13 +91,6 @@ pub enum ParseError {
     ChainedOnbuild,
     #[error("{trigger} isn't allowed as an ONBUILD trigger")]
     ForbiddenOnbuildTrigger { trigger: String },
-}
-
-fn did_you_mean(suggestion: &Option<String>) -> String {
-    match suggestion {
-        Some(s) => format!(" (did you mean {s}?)"),
-        None => String::new(),
-    }
 }
 
 /// Parses a whole Dockerfile.
@@ -434,46 +428,12 @@ fn unknown_instruction(node: &Node) -> ParseError {
     let instruction = split_command(&node.original, DEFAULT_ESCAPE)
         .keyword
         .to_string();
-    let suggestion = suggest_instruction(&instruction);
+    // INSTRUCTIONS is sorted, so ties go to the first alphabetically.
+    let suggestion = suggest::suggest(&instruction, &INSTRUCTIONS, false);
     ParseError::UnknownInstruction {
         instruction,
         suggestion,
     }
-}
-
-/// The closest keyword within two edits, cased like `word` when `word` is
-/// all upper or all lower case. Ties go to the first in alphabetical order.
-fn suggest_instruction(word: &str) -> Option<String> {
-    let lower = go_lower(word);
-    let mut best: Option<(&str, usize)> = None;
-    for name in INSTRUCTIONS {
-        let distance = levenshtein(&lower, name);
-        if distance < best.map_or(3, |(_, d)| d) {
-            best = Some((name, distance));
-        }
-    }
-    let (name, _) = best?;
-    Some(if word == go_upper(word) && word != lower {
-        name.to_ascii_uppercase()
-    } else {
-        name.to_string()
-    })
-}
-
-/// Edit distance in characters.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -1217,13 +1177,5 @@ ONBUILD
                 let _ = ast.dump();
             }
         }
-    }
-
-    #[test]
-    fn levenshtein_distances() {
-        assert_eq!(levenshtein("", "run"), 3);
-        assert_eq!(levenshtein("runn", "run"), 1);
-        assert_eq!(levenshtein("fomr", "from"), 2);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
 }
