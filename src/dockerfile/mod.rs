@@ -18,6 +18,7 @@
 pub mod args;
 pub mod config_values;
 mod directives;
+pub mod dispatch;
 pub mod dockerignore;
 pub mod error;
 pub mod flags;
