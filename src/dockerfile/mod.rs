@@ -33,6 +33,9 @@ pub mod pattern;
 pub mod shell;
 mod shell_pattern;
 pub mod stage_error;
+pub mod stages;
+#[cfg(test)]
+mod stages_tests;
 pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};
@@ -40,3 +43,4 @@ pub use location::{Position, Range};
 pub use node::{Ast, Heredoc, Node};
 pub use parser::{parse, ParseError};
 pub use stage_error::StageError;
+pub use stages::{plan, BaseImageResolver, NoBaseImages, Plan, PlanOptions};
