@@ -912,3 +912,82 @@ fn step_env_is_the_state_before_the_step() {
     let env: &EnvList = &steps[1].env;
     assert!(env.get("PATH").is_some());
 }
+
+#[test]
+fn realworld_fixture_plans_like_buildkit() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/realworld/Dockerfile"
+    );
+    let text = std::fs::read_to_string(path).expect("fixture is readable");
+    let p = ok(&text, &opts(&[]));
+    let index = |name: &str| {
+        p.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("stage {name}"))
+    };
+    assert_eq!(p.target, index("release"));
+    let needed: Vec<&str> = p
+        .stages
+        .iter()
+        .filter(|s| s.needed)
+        .filter_map(|s| s.name.as_deref())
+        .collect();
+    assert_eq!(
+        needed,
+        [
+            "xx",
+            "golatest",
+            "rustlatest",
+            "nodelatest",
+            "gobase",
+            "gomod",
+            "rustbase",
+            "twparse",
+            "webui-base",
+            "webui-deps",
+            "webui",
+            "plugins-src",
+            "build-base",
+            "build-linux",
+            "plugins",
+            "geoip",
+            "release-base",
+            "release"
+        ]
+    );
+    // `FROM binaries-$TARGETOS` names a stage through a platform default.
+    assert_eq!(
+        p.stages[index("binaries")].base,
+        Base::Stage(index("binaries-linux"))
+    );
+    assert_eq!(
+        p.stages[index("golatest")].base,
+        Base::Image("docker.io/library/golang:1.22-alpine3.19".into())
+    );
+    let image = &p.target_stage().image;
+    assert_eq!(image.config.working_dir, "/var/lib/tidewater");
+    assert_eq!(image.config.user, "tide:tide");
+    assert!(image
+        .config
+        .env
+        .contains(&"TIDEWATER_PLATFORM=amd64".to_string()));
+    assert_eq!(
+        image
+            .config
+            .labels
+            .get("org.opencontainers.image.version")
+            .map(String::as_str),
+        Some("dev")
+    );
+    // --target binaries with a Windows platform picks the other flavour.
+    let mut o = with_target(opts(&[]), "binaries");
+    o.target_platform = Some("windows/amd64".parse().expect("platform"));
+    let p = ok(&text, &o);
+    assert_eq!(
+        p.stages[p.target].base,
+        Base::Stage(index("binaries-windows"))
+    );
+    assert!(!p.stages[index("build-linux")].needed);
+}
