@@ -263,8 +263,35 @@ impl DockerfileText {
 
     /// Parses the text, turning an error into one that shows its lines.
     pub fn parse(&self) -> anyhow::Result<dockerfile::Ast> {
-        dockerfile::parser::parse(&self.text)
-            .map_err(|e| anyhow::Error::new(SourceError::new(&e, &self.name, &self.text)))
+        dockerfile::parser::parse(&self.text).map_err(|e| self.source_error(&e))
+    }
+
+    /// Plans the stages (ARGs, FROMs, target, dependencies, image
+    /// configs), turning an error into one that shows its lines. No base
+    /// image is pulled yet: every image base starts from an empty config.
+    pub fn plan(
+        &self,
+        ast: &dockerfile::Ast,
+        opts: &dockerfile::PlanOptions,
+    ) -> anyhow::Result<dockerfile::Plan> {
+        dockerfile::plan(ast, opts, &dockerfile::NoBaseImages).map_err(|e| self.source_error(&e))
+    }
+
+    fn source_error(&self, err: &dockerfile::Error) -> anyhow::Error {
+        anyhow::Error::new(SourceError::new(err, &self.name, &self.text))
+    }
+}
+
+/// The planner's view of the request: build args, target, the first
+/// requested platform (none: the host's, without forcing it on the image)
+/// and labels; builds run on this host.
+pub fn plan_options(opts: &BuildOpts) -> dockerfile::PlanOptions {
+    dockerfile::PlanOptions {
+        build_args: opts.build_args.clone(),
+        target: opts.target.clone(),
+        build_platform: Platform::host(),
+        target_platform: opts.platforms.first().cloned(),
+        labels: opts.labels.clone(),
     }
 }
 
@@ -294,8 +321,20 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             warning.rule, dockerfile.name, warning.location.start.line, warning.message
         );
     }
+    // Semantic errors (unknown target, bad ARG expansion, duplicate stage)
+    // fail here, before anything would be built.
+    let plan = dockerfile.plan(&ast, &plan_options(&opts))?;
+    for warning in &plan.warnings {
+        match warning.location {
+            Some(at) => eprintln!(
+                "WARNING: {}:{}: {}",
+                dockerfile.name, at.start.line, warning.message
+            ),
+            None => eprintln!("WARNING: {}", warning.message),
+        }
+    }
     if opts.check {
-        if ast.warnings.is_empty() {
+        if ast.warnings.is_empty() && plan.warnings.is_empty() {
             eprintln!("Check complete, no warnings found.");
         }
         return Ok(ExitCode::SUCCESS);

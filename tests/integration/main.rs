@@ -2,6 +2,7 @@
 
 mod cli;
 mod conformance;
+mod frontend;
 mod parse;
 mod shell_conformance;
 mod util;

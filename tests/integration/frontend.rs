@@ -1,0 +1,167 @@
+//! `bk build --check` runs the semantic layer (stages, ARGs, target,
+//! dependencies, image config) and reports its errors with the Dockerfile
+//! snippet and its warnings as `WARNING:` lines.
+
+use crate::util::{data, describe, Dir};
+
+#[test]
+fn unknown_target_fails_with_buildkits_message() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        "FROM scratch AS build\nFROM scratch AS final\n",
+    );
+    let err = dir
+        .bk()
+        .args(["build", "--check", "--target", "nosuch", "."])
+        .fails();
+    assert!(
+        err.contains(r#"ERROR: Dockerfile: target stage "nosuch" could not be found"#),
+        "{err}"
+    );
+    let err = dir
+        .bk()
+        .args(["build", "--check", "--target", "buidl", "."])
+        .fails();
+    assert!(err.contains("(did you mean build?)"), "{err}");
+    // Stage names match in any case.
+    let out = dir
+        .bk()
+        .args(["build", "--check", "--target", "BUILD", "."])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn duplicate_stage_name_marks_the_second_from() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        "FROM scratch AS a\nRUN true\nFROM scratch AS A\nRUN false\n",
+    );
+    let err = dir.bk().args(["build", "--check", "."]).fails();
+    assert!(err.contains("Dockerfile:3\n"), "{err}");
+    assert!(err.contains("   3 | >>> FROM scratch AS A"), "{err}");
+    assert!(err.contains("   1 |     FROM scratch AS a"), "{err}");
+    assert!(
+        err.contains(
+            r#"ERROR: Dockerfile:3: duplicate stage name "a", stage names should be unique"#
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn global_arg_in_from_is_overridden_by_build_arg() {
+    let dir = Dir::new();
+    // The default is not a valid image name; only the override makes the
+    // FROM line valid, so success proves the build arg was used.
+    dir.create("Dockerfile", "ARG BASE=Not-Valid\nFROM ${BASE}\nRUN true\n");
+    let err = dir.bk().args(["build", "--check", "."]).fails();
+    assert!(err.contains("   2 | >>> FROM ${BASE}"), "{err}");
+    assert!(
+        err.contains(r#"failed to parse stage name "Not-Valid""#),
+        "{err}"
+    );
+    let out = dir
+        .bk()
+        .args(["build", "--check", "--build-arg", "BASE=alpine:3.20", "."])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Check complete, no warnings found."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn failing_arg_expansion_shows_the_arg_line() {
+    let dir = Dir::new();
+    dir.create("Dockerfile", "FROM scratch\nARG NAME=${WHO:?missing}\n");
+    let err = dir.bk().args(["build", "--check", "."]).fails();
+    assert!(err.contains("   2 | >>> ARG NAME=${WHO:?missing}"), "{err}");
+    assert!(err.contains("WHO: missing"), "{err}");
+    // A build arg only reaches declared ARGs: WHO alone does not help…
+    let err = dir
+        .bk()
+        .args(["build", "--check", "--build-arg", "WHO=me", "."])
+        .fails();
+    assert!(err.contains("WHO: missing"), "{err}");
+    // …but giving NAME skips its default altogether, as in BuildKit.
+    let out = dir
+        .bk()
+        .args(["build", "--check", "--build-arg", "NAME=me", "."])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn unconsumed_build_args_are_warnings() {
+    let dir = Dir::new();
+    dir.create("Dockerfile", "FROM scratch\nARG USED\n");
+    let out = dir
+        .bk()
+        .args([
+            "build",
+            "--check",
+            "--build-arg",
+            "USED=1",
+            "--build-arg",
+            "EXTRA=2",
+            "--build-arg",
+            "http_proxy=http://proxy:3128",
+            ".",
+        ])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING: One or more build-args [EXTRA] were not consumed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no warnings found"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_realworld_fixture() {
+    let out = Dir::new()
+        .bk()
+        .args(["build", "--check", "-f"])
+        .arg_path(&data("realworld/Dockerfile"))
+        .arg_path(&data("realworld"))
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    // Every target in it plans too, on both platforms it is built for.
+    for target in [
+        "binaries",
+        "release-distroless",
+        "integration-tests",
+        "dev",
+        "lint",
+    ] {
+        for platform in ["linux/amd64", "windows/amd64"] {
+            let out = Dir::new()
+                .bk()
+                .args([
+                    "build",
+                    "--check",
+                    "--target",
+                    target,
+                    "--platform",
+                    platform,
+                    "-f",
+                ])
+                .arg_path(&data("realworld/Dockerfile"))
+                .arg_path(&data("realworld"))
+                .output();
+            assert!(
+                out.status.success(),
+                "{target} {platform}: {}",
+                describe(&out)
+            );
+        }
+    }
+}
