@@ -991,3 +991,33 @@ fn realworld_fixture_plans_like_buildkit() {
     );
     assert!(!p.stages[index("build-linux")].needed);
 }
+
+#[test]
+fn declared_proxy_args_are_ordinary_args() {
+    // BuildKit only keeps undeclared proxy build args out of history; once
+    // declared with ARG they are recorded like any other.
+    let df = "FROM scratch\nARG HTTP_PROXY\nRUN true\n";
+    let p = ok(df, &opts(&[("HTTP_PROXY", "http://p:3128")]));
+    let run = runs(&p, 0)[0];
+    assert_eq!(env_of(run, "HTTP_PROXY").as_deref(), Some("http://p:3128"));
+    assert_eq!(
+        p.target_stage()
+            .image
+            .history
+            .last()
+            .map(|h| h.created_by.as_str()),
+        Some("RUN |1 HTTP_PROXY=http://p:3128 /bin/sh -c true # buildkit")
+    );
+}
+
+#[test]
+fn platforms_follow_buildkit() {
+    let df = "FROM --platform=linux/arm64 scratch AS s\nFROM --platform=linux/arm64 busybox AS b\nFROM --platform=linux/s390x b AS c\nCOPY --from=s / /\n";
+    let p = ok(df, &opts(&[]));
+    // Scratch takes the target platform whatever FROM says; a stage base
+    // passes its platform on, ignoring the child's --platform.
+    assert_eq!(p.stages[0].platform.to_string(), "linux/amd64");
+    assert_eq!(p.stages[1].platform.to_string(), "linux/arm64");
+    assert_eq!(p.stages[1].image.architecture, "arm64");
+    assert_eq!(p.stages[2].platform.to_string(), "linux/arm64");
+}
