@@ -277,6 +277,16 @@ impl DockerfileText {
         dockerfile::plan(ast, opts, &dockerfile::NoBaseImages).map_err(|e| self.source_error(&e))
     }
 
+    /// Prints the parser's findings as `WARNING: Rule - file:line: text`.
+    pub fn print_warnings(&self, ast: &dockerfile::Ast) {
+        for warning in &ast.warnings {
+            eprintln!(
+                "WARNING: {} - {}:{}: {}",
+                warning.rule, self.name, warning.location.start.line, warning.message
+            );
+        }
+    }
+
     fn source_error(&self, err: &dockerfile::Error) -> anyhow::Error {
         anyhow::Error::new(SourceError::new(err, &self.name, &self.text))
     }
@@ -315,12 +325,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
     let dockerfile = DockerfileText::read(&dockerfile_path(&opts)?)?;
     let ast = dockerfile.parse()?;
-    for warning in &ast.warnings {
-        eprintln!(
-            "WARNING: {} - {}:{}: {}",
-            warning.rule, dockerfile.name, warning.location.start.line, warning.message
-        );
-    }
+    dockerfile.print_warnings(&ast);
     // Semantic errors (unknown target, bad ARG expansion, duplicate stage)
     // fail here, before anything would be built.
     let plan = dockerfile.plan(&ast, &plan_options(&opts))?;

@@ -30,12 +30,7 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
             let ast = text.parse()?;
             let mut out = std::io::stdout().lock();
             out.write_all(ast.dump().as_bytes())?;
-            for warning in &ast.warnings {
-                eprintln!(
-                    "WARNING: {}: {}:{}: {}",
-                    warning.rule, text.name, warning.location.start.line, warning.message
-                );
-            }
+            text.print_warnings(&ast);
             Ok(ExitCode::SUCCESS)
         }
         DebugCommand::DumpLlb { .. } => {
