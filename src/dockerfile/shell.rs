@@ -27,6 +27,9 @@ pub struct ShellError {
     pub kind: ShellErrorKind,
 }
 
+/// How deep `${…}` words may nest inside one another.
+pub const MAX_NESTING: usize = 200;
+
 /// What went wrong while expanding a word. The texts are BuildKit's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShellErrorKind {
@@ -40,6 +43,9 @@ pub enum ShellErrorKind {
     /// `${VAR/pattern` with no `/` before the end.
     #[error("syntax error: missing '/' in ${{}}")]
     MissingSlash,
+    /// `${…}` nested deeper than [`MAX_NESTING`] levels.
+    #[error("syntax error: substitutions nested deeper than {MAX_NESTING} levels")]
+    TooDeep,
     /// `${}`, `${{…`, `${:…`.
     #[error("syntax error: bad substitution")]
     BadSubstitution,
@@ -357,6 +363,8 @@ struct Expander<'a> {
     unmatched: BTreeSet<String>,
     /// The partial word, shared by all nesting levels (see [`Words`]).
     word_buf: String,
+    /// How many `${…}` words enclose the current position.
+    depth: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -369,6 +377,7 @@ impl<'a> Expander<'a> {
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
             word_buf: String::new(),
+            depth: 0,
         }
     }
 
@@ -455,7 +464,16 @@ impl<'a> Expander<'a> {
     /// A nested word inside `${…}`, with failures at the end of input
     /// reported as the missing terminator.
     fn nested(&mut self, stop: Stop, raw_escapes: bool) -> Result<String, ShellErrorKind> {
-        match self.read_until(stop, raw_escapes) {
+        // Each level recurses; a hostile line (up to 64 KiB) could nest
+        // ten thousand deep and overflow the stack. Go's growable stacks
+        // hide this in BuildKit; no real Dockerfile nests more than a few.
+        if self.depth >= MAX_NESTING {
+            return Err(ShellErrorKind::TooDeep);
+        }
+        self.depth += 1;
+        let read = self.read_until(stop, raw_escapes);
+        self.depth -= 1;
+        match read {
             Ok((text, _)) => Ok(text),
             Err(_) if self.scan.at_end() => Err(stop.missing()),
             Err(e) => Err(e),
@@ -1355,6 +1373,20 @@ mod tests {
         let lex = Lex::new('\\');
         assert_eq!(word(&lex, "\u{FEFF}$a", &[("a", "A")]).unwrap(), "A");
         assert_eq!(word(&lex, "x\u{FEFF}", &[]).unwrap(), "x\u{FEFF}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let lex = Lex::new('\\');
+        let nest = |n: usize| format!("{}v{}", "${X:-".repeat(n), "}".repeat(n));
+        assert_eq!(word(&lex, &nest(MAX_NESTING), &[]).unwrap(), "v");
+        assert_eq!(
+            kind(&lex, &nest(MAX_NESTING + 1), &[]),
+            ShellErrorKind::TooDeep
+        );
+        assert_eq!(kind(&lex, &nest(20_000), &[]), ShellErrorKind::TooDeep);
+        let quoted = format!("{}v{}", "\"${X:-".repeat(5000), "}\"".repeat(5000));
+        assert_eq!(kind(&lex, &quoted, &[]), ShellErrorKind::TooDeep);
     }
 
     #[test]
