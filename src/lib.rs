@@ -15,4 +15,5 @@ pub mod cli;
 pub mod dockerfile;
 pub mod image;
 pub mod llb;
+pub mod solver;
 pub mod util;

@@ -1,0 +1,98 @@
+//! The solver's errors: [`SolveError`] names the vertex that failed (its
+//! progress name and Dockerfile lines) and wraps the [`VertexError`] that
+//! says which operation went wrong inside it.
+//!
+//! Owns only error types; imports the op modules' errors, never `cli` or
+//! `dockerfile` (the CLI renders the Dockerfile snippet from
+//! [`LineRange`]).
+
+use crate::llb::{Digest, Metadata};
+
+/// Lines `start..=end` (1-based) of the Dockerfile a vertex came from, as
+/// the frontend records them in `Metadata.description["location"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRange {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl LineRange {
+    /// The key under which the frontend stores a vertex's location.
+    pub const KEY: &'static str = "location";
+
+    /// Reads `"start-end"` (or a single `"line"`) from a vertex's metadata.
+    /// A malformed value is ignored: it only costs the error its snippet.
+    pub fn of(meta: &Metadata) -> Option<LineRange> {
+        let text = meta.description.get(Self::KEY)?;
+        let (start, end) = match text.split_once('-') {
+            Some((s, e)) => (s.trim().parse().ok()?, e.trim().parse().ok()?),
+            None => {
+                let line = text.trim().parse().ok()?;
+                (line, line)
+            }
+        };
+        (start >= 1 && end >= start).then_some(LineRange { start, end })
+    }
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// A vertex's operation failed; the first failure cancels the build.
+    #[error("failed to solve: {name}")]
+    Vertex {
+        /// The vertex's progress name (`[stage-0 2/3] COPY a /`).
+        name: String,
+        /// Where in the Dockerfile the vertex came from, if known.
+        location: Option<LineRange>,
+        #[source]
+        source: VertexError,
+    },
+    /// The graph's root names a vertex the graph does not hold.
+    #[error("the build graph has no vertex {0} (its root or an input is dangling)")]
+    MissingVertex(Digest),
+    /// A vertex's task panicked: a bug, reported instead of hanging.
+    #[error("failed to solve: {name}: the step's task panicked (a bug in bk)")]
+    TaskPanicked {
+        name: String,
+        location: Option<LineRange>,
+    },
+}
+
+impl SolveError {
+    /// The Dockerfile lines of the failing vertex, for the CLI's snippet.
+    pub fn location(&self) -> Option<LineRange> {
+        match self {
+            SolveError::Vertex { location, .. } | SolveError::TaskPanicked { location, .. } => {
+                *location
+            }
+            SolveError::MissingVertex(_) => None,
+        }
+    }
+
+    /// The failing vertex's progress name.
+    pub fn vertex_name(&self) -> Option<&str> {
+        match self {
+            SolveError::Vertex { name, .. } | SolveError::TaskPanicked { name, .. } => Some(name),
+            SolveError::MissingVertex(_) => None,
+        }
+    }
+}
+
+/// What went wrong inside one vertex.
+#[derive(Debug, thiserror::Error)]
+pub enum VertexError {
+    /// An op or source kind bk cannot run yet.
+    #[error("not supported yet: {what} ({detail})")]
+    NotSupported { what: String, detail: String },
+    /// An input failed; its own error is the one reported, so this one is
+    /// only ever seen if the scheduler has a bug.
+    #[error("input {digest} failed")]
+    InputFailed { digest: Digest },
+    /// The pool of blocking workers was shut down (only while exiting).
+    #[error("the worker pool is shut down")]
+    WorkerPoolClosed,
+    /// A blocking worker panicked or was shut down.
+    #[error("a blocking worker thread died")]
+    Blocking(#[source] tokio::task::JoinError),
+}
