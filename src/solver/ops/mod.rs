@@ -1,0 +1,5 @@
+//! One module per op kind: what each vertex kind does once its inputs are
+//! ready. The scheduler decides *when*; these decide *what*.
+
+pub mod exec;
+pub mod merge;
