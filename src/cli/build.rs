@@ -321,6 +321,62 @@ fn dockerfile_path(opts: &BuildOpts) -> anyhow::Result<String> {
     }
 }
 
+/// The first flag this build asked for that bk cannot honour yet, named as
+/// the user wrote it. Checked before anything is built, so a build never
+/// runs for minutes only to drop what was asked of it at the end.
+fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
+    for output in &opts.outputs {
+        match output.kind {
+            OutputKind::Local | OutputKind::Tar => {
+                if let Some(key) = output.attrs.keys().next() {
+                    return Some(format!(
+                        "--output attribute {key}= (type={})",
+                        output.kind.name()
+                    ));
+                }
+            }
+            OutputKind::Image if output.attrs.get("push").is_some_and(|v| v != "false") => {
+                return Some("--push (pushing to a registry)".into());
+            }
+            OutputKind::Docker => {
+                return Some(
+                    "--load / --output type=docker (loading into a local image store)".into(),
+                );
+            }
+            kind => return Some(format!("--output type={}", kind.name())),
+        }
+    }
+    let checks: [(bool, &str); 7] = [
+        (
+            !opts.cache_from.is_empty(),
+            "--cache-from (importing build cache)",
+        ),
+        (
+            !opts.cache_to.is_empty(),
+            "--cache-to (exporting build cache)",
+        ),
+        (!opts.secrets.is_empty(), "--secret"),
+        (!opts.ssh.is_empty(), "--ssh"),
+        (!opts.build_contexts.is_empty(), "--build-context"),
+        (opts.metadata_file.is_some(), "--metadata-file"),
+        (opts.iidfile.is_some(), "--iidfile"),
+    ];
+    if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
+        return Some((*flag).to_string());
+    }
+    if opts.platforms.len() > 1 {
+        return Some(format!(
+            "--platform with more than one platform ({})",
+            opts.platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    None
+}
+
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
     let dockerfile = DockerfileText::read(&dockerfile_path(&opts)?)?;
@@ -344,6 +400,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(flag) = unsupported_flag(&opts) {
+        bail!("not supported yet: {flag}");
+    }
     bail!(
         "not supported yet: executing builds ({} parsed; `bk build --check` checks it without building)",
         dockerfile.name
@@ -365,6 +424,47 @@ mod tests {
             }
             _ => unreachable!("parsed as build"),
         }
+    }
+
+    #[test]
+    fn unsupported_flags_are_named_before_building() {
+        let flag = |argv: &[&str]| unsupported_flag(&opts(argv).unwrap());
+        assert_eq!(flag(&["-o", "out", "."]), None);
+        assert_eq!(flag(&["-o", "type=tar,dest=-", "."]), None);
+        assert_eq!(flag(&["."]), None);
+        assert!(flag(&["-t", "a", "--push", "."])
+            .unwrap()
+            .starts_with("--push"));
+        assert!(flag(&["--load", "."]).unwrap().contains("--load"));
+        assert_eq!(
+            flag(&["-o", "type=oci,dest=x", "."]).unwrap(),
+            "--output type=oci"
+        );
+        assert!(
+            flag(&["-o", "type=local,dest=x,rewrite-timestamp=true", "."])
+                .unwrap()
+                .contains("rewrite-timestamp")
+        );
+        for (argv, want) in [
+            (
+                &["--cache-from", "type=local,src=/c", "."][..],
+                "--cache-from",
+            ),
+            (&["--cache-to", "type=inline", "."][..], "--cache-to"),
+            (&["--secret", "id=s,src=/f", "."][..], "--secret"),
+            (&["--ssh", "default", "."][..], "--ssh"),
+            (&["--build-context", "x=/y", "."][..], "--build-context"),
+            (&["--metadata-file", "m.json", "."][..], "--metadata-file"),
+            (&["--iidfile", "id", "."][..], "--iidfile"),
+            (
+                &["--platform", "linux/amd64,linux/arm64", "."][..],
+                "--platform",
+            ),
+        ] {
+            let got = flag(argv).unwrap_or_default();
+            assert!(got.starts_with(want), "{argv:?}: {got}");
+        }
+        assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
     }
 
     #[test]

@@ -18,6 +18,15 @@ impl SourceError {
             message: err.message(file_name),
         }
     }
+
+    /// A build-time error of the step written on `range`'s lines: the
+    /// snippet marks them, the message is the error's own.
+    pub fn at(range: dockerfile::Range, file_name: &str, source: &str, message: String) -> Self {
+        SourceError {
+            snippet: dockerfile::error::snippet(&range, file_name, source),
+            message,
+        }
+    }
 }
 
 impl std::fmt::Display for SourceError {

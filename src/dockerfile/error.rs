@@ -60,27 +60,7 @@ impl Error {
     /// context on each side, headed by `file:line`, as BuildKit prints them.
     /// `None` when the error has no place inside the file.
     pub fn snippet(&self, file_name: &str, source: &str) -> Option<String> {
-        let range = self.location.first()?;
-        let lines: Vec<&str> = source.lines().collect();
-        let (start, end) = (range.start.line, range.end.line.max(range.start.line));
-        if start == 0 || start > lines.len() {
-            return None;
-        }
-        let mut out = format!("{file_name}:{start}\n--------------------\n");
-        let first = start.saturating_sub(2).max(1);
-        let last = (end + 2).min(lines.len());
-        for n in first..=last {
-            let marker = if (start..=end).contains(&n) {
-                ">>>"
-            } else {
-                "   "
-            };
-            let text = lines[n - 1].trim_end_matches('\r');
-            out.push_str(format!(" {n:>3} | {marker} {text}").trim_end());
-            out.push('\n');
-        }
-        out.push_str("--------------------");
-        Some(out)
+        snippet(self.location.first()?, file_name, source)
     }
 
     /// `file:line: message` (or `file: message` without a place).
@@ -90,6 +70,32 @@ impl Error {
             None => format!("{file_name}: {self}"),
         }
     }
+}
+
+/// The lines of `range` in `source` with a `>>>` marker and two lines of
+/// context on each side, headed by `file:line`, as BuildKit prints them.
+/// Also used for build-time errors, which know only their vertex's lines.
+pub fn snippet(range: &Range, file_name: &str, source: &str) -> Option<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let (start, end) = (range.start.line, range.end.line.max(range.start.line));
+    if start == 0 || start > lines.len() {
+        return None;
+    }
+    let mut out = format!("{file_name}:{start}\n--------------------\n");
+    let first = start.saturating_sub(2).max(1);
+    let last = (end + 2).min(lines.len());
+    for n in first..=last {
+        let marker = if (start..=end).contains(&n) {
+            ">>>"
+        } else {
+            "   "
+        };
+        let text = lines[n - 1].trim_end_matches('\r');
+        out.push_str(format!(" {n:>3} | {marker} {text}").trim_end());
+        out.push('\n');
+    }
+    out.push_str("--------------------");
+    Some(out)
 }
 
 impl std::fmt::Display for Error {
