@@ -39,12 +39,24 @@ fn invalid_flag_values_are_usage_errors() {
 }
 
 #[test]
-fn building_fails_with_not_supported_yet() {
+fn unbuilt_features_fail_with_not_supported_yet_before_building() {
     let dir = Dir::new();
     dir.create("Dockerfile", "FROM scratch\nCOPY a /\n");
-    let err = dir.bk().args(["build", "-o", "out", "."]).fails();
-    assert!(err.contains("not supported yet: executing builds"), "{err}");
-    assert!(!dir.path().join("out").exists(), "no output may be written");
+    dir.create("a", "A");
+    for (args, flag) in [
+        (&["build", "-t", "example/app", "--push", "."][..], "--push"),
+        (&["build", "--cache-to", "type=inline", "-o", "out", "."], "--cache-to"),
+        (&["build", "--secret", "id=s,src=a", "-o", "out", "."], "--secret"),
+        (&["build", "-o", "type=oci,dest=out", "."], "--output type=oci"),
+    ] {
+        let err = dir.bk().args(args).fails();
+        assert!(err.contains(&format!("not supported yet: {flag}")), "{args:?}: {err}");
+        assert!(!dir.path().join("out").exists(), "no output may be written");
+        assert!(
+            !dir.path().join(".bk-root").exists(),
+            "refused before the store is even opened"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One integration binary; a module per feature.
 
+mod build;
 mod cli;
 mod conformance;
 mod frontend;
