@@ -11,6 +11,7 @@
 //!
 //! Lower layers never import higher ones: `cli → dockerfile → util`.
 
+pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
