@@ -15,4 +15,5 @@ pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
+pub mod source;
 pub mod util;
