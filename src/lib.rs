@@ -11,8 +11,10 @@
 //!
 //! Lower layers never import higher ones: `cli → dockerfile → util`.
 
+pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
 pub mod llb;
+pub mod source;
 pub mod util;
