@@ -93,6 +93,11 @@ pub(super) fn warnings(trace: &Trace, color: bool, out: &mut dyn Write) -> io::R
     Ok(())
 }
 
-// The SGR colour `docker buildx build` gives its warning list.
+// The SGR colours BuildKit's console uses by default (see its init.go):
+// blue for finished rows, red for errors, yellow for cancelled rows and
+// warnings, faint for log lines.
+pub(super) const BLUE: &str = "\x1b[34m";
+pub(super) const RED: &str = "\x1b[31m";
 pub(super) const YELLOW: &str = "\x1b[33m";
+pub(super) const FAINT: &str = "\x1b[2m";
 pub(super) const RESET: &str = "\x1b[0m";

@@ -29,6 +29,7 @@ mod plain;
 mod sender;
 mod summary;
 mod trace;
+mod tty;
 
 #[cfg(test)]
 mod tests;
@@ -191,12 +192,13 @@ impl Render for Quiet {
 
 fn renderer(options: &Options, out: Box<dyn Write + Send>) -> Box<dyn Render> {
     match options.resolved_mode() {
+        Mode::Tty => {
+            let size = options.terminal.unwrap_or(TermSize::Stderr);
+            Box::new(tty::Tty::new(out, size, options.color))
+        }
         Mode::RawJson => Box::new(RawJson { out }),
         Mode::Quiet => Box::new(Quiet),
-        // The live tty view is the next step; until then it prints plain.
-        Mode::Plain | Mode::Auto | Mode::Tty => {
-            Box::new(plain::Plain::new(Box::new(io::BufWriter::new(out))))
-        }
+        Mode::Plain | Mode::Auto => Box::new(plain::Plain::new(Box::new(io::BufWriter::new(out)))),
     }
 }
 

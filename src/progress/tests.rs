@@ -1,6 +1,6 @@
 //! Tests of the `progress` module: exact plain output for scripted event
 //! sequences (timestamps are part of the events, so nothing depends on
-//! the speed of the machine), the
+//! the speed of the machine), tty frames at a fixed size and time, the
 //! rawjson round trip, colour rules, and the summary counts.
 
 use std::io::{self, Write};
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::event::{Event, SourceLocation, Stream, Timestamp};
 use super::plain::Plain;
-use super::trace::{merge_intervals, Interval};
+use super::trace::{merge_intervals, Interval, Trace};
+use super::tty::{frame, Layout, Tty};
 use super::{format, start_with, ManualClock, Mode, Options, Recorder, Render, TermSize};
 
 /// A writer the test keeps a handle to after giving it away.
@@ -639,6 +640,198 @@ fn no_color_is_honoured_when_set_and_not_empty() {
     assert!(super::color_allowed(None));
     assert!(super::color_allowed(Some(OsString::new())));
     assert!(!super::color_allowed(Some(OsString::from("1"))));
+}
+
+fn build_trace(events: &[Event]) -> Trace {
+    let mut trace = Trace::default();
+    for e in events {
+        trace.apply(e);
+    }
+    trace
+}
+
+/// Left part padded to 53 columns, then the timer: the layout of a 60
+/// column terminal, where rows end one column short of the edge.
+fn row60(text: &str, timer: &str) -> String {
+    format!("{text:<53} {timer}")
+}
+
+#[test]
+fn tty_frame_matches_buildkit_layout() {
+    let trace = build_trace(&[
+        started("d1", "[internal] load build definition from Dockerfile", 0),
+        completed("d1", 20),
+        cached("d2", "[base 1/2] FROM docker.io/library/alpine:3.20", 30),
+        started("d3", "[base 2/2] RUN make", 1000),
+        status("d3", "downloading", (1_500_000, 3_000_000), 1200, false),
+        log(
+            "d3",
+            Stream::Stdout,
+            "cc -c a.c\ncc -c b.c\n\x1b[1mlinking\x1b[0m\r",
+            2000,
+        ),
+    ]);
+    let layout = Layout {
+        width: 60,
+        height: 20,
+        color: false,
+        all: false,
+    };
+    let lines = frame(&trace, t(2500), layout);
+    let want = vec![
+        "[+] Building 2.5s (2/3)".to_owned(),
+        row60(
+            " => [internal] load build definition from Dockerfile",
+            " 0.0s",
+        ),
+        // Names are cut to the 49 columns left of the timer.
+        row60(
+            " => CACHED [base 1/2] FROM docker.io/library/alpine:3",
+            " 0.0s",
+        ),
+        row60(" => [base 2/2] RUN make", " 1.5s"),
+        " => => # cc -c a.c".to_owned(),
+        " => => # cc -c b.c".to_owned(),
+        " => => # linking".to_owned(),
+        row60(" => => downloading 1.50MB / 3.00MB", " 1.3s"),
+    ];
+    assert_eq!(lines, want);
+    assert!(lines[1..]
+        .iter()
+        .all(|l| !l.starts_with(" => [") || l.len() == 59));
+}
+
+#[test]
+fn tty_final_frame_says_finished_and_shows_errors() {
+    let trace = build_trace(&[
+        started("a", "[1/2] RUN true", 0),
+        completed("a", 100),
+        started("b", "[2/2] RUN false", 100),
+        failed("b", "exit code: 1", 400),
+    ]);
+    let layout = Layout {
+        width: 40,
+        height: 10,
+        color: false,
+        all: true,
+    };
+    let lines = frame(&trace, t(500), layout);
+    assert_eq!(lines[0], "[+] Building 0.5s (2/2) FINISHED");
+    assert_eq!(
+        lines[1],
+        format!("{:<33} {}", " => [1/2] RUN true", " 0.1s")
+    );
+    assert_eq!(
+        lines[2],
+        format!("{:<33} {}", " => ERROR [2/2] RUN false", " 0.3s")
+    );
+}
+
+#[test]
+fn tty_keeps_running_rows_visible_on_a_short_terminal() {
+    let mut events = vec![started("run", "[a 1/1] RUN long", 0)];
+    for i in 0..10 {
+        events.push(cached(
+            &format!("c{i}"),
+            &format!("[b {i}/9] COPY f{i} /"),
+            1,
+        ));
+    }
+    let trace = build_trace(&events);
+    let layout = Layout {
+        width: 60,
+        height: 6,
+        color: false,
+        all: false,
+    };
+    let lines = frame(&trace, t(1000), layout);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert!(lines[1].starts_with(" => [a 1/1] RUN long"), "{lines:#?}");
+    assert!(lines[4].starts_with(" => CACHED [b 9/9]"), "{lines:#?}");
+}
+
+#[test]
+fn tty_colours_finished_rows_only_when_colour_is_on() {
+    let trace = build_trace(&[
+        cached("a", "[1/3] FROM x", 0),
+        started("b", "[2/3] RUN false", 0),
+        failed("b", "exit code: 1", 100),
+        started("c", "[3/3] RUN sleep 9", 0),
+        log("c", Stream::Stdout, "zzz\n", 50),
+    ]);
+    let mut layout = Layout {
+        width: 60,
+        height: 30,
+        color: true,
+        all: false,
+    };
+    let lines = frame(&trace, t(200), layout);
+    assert!(lines[1].starts_with("\x1b[34m") && lines[1].ends_with("\x1b[0m"));
+    assert!(lines[2].starts_with("\x1b[31m"));
+    assert!(!lines[3].contains('\x1b'), "running rows stay uncoloured");
+    assert!(lines[4].starts_with("\x1b[2m"), "log lines are faint");
+
+    layout.color = false;
+    let plain = frame(&trace, t(200), layout);
+    assert!(plain.iter().all(|l| !l.contains('\x1b')), "{plain:#?}");
+}
+
+/// The SGR (colour) sequences in `s`; cursor movement is not colour.
+fn sgr_count(s: &str) -> usize {
+    s.match_indices("\x1b[")
+        .filter(|(i, _)| {
+            s[i + 2..]
+                .chars()
+                .find(|c| !c.is_ascii_digit() && *c != ';')
+                == Some('m')
+        })
+        .count()
+}
+
+fn run_tty(color: bool) -> String {
+    let buf = Buf::default();
+    let mut r = Tty::new(
+        Box::new(buf.clone()),
+        TermSize::Fixed {
+            width: 50,
+            height: 20,
+        },
+        color,
+    );
+    let events = [
+        started("a", "[1/2] RUN make", 0),
+        log("a", Stream::Stdout, "building\n", 100),
+        completed("a", 200),
+        Event::Warning {
+            digest: None,
+            message: "careful".into(),
+            location: None,
+        },
+    ];
+    for e in &events {
+        assert!(r.event(e).is_ok());
+        assert!(r.tick(t(150)).is_ok());
+    }
+    assert!(r.finish(t(300)).is_ok());
+    buf.text()
+}
+
+#[test]
+fn tty_renderer_ends_with_the_full_final_frame() {
+    let out = run_tty(false);
+    let want_tail = format!(
+        "[+] Building 0.3s (1/1) FINISHED\n{:<43} {}\n\n 1 warning found:\n - careful\n",
+        " => [1/2] RUN make", " 0.2s"
+    );
+    assert!(out.ends_with(&want_tail), "{out:?}");
+    assert_eq!(sgr_count(&out), 0, "NO_COLOR output has colour: {out:?}");
+}
+
+#[test]
+fn tty_renderer_uses_colour_when_allowed() {
+    let out = run_tty(true);
+    assert!(sgr_count(&out) > 0, "{out:?}");
+    assert!(out.contains("\x1b[33m1 warning found:\x1b[0m"), "{out:?}");
 }
 
 #[test]
