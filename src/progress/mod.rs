@@ -12,7 +12,7 @@
 //!
 //! Modes, as `--progress` names them:
 //! - `plain`: BuildKit's numbered text (`#3 [base 2/3] RUN make`,
-//!   `#3 0.512 cc -c main.c`, `#3 DONE 1.2s`); see [`plain`](self::plain).
+//!   `#3 0.512 cc -c main.c`, `#3 DONE 1.2s`), decided as BuildKit decides.
 //! - `tty`: the live `[+] Building 1.2s (5/7)` view; falls back to `plain`
 //!   when the output is not a terminal.
 //! - `rawjson`: every event as one JSON object per line.
