@@ -16,5 +16,6 @@ pub mod cli;
 pub mod dockerfile;
 pub mod image;
 pub mod llb;
+pub mod progress;
 pub mod source;
 pub mod util;
