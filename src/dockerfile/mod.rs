@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod dockerignore;
 pub mod error;
 pub mod flags;
+pub mod git_ref;
 pub mod heredoc;
 pub mod instructions;
 mod json_array;
