@@ -3,6 +3,7 @@
 mod cli;
 mod conformance;
 mod frontend;
+mod llb;
 mod parse;
 mod shell_conformance;
 mod util;
