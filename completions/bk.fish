@@ -69,22 +69,28 @@ complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcomm
 complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -s h -l help -d 'Print help'
 complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -s V -l version -d 'Print version'
 complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
-complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
+complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines, or as a Graphviz digraph'
 complete -c bk -n "__fish_bk_using_subcommand debug; and not __fish_seen_subcommand_from parse dump-llb help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -l root -d 'Store directory (cache, blobs, images)' -r -F
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -l debug -d 'Print debug logs'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -s h -l help -d 'Print help'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from parse" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s f -l file -d 'Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)' -r
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l target -d 'Stage to build' -r
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l build-arg -d 'Build-time variable (KEY=VALUE, or KEY to take it from the environment)' -r
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l platform -d 'Target platform (os/arch[/variant])' -r
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l no-cache -d 'Mark every step as not cacheable'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l dot -d 'Print a Graphviz digraph instead of JSON lines'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -l debug -d 'Print debug logs'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s h -l help -d 'Print help'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from dump-llb" -s V -l version -d 'Print version'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
-complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
+complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines, or as a Graphviz digraph'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "build" -d 'Build from a Dockerfile and a context'
 complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "completion" -d 'Print a shell completion script'
 complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
 complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build completion debug help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
-complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines'
+complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines, or as a Graphviz digraph'

@@ -1,19 +1,32 @@
 //! `bk`: BuildKit's Dockerfile builds in one daemonless, rootless binary.
 //!
-//! The modules follow the one path data takes (see the project README):
+//! The modules follow the one path data takes:
+//!
+//! ```text
+//! Dockerfile ─► dockerfile::{parse, plan, lower} ─► llb::Definition
+//!                                                     │
+//! outputs ◄── exporter ◄── solver ◄────────────────────┘
+//!                            ├─ cache   (cache key → committed result, SQLite)
+//!                            ├─ source  (the local context, read in place)
+//!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
+//!                            ├─ snapshot (results as directory trees)
+//!                            └─ progress (events → tty / plain / rawjson)
+//! ```
 //!
 //! - [`cli`] turns command-line flags into typed requests; it is the only
 //!   place that uses `anyhow`.
-//! - [`dockerfile`] is the frontend: Dockerfile text → syntax tree → typed
-//!   instructions and stages, with BuildKit-identical word expansion and
-//!   `.dockerignore` matching.
-//! - [`util`] holds leaf helpers (path-naming fs wrappers, atomic writes).
+//! - [`dockerfile`] is the frontend: text → syntax tree → typed
+//!   instructions → stage plan → build graph.
+//! - [`llb`], [`image`], [`progress`] and [`util`] are leaves.
 //!
-//! Lower layers never import higher ones: `cli → dockerfile → util`.
+//! Lower layers never import higher ones.
 
+pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
 pub mod llb;
+pub mod progress;
 pub mod solver;
+pub mod source;
 pub mod util;

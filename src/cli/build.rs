@@ -277,6 +277,29 @@ impl DockerfileText {
         dockerfile::plan(ast, opts, &dockerfile::NoBaseImages).map_err(|e| self.source_error(&e))
     }
 
+    /// Lowers a plan to the build graph, turning an error into one that
+    /// shows its lines.
+    pub fn lower(
+        &self,
+        plan: &dockerfile::Plan,
+        opts: &dockerfile::LowerOptions,
+    ) -> anyhow::Result<dockerfile::Lowered> {
+        dockerfile::lower(plan, opts).map_err(|e| self.source_error(&e))
+    }
+
+    /// Prints the planner's findings as `WARNING: file:line: text`.
+    pub fn print_plan_warnings(&self, plan: &dockerfile::Plan) {
+        for warning in &plan.warnings {
+            match warning.location {
+                Some(at) => eprintln!(
+                    "WARNING: {}:{}: {}",
+                    self.name, at.start.line, warning.message
+                ),
+                None => eprintln!("WARNING: {}", warning.message),
+            }
+        }
+    }
+
     /// Prints the parser's findings as `WARNING: Rule - file:line: text`.
     pub fn print_warnings(&self, ast: &dockerfile::Ast) {
         for warning in &ast.warnings {
@@ -305,11 +328,12 @@ pub fn plan_options(opts: &BuildOpts) -> dockerfile::PlanOptions {
     }
 }
 
-/// Where the Dockerfile is, given the flags: `-f` relative to the working
-/// directory as buildx resolves it, else `Dockerfile` inside the context.
-fn dockerfile_path(opts: &BuildOpts) -> anyhow::Result<String> {
-    match (&opts.file, opts.context.as_str()) {
-        (Some(file), _) => Ok(file.clone()),
+/// Where the Dockerfile is, given `-f` and the context: `-f` relative to
+/// the working directory as buildx resolves it, else `Dockerfile` inside
+/// the context.
+pub fn dockerfile_path(file: Option<&str>, context: &str) -> anyhow::Result<String> {
+    match (file, context) {
+        (Some(file), _) => Ok(file.to_string()),
         (None, "-") => bail!("not supported yet: a build context tarball on standard input"),
         (None, ctx) if ctx.contains("://") || ctx.starts_with("git@") => {
             bail!("not supported yet: remote build contexts ({ctx})")
@@ -379,21 +403,13 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
-    let dockerfile = DockerfileText::read(&dockerfile_path(&opts)?)?;
+    let dockerfile = DockerfileText::read(&dockerfile_path(opts.file.as_deref(), &opts.context)?)?;
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
     // Semantic errors (unknown target, bad ARG expansion, duplicate stage)
     // fail here, before anything would be built.
     let plan = dockerfile.plan(&ast, &plan_options(&opts))?;
-    for warning in &plan.warnings {
-        match warning.location {
-            Some(at) => eprintln!(
-                "WARNING: {}:{}: {}",
-                dockerfile.name, at.start.line, warning.message
-            ),
-            None => eprintln!("WARNING: {}", warning.message),
-        }
-    }
+    dockerfile.print_plan_warnings(&plan);
     if opts.check {
         if ast.warnings.is_empty() && plan.warnings.is_empty() {
             eprintln!("Check complete, no warnings found.");

@@ -534,6 +534,20 @@ impl FromStr for Progress {
     }
 }
 
+/// The flag names the renderer the progress module draws with.
+impl From<Progress> for crate::progress::Mode {
+    fn from(p: Progress) -> Self {
+        use crate::progress::Mode;
+        match p {
+            Progress::Auto => Mode::Auto,
+            Progress::Tty => Mode::Tty,
+            Progress::Plain => Mode::Plain,
+            Progress::RawJson => Mode::RawJson,
+            Progress::Quiet => Mode::Quiet,
+        }
+    }
+}
+
 /// Checks a `-t` image name against the reference grammar's outline
 /// (`[host[:port]/]path[:tag][@digest]`, lower-case path components). The
 /// full grammar is applied where images are pushed.
@@ -702,6 +716,20 @@ mod tests {
         assert!("bridge".parse::<Network>().is_err());
         assert_eq!("rawjson".parse::<Progress>(), Ok(Progress::RawJson));
         assert!("fancy".parse::<Progress>().is_err());
+    }
+
+    #[test]
+    fn progress_flag_maps_to_the_renderer_of_the_same_name() {
+        use crate::progress::Mode;
+        for (flag, mode) in [
+            ("auto", Mode::Auto),
+            ("tty", Mode::Tty),
+            ("plain", Mode::Plain),
+            ("rawjson", Mode::RawJson),
+            ("quiet", Mode::Quiet),
+        ] {
+            assert_eq!(flag.parse::<Progress>().map(Mode::from), Ok(mode));
+        }
     }
 
     #[test]

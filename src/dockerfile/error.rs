@@ -3,6 +3,7 @@
 
 use super::instructions::InstructionError;
 use super::location::Range;
+use super::lower::LowerError;
 use super::parser::ParseError;
 use super::shell::ShellError;
 use super::stage_error::StageError;
@@ -18,6 +19,8 @@ pub enum ErrorKind {
     Instruction(#[from] InstructionError),
     #[error(transparent)]
     Stage(#[from] StageError),
+    #[error(transparent)]
+    Lower(#[from] LowerError),
 }
 
 /// A frontend error with the source ranges it concerns (innermost first).

@@ -1,10 +1,11 @@
 //! The Dockerfile frontend: bytes → syntax tree → typed instructions and
-//! stages, with BuildKit-identical word expansion and `.dockerignore`
-//! matching.
+//! stages → the LLB build graph (`lower`), with BuildKit-identical word
+//! expansion and `.dockerignore` matching.
 //!
-//! It knows Dockerfile text only. It never touches the disk beyond what its
-//! callers hand it and never runs anything; it must not import the solver,
-//! snapshotter or runner layers.
+//! It knows Dockerfile text only; its output is plain data (`crate::llb`).
+//! It never touches the disk beyond what its callers hand it and never runs
+//! anything; it must not import the solver, snapshotter, cache, exporter or
+//! runner layers.
 //!
 //! Why a hand-written parser: the `dockerfile-parser` crate was measured
 //! against what BuildKit accepts and fails on `# escape=`, heredocs,
@@ -22,11 +23,17 @@ pub mod dispatch;
 pub mod dockerignore;
 pub mod error;
 pub mod flags;
+pub mod git_ref;
 pub mod heredoc;
 pub mod instructions;
 mod json_array;
 mod line_parsers;
 pub mod location;
+pub mod lower;
+mod lower_copy;
+mod lower_run;
+#[cfg(test)]
+mod lower_tests;
 pub mod node;
 pub mod parser;
 pub mod pattern;
@@ -40,6 +47,7 @@ pub mod suggest;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
+pub use lower::{lower, LowerError, LowerOptions, Lowered};
 pub use node::{Ast, Heredoc, Node};
 pub use parser::{parse, ParseError};
 pub use stage_error::StageError;

@@ -15,7 +15,7 @@
 //! (`*` → `[^/]*`, `?` → `[^/]`, `**` → `(.*/)?` or `.*`, `.+()$`
 //! escaped, `\x` kept as a regexp escape, everything else — `[`, `]`, `^`,
 //! `|`, `{`, `}` included — passed through). The rewrite, not
-//! `filepath.Match`, decides what matches; [`regexp`] reproduces RE2 so that
+//! `filepath.Match`, decides what matches; `regexp` reproduces RE2 so that
 //! even odd patterns (`[*]`, `\d`, `a^b*`, `a|b*`) behave as under Docker.
 
 mod regexp;

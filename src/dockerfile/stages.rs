@@ -157,6 +157,12 @@ pub struct Plan {
     /// SOURCE_DATE_EPOCH in seconds, when given as a number.
     pub epoch: Option<i64>,
     pub warnings: Vec<PlanWarning>,
+    /// The platform asked for (the build platform when none was): images
+    /// named by `COPY --from` and `RUN --mount=from=` are pulled for it.
+    pub target_platform: Platform,
+    /// The Dockerfile's escape character, for expanding instruction text
+    /// into progress names later.
+    pub escape: char,
 }
 
 impl Plan {
@@ -304,6 +310,8 @@ pub fn plan(ast: &Ast, opts: &PlanOptions, resolver: &dyn BaseImageResolver) -> 
         proxy: ProxyEnv::from_build_args(&build_args),
         epoch,
         warnings,
+        target_platform,
+        escape: ast.escape,
     })
 }
 

@@ -11,6 +11,7 @@
 //! same graph always yields the same bytes. Progress names and cache
 //! directives live in [`Metadata`], outside the digest, as in BuildKit.
 
+pub mod attr;
 mod definition;
 mod dump;
 mod op;

@@ -32,7 +32,7 @@ impl Op {
 /// A filesystem from outside the graph. `identifier` uses BuildKit's
 /// schemes: `local://context`, `docker-image://docker.io/library/alpine:latest`,
 /// `git://…`, `https://…`, `oci-layout://…`; `attrs` carry the scheme's
-/// options (`local.includepattern0`, `http.checksum`, `git.keepgitdir`, …).
+/// options (see [`super::attr`] for the keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceOp {
     pub identifier: String,
@@ -171,7 +171,8 @@ pub struct FileAction {
     pub action: FileActionKind,
 }
 
-/// The file actions BuildKit defines.
+/// The file actions BuildKit defines. Paths are absolute; `timestamp`s
+/// are seconds since the Unix epoch (None: the time of the action).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileActionKind {
@@ -208,7 +209,8 @@ pub struct CopyAction {
     pub dest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<ChownOpt>,
-    /// Octal (`0755`) or symbolic (`u+x`) as written in `--chmod`.
+    /// Octal (`0755`, always four digits, so equal modes give equal
+    /// digests) or symbolic (`u+x`) as written in `--chmod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     pub follow_symlink: bool,
@@ -222,9 +224,17 @@ pub struct CopyAction {
     pub include_patterns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_patterns: Vec<String>,
-    /// `COPY --parents`.
+    /// Paths under `src` that must exist even though wildcards may match
+    /// nothing (`COPY --parents` of a literal path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_paths: Vec<String>,
+    /// `COPY --parents`: `src` is the pivot directory and
+    /// `include_patterns` select what is copied, keeping each match's path
+    /// below the pivot.
     pub parents: bool,
     pub always_replace_existing_dest: bool,
+    /// Modification time for the copied files, in seconds since the Unix
+    /// epoch; None keeps the sources' times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
 }

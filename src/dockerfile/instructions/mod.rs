@@ -15,7 +15,7 @@ mod config;
 mod copy;
 mod error;
 mod from;
-mod go;
+pub(crate) mod go;
 mod healthcheck;
 mod run;
 mod run_mount;
