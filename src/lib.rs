@@ -14,4 +14,5 @@
 pub mod cli;
 pub mod dockerfile;
 pub mod image;
+pub mod snapshot;
 pub mod util;
