@@ -14,8 +14,9 @@
 //!
 //! Imports `fsx` and `crate::util` only.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, FileType, Metadata};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,20 +180,27 @@ fn clone_entries<'s>(
     entries: Vec<(OsString, FileType)>,
     sh: &'s Shared,
 ) {
+    // Links are made relative to the two directories' descriptors: the
+    // kernel then resolves one name per side instead of two full paths,
+    // which is most of a link's cost in a deep tree.
+    let dirs = open_dir(src_dir).and_then(|s| Ok((s, open_dir(dst_dir)?)));
+    let (src_fd, dst_fd) = match dirs {
+        Ok(fds) => fds,
+        Err(e) => return sh.fail(e),
+    };
     for (name, ft) in entries {
         if sh.failed.load(Ordering::Relaxed) {
             return;
         }
-        let src = src_dir.join(&name);
-        let dst = dst_dir.join(&name);
         let result = if ft.is_dir() {
+            let (src, dst) = (src_dir.join(&name), dst_dir.join(&name));
             clone_dir(&src, &dst, sh).map(|()| {
                 scope.spawn(move |scope| visit(scope, src, dst, sh));
             })
         } else if ft.is_file() || ft.is_symlink() {
-            link_or_copy(&src, &dst, sh)
+            link_or_copy(&src_fd, &dst_fd, &name, src_dir, dst_dir, sh)
         } else {
-            recreate_node(&src, &dst, sh)
+            recreate_node(&src_dir.join(&name), &dst_dir.join(&name), sh)
         };
         match result {
             Ok(()) => {
@@ -201,6 +209,17 @@ fn clone_entries<'s>(
             Err(e) => return sh.fail(e),
         }
     }
+}
+
+/// A descriptor for `dir` usable only as the base of `*at` calls.
+fn open_dir(dir: &Path) -> Result<OwnedFd, FsError> {
+    use nix::fcntl::{open, OFlag};
+    open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| FsError::new("open directory", dir, e.into()))
 }
 
 /// Creates `dst` private to the owner (so entries can be made in it
@@ -222,23 +241,31 @@ fn clone_dir(src: &Path, dst: &Path, sh: &Shared) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Hard-links `dst` to `src`'s inode without following a symlink; an
-/// inode at the link limit is copied instead.
-fn link_or_copy(src: &Path, dst: &Path, sh: &Shared) -> Result<(), FsError> {
-    use nix::fcntl::{AtFlags, AT_FDCWD};
+/// Hard-links `name` in the clone to the parent's inode without
+/// following a symlink; an inode at the link limit is copied instead.
+fn link_or_copy(
+    src_fd: &OwnedFd,
+    dst_fd: &OwnedFd,
+    name: &OsStr,
+    src_dir: &Path,
+    dst_dir: &Path,
+    sh: &Shared,
+) -> Result<(), FsError> {
+    use nix::fcntl::AtFlags;
     // No AT_SYMLINK_FOLLOW: a symlink is linked as itself, never its target.
-    match nix::unistd::linkat(AT_FDCWD, src, AT_FDCWD, dst, AtFlags::empty()) {
+    match nix::unistd::linkat(src_fd, name, dst_fd, name, AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EMLINK) => {
-            let meta = fs::symlink_metadata(src).map_err(|e| FsError::new("inspect", src, e))?;
-            fsx::copy_node(src, dst, &meta).map_err(|e| FsError::new("copy", src, e))?;
-            let skipped = fsx::apply_metadata(src, dst, &meta, BEST_EFFORT)
-                .map_err(|e| FsError::new("set metadata of", dst, e))?;
+            let (src, dst) = (src_dir.join(name), dst_dir.join(name));
+            let meta = fs::symlink_metadata(&src).map_err(|e| FsError::new("inspect", &src, e))?;
+            fsx::copy_node(&src, &dst, &meta).map_err(|e| FsError::new("copy", &src, e))?;
+            let skipped = fsx::apply_metadata(&src, &dst, &meta, BEST_EFFORT)
+                .map_err(|e| FsError::new("set metadata of", &dst, e))?;
             sh.count_skips(skipped);
             sh.copied.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
-        Err(e) => Err(FsError::new("hard-link", dst, e.into())),
+        Err(e) => Err(FsError::new("hard-link", dst_dir.join(name), e.into())),
     }
 }
 

@@ -729,4 +729,78 @@ mod tests {
             Err(SnapshotError::Size { .. })
         ));
     }
+
+    /// Not a check: times a clone of 50,000 small files (500 directories
+    /// of 100) on rayon's pool and on one thread, and the other walks over
+    /// the same tree. Run by hand:
+    /// `cargo test --lib clone_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn clone_speed_50k_files() {
+        use std::time::Instant;
+        let base = std::env::var_os("BK_BENCH_DIR").map(PathBuf::from);
+        let dir = match &base {
+            Some(b) => tempfile::tempdir_in(b).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let active = store.prepare(None).unwrap();
+        for d in 0..500 {
+            let sub = active.path().join(format!("d{d:03}"));
+            fs::create_dir(&sub).unwrap();
+            for f in 0..100 {
+                fs::write(sub.join(format!("f{f:03}")), b"small file").unwrap();
+            }
+        }
+        let id = active.commit().unwrap();
+        let time = |label: &str, f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            f();
+            eprintln!("{label}: {:.3}s", start.elapsed().as_secs_f64());
+        };
+        for round in 0..2 {
+            let mut kept = Vec::new();
+            time(
+                &format!(
+                    "round {round}: clone, rayon pool ({} threads)",
+                    rayon::current_num_threads()
+                ),
+                &mut || {
+                    kept.push(store.prepare(Some(&id)).unwrap());
+                },
+            );
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            time(&format!("round {round}: clone, 1 thread"), &mut || {
+                kept.push(pool.install(|| store.prepare(Some(&id)).unwrap()));
+            });
+            time(
+                &format!("round {round}: commit (syncfs + rename)"),
+                &mut || {
+                    kept.pop().unwrap().commit().unwrap();
+                },
+            );
+            time(&format!("round {round}: drop an active clone"), &mut || {
+                drop(kept.pop())
+            });
+        }
+        let child = store.prepare(Some(&id)).unwrap();
+        time("diff of an unchanged clone", &mut || {
+            assert!(diff(Some(&store.path(&id)), child.path())
+                .unwrap()
+                .is_empty());
+        });
+        time("size", &mut || {
+            store.size(&id).unwrap();
+        });
+        let out = dir.path().join("out");
+        time("local export", &mut || {
+            crate::exporter::local::export(&store.path(&id), &out).unwrap();
+        });
+        time("tar export", &mut || {
+            crate::exporter::tar::write_to(&store.path(&id), std::io::sink()).unwrap();
+        });
+    }
 }
