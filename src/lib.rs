@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod dockerfile;
+pub mod exporter;
 pub mod image;
 pub mod snapshot;
 pub mod util;
