@@ -34,6 +34,8 @@
 //!   is removed either way.
 //! - `dest` exists but is not a directory: an error; nothing is written.
 //!
+//! Only a crash (not an error) can leave a temporary directory behind.
+//!
 //! Imports `crate::snapshot::fsx` and `crate::util` only.
 
 use std::collections::{BTreeMap, HashMap};

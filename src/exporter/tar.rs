@@ -196,7 +196,18 @@ fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Fail
                         EntryType::Block
                     };
                     let rdev = meta.rdev();
-                    entry.dev = Some((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)));
+                    let (major, minor) = (
+                        u32::try_from(nix::sys::stat::major(rdev)),
+                        u32::try_from(nix::sys::stat::minor(rdev)),
+                    );
+                    let (Ok(major), Ok(minor)) = (major, minor) else {
+                        let e = io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "device number too large for a tar header",
+                        );
+                        return Err(read("archive", &path, e));
+                    };
+                    entry.dev = Some((major, minor));
                 }
             }
         }
@@ -262,7 +273,7 @@ struct Entry {
     mtime: i64,
     size: u64,
     link: Vec<u8>,
-    dev: Option<(u64, u64)>,
+    dev: Option<(u32, u32)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -326,11 +337,8 @@ impl Entry {
             }
         }
         if let Some((major, minor)) = self.dev {
-            // Device numbers beyond the octal fields are not representable
-            // in ustar; Go refuses them too.
-            let too_big = || io::Error::other("device number too large for a tar header");
-            header.set_device_major(u32::try_from(major).map_err(|_| too_big())?)?;
-            header.set_device_minor(u32::try_from(minor).map_err(|_| too_big())?)?;
+            header.set_device_major(major)?;
+            header.set_device_minor(minor)?;
         }
         for (key, value) in &self.xattrs {
             let mut k = b"SCHILY.xattr.".to_vec();

@@ -325,4 +325,21 @@ mod tests {
         assert_eq!(changes.len(), 13);
         assert_eq!(changes[0].path, Path::new("etc"));
     }
+
+    #[test]
+    fn recreated_special_nodes_compare_by_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let base = store.prepare(None).unwrap();
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&base.path().join("a"), mode).unwrap();
+        nix::unistd::mkfifo(&base.path().join("b"), mode).unwrap();
+        let id = base.commit().unwrap();
+        let child = store.prepare(Some(&id)).unwrap();
+        // The clone's fifos are new inodes but equal; a chmod shows.
+        fs::set_permissions(child.path().join("b"), fs::Permissions::from_mode(0o600)).unwrap();
+        let changes = diff(Some(&store.path(&id)), child.path()).unwrap();
+        assert_eq!(summary(&changes), ["M b"]);
+        assert_eq!(changes[0].entry, EntryKind::Fifo);
+    }
 }

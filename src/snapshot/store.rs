@@ -527,6 +527,34 @@ mod tests {
     }
 
     #[test]
+    fn clone_recreates_devices_when_permitted() {
+        // Only root can make the device in the parent in the first place.
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let base = store.prepare(None).unwrap();
+        let null = base.path().join("null");
+        nix::sys::stat::mknod(
+            &null,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        // mknod applies the umask; give the node its mode explicitly.
+        fs::set_permissions(&null, fs::Permissions::from_mode(0o666)).unwrap();
+        let id = base.commit().unwrap();
+        let child = store.prepare(Some(&id)).unwrap();
+        let m = fs::symlink_metadata(child.path().join("null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
+        assert_eq!(m.mode() & 0o7777, 0o666);
+        assert_eq!(child.clone_report().special_skipped, 0);
+    }
+
+    #[test]
     fn clone_copies_directory_xattrs_when_supported() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
