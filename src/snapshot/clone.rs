@@ -30,7 +30,7 @@ use crate::util::fs::FsError;
 /// What a clone could not reproduce exactly, for the caller to warn about.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CloneReport {
-    /// Entries below the root that were cloned.
+    /// Entries below the root that were visited (skipped ones included).
     pub entries: u64,
     /// Files copied instead of linked because their inode had reached the
     /// file system's link limit (ext4: 65,000). Each copy is a new inode,
