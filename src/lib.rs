@@ -24,8 +24,10 @@
 pub mod cache;
 pub mod cli;
 pub mod dockerfile;
+pub mod exporter;
 pub mod image;
 pub mod llb;
 pub mod progress;
+pub mod snapshot;
 pub mod source;
 pub mod util;
