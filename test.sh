@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
-packages=()
+# tar and chattr (e2fsprogs) serve as independent checks of exported trees.
+packages=(tar e2fsprogs)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -24,9 +24,11 @@
 pub mod cache;
 pub mod cli;
 pub mod dockerfile;
+pub mod exporter;
 pub mod image;
 pub mod llb;
 pub mod progress;
+pub mod snapshot;
 pub mod solver;
 pub mod source;
 pub mod util;
