@@ -24,11 +24,18 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use crate::snapshot::{SnapshotError, SnapshotId, Store};
 use crate::util::fs::FsError;
 
 /// Why a merge failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    /// Cloning the first input into a new snapshot failed.
+    #[error("cannot start the merged snapshot")]
+    Prepare(#[source] SnapshotError),
+    /// Renaming the finished merge into place failed.
+    #[error("cannot commit the merged snapshot")]
+    Commit(#[source] SnapshotError),
     /// Laying input `input` (0-based among the merge's inputs) over the
     /// result failed; the source names the path and system call.
     #[error("cannot lay merge input {input} over the result")]
@@ -48,6 +55,25 @@ pub struct OverlayReport {
     pub copied: u64,
     /// Directories or files whose owner could not be set (not root).
     pub owner_skipped: u64,
+}
+
+/// Merges `inputs` (None: scratch) into a new snapshot: a clone of the
+/// first, with every further one laid over it in order. Blocking.
+pub fn run(store: &Store, inputs: &[Option<SnapshotId>]) -> Result<SnapshotId, MergeError> {
+    let (first, rest) = match inputs.split_first() {
+        Some((first, rest)) => (first.as_ref(), rest),
+        None => (None, inputs),
+    };
+    let active = store.prepare(first).map_err(MergeError::Prepare)?;
+    for (n, upper) in rest.iter().enumerate() {
+        // Scratch adds nothing.
+        let Some(upper) = upper else { continue };
+        overlay(&store.path(upper), active.path()).map_err(|source| MergeError::Overlay {
+            input: n + 1,
+            source,
+        })?;
+    }
+    active.commit().map_err(MergeError::Commit)
 }
 
 /// Lays the tree at `upper` over the tree at `lower`, in place: see the
@@ -259,6 +285,32 @@ mod tests {
             .unwrap()
             .is_dir());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn run_merges_snapshots_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let make = |files: &[(&str, &str)]| {
+            let active = store.prepare(None).unwrap();
+            for (rel, text) in files {
+                write(active.path(), rel, text);
+            }
+            active.commit().unwrap()
+        };
+        let base = make(&[("a", "base"), ("b", "base")]);
+        let upper = make(&[("b", "upper"), ("c", "upper")]);
+        let merged = run(&store, &[Some(base.clone()), None, Some(upper)]).unwrap();
+        let read = |rel: &str| fs::read_to_string(store.path(&merged).join(rel)).unwrap();
+        assert_eq!(
+            (read("a"), read("b"), read("c")),
+            ("base".into(), "upper".into(), "upper".into())
+        );
+        assert_eq!(
+            fs::read_to_string(store.path(&base).join("b")).unwrap(),
+            "base",
+            "inputs are never modified"
+        );
     }
 
     #[test]
