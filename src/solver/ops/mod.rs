@@ -2,4 +2,6 @@
 //! ready. The scheduler decides *when*; these decide *what*.
 
 pub mod exec;
+pub mod file;
 pub mod merge;
+pub mod source;
