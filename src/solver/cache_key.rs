@@ -19,12 +19,14 @@
 //! `Metadata` (progress names, `ignore_cache`, locations) is never part of
 //! a key: renaming a stage or moving a line keeps the cache.
 //!
-//! Pure data → digest: imports `llb` (and `image` for the platform) only.
+//! Pure data → digest: imports `llb`, `image` (the platform) and the
+//! cache's key type only.
 
 use serde::Serialize;
 
+use crate::cache::{CacheKey, Digest};
 use crate::image::Platform;
-use crate::llb::{Digest, Op, Vertex};
+use crate::llb::{Op, Vertex};
 
 /// Bumped whenever the recipe below changes meaning.
 const SCHEMA: &str = "bk.cachekey.v1";
@@ -35,7 +37,7 @@ const IGNORED_SOURCE_ATTRS: &[&str] = &["local.sharedkeyhint"];
 /// An input as it enters a key: its own cache key and which output of it.
 #[derive(Debug, Clone, Copy)]
 pub struct InputKey<'a> {
-    pub key: &'a Digest,
+    pub key: &'a CacheKey,
     pub output: u32,
 }
 
@@ -68,7 +70,7 @@ pub fn canonical_op(op: &Op) -> Op {
 /// The cache key of `vertex`, given its inputs' keys (in `vertex.inputs`
 /// order) and, for sources that read outside content, that content's
 /// checksum.
-pub fn compute(vertex: &Vertex, inputs: &[InputKey<'_>], content: Option<&str>) -> Digest {
+pub fn compute(vertex: &Vertex, inputs: &[InputKey<'_>], content: Option<&str>) -> CacheKey {
     let canonical = Canonical {
         schema: SCHEMA,
         op: canonical_op(&vertex.op),
@@ -80,7 +82,7 @@ pub fn compute(vertex: &Vertex, inputs: &[InputKey<'_>], content: Option<&str>) 
     // cannot fail. Should it ever, the Debug text is just as canonical.
     let bytes = serde_json::to_vec(&canonical)
         .unwrap_or_else(|_| format!("{SCHEMA}{vertex:?}{inputs:?}{content:?}").into_bytes());
-    Digest::of(&bytes)
+    CacheKey::from(Digest::of(&bytes))
 }
 
 #[cfg(test)]
@@ -90,6 +92,11 @@ mod tests {
         CopyAction, ExecMeta, ExecOp, FileAction, FileActionKind, FileOp, Input, Mount, MountKind,
         NetMode, SecurityMode, SourceOp,
     };
+
+    /// A cache key made up for a test.
+    fn key(seed: &[u8]) -> CacheKey {
+        CacheKey::from(Digest::of(seed))
+    }
 
     fn context(attrs: &[(&str, &str)]) -> Vertex {
         Vertex {
@@ -128,7 +135,7 @@ mod tests {
                 security: SecurityMode::Sandbox,
             }),
             inputs: vec![Input {
-                digest: Digest::of(b"base"),
+                digest: crate::llb::Digest::of(b"base"),
                 output: 0,
             }],
             platform: None,
@@ -154,6 +161,7 @@ mod tests {
                         allow_empty_wildcard: true,
                         include_patterns: vec![],
                         exclude_patterns: vec![],
+                        required_paths: vec![],
                         parents: false,
                         always_replace_existing_dest: false,
                         timestamp: None,
@@ -163,14 +171,14 @@ mod tests {
             // The digest of the source is deliberately bogus: keys must
             // come from the input keys passed in, not from the graph.
             inputs: vec![Input {
-                digest: Digest::of(b"whatever"),
+                digest: crate::llb::Digest::of(b"whatever"),
                 output: 0,
             }],
             platform: None,
         }
     }
 
-    fn key_over(vertex: &Vertex, input: &Digest) -> Digest {
+    fn key_over(vertex: &Vertex, input: &CacheKey) -> CacheKey {
         compute(
             vertex,
             &[InputKey {
@@ -183,7 +191,7 @@ mod tests {
 
     #[test]
     fn proxy_env_does_not_change_the_key() {
-        let base = Digest::of(b"base key");
+        let base = key(b"base key");
         assert_eq!(
             key_over(&run(&[]), &base),
             key_over(
@@ -236,13 +244,13 @@ mod tests {
         assert_ne!(key_over(&copy("a"), &before), key_over(&copy("a"), &after));
         // Same content, same key, whatever the input's digest is.
         let mut moved = copy("a");
-        moved.inputs[0].digest = Digest::of(b"another definition");
+        moved.inputs[0].digest = crate::llb::Digest::of(b"another definition");
         assert_eq!(key_over(&copy("a"), &before), key_over(&moved, &before));
     }
 
     #[test]
     fn the_op_platform_and_output_index_are_in_the_key() {
-        let input = Digest::of(b"in");
+        let input = key(b"in");
         assert_ne!(key_over(&copy("a"), &input), key_over(&copy("b"), &input));
         let mut arm = copy("a");
         arm.platform = Some("linux/arm64".parse().unwrap());

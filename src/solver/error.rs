@@ -2,11 +2,17 @@
 //! progress name and Dockerfile lines) and wraps the [`VertexError`] that
 //! says which operation went wrong inside it.
 //!
-//! Owns only error types; imports the op modules' errors, never `cli` or
+//! Owns only error types; imports the op modules', cache's and
+//! snapshotter's errors, never `cli` or
 //! `dockerfile` (the CLI renders the Dockerfile snippet from
 //! [`LineRange`]).
 
+use super::ops::file::FileError;
+use super::ops::merge::MergeError;
+use super::ops::source::SourceOpError;
+use crate::cache::CacheError;
 use crate::llb::{Digest, Metadata};
+use crate::snapshot::SnapshotError;
 
 /// Lines `start..=end` (1-based) of the Dockerfile a vertex came from, as
 /// the frontend records them in `Metadata.description["location"]`.
@@ -45,8 +51,9 @@ pub enum SolveError {
         name: String,
         /// Where in the Dockerfile the vertex came from, if known.
         location: Option<LineRange>,
+        /// Boxed: op errors are large and every result carries this.
         #[source]
-        source: VertexError,
+        source: Box<VertexError>,
     },
     /// The graph's root names a vertex the graph does not hold.
     #[error("the build graph has no vertex {0} (its root or an input is dangling)")]
@@ -85,6 +92,21 @@ pub enum VertexError {
     /// An op or source kind bk cannot run yet.
     #[error("not supported yet: {what} ({detail})")]
     NotSupported { what: String, detail: String },
+    #[error(transparent)]
+    Source(#[from] SourceOpError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    /// Reading the cache database before executing failed.
+    #[error("failed to look up the build cache")]
+    CacheLookup(#[source] CacheError),
+    /// Recording a fresh result in the cache database failed.
+    #[error("failed to record the result in the build cache")]
+    CacheRecord(#[source] CacheError),
+    /// Measuring a committed snapshot for its cache row failed.
+    #[error("failed to measure the result")]
+    MeasureSnapshot(#[source] SnapshotError),
     /// An input failed; its own error is the one reported, so this one is
     /// only ever seen if the scheduler has a bug.
     #[error("input {digest} failed")]

@@ -1,16 +1,376 @@
 //! The solver: runs a build graph ([`crate::llb::Definition`]) and returns
-//! the root's filesystem.
+//! the root's filesystem as a [`Ref`].
 //!
-//! Owns scheduling, cache keys and the execution of each op kind. May
-//! import `llb`, `cache`, `snapshot`, `fileop`, `source` and `progress`;
-//! never `cli` or `dockerfile` (the frontend's job ends with the graph).
-
-// The pieces land before `solve` wires them together.
-#![allow(dead_code)]
+//! Owns scheduling ([`scheduler`]), cache keys ([`cache_key`]) and the
+//! execution of each op kind ([`ops`]). May import `llb`, `cache`,
+//! `snapshot`, `fileop`, `source` and `progress`; never `cli` or
+//! `dockerfile` (the frontend's job ends with the graph).
+//!
+//! # What is cached, and how
+//!
+//! Every vertex gets a cache key (see [`cache_key`]) once its inputs have
+//! theirs. Before executing an exec, file or merge vertex the solver looks
+//! its key up in the cache database — unless the vertex's
+//! `Metadata.ignore_cache` or [`SolveContext::no_cache`] says not to — and
+//! on a hit reuses the committed snapshot the row names (reported as
+//! `VertexCached`). On a miss it executes the op into a new snapshot,
+//! commits it (a rename into `snapshots/`) and only then records the row,
+//! so a row never names a half-written snapshot.
+//!
+//! A `local://context` source always walks and checksums what it selects
+//! (cheap for unchanged files: their digests are remembered by `lstat`
+//! stamp); its key covers that checksum. Its result is read in place, so
+//! it has no snapshot: its row is recorded with an empty snapshot id and
+//! only says "this content was loaded before", which is what makes the
+//! source report `VertexCached` on a rebuild. Anything that prunes rows
+//! must skip empty ids (there is nothing to release).
 
 pub mod cache_key;
 mod error;
-mod ops;
+pub mod ops;
 mod scheduler;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cache::{CacheDb, CacheKey};
+use crate::llb::{Definition, Op};
+use crate::progress;
+use crate::snapshot::{SnapshotId, Store};
+use crate::source::LocalContext;
 
 pub use error::{LineRange, SolveError, VertexError};
+use ops::source::Selection;
+use scheduler::{Blocking, Runner, Task};
+
+/// A build's result: where the root's filesystem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    /// An empty filesystem (`FROM scratch` with nothing added).
+    Scratch,
+    /// A committed snapshot in the store.
+    Snapshot(SnapshotId),
+    /// The build context directory, read in place (only when a graph's
+    /// root is a context source itself, which Dockerfiles never produce).
+    Context(PathBuf),
+}
+
+/// What [`solve`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SolveResult {
+    pub root: Ref,
+}
+
+impl SolveResult {
+    /// The directory holding the result, for exporters; `None` for
+    /// scratch (the caller exports an empty directory).
+    pub fn dir(&self, store: &Store) -> Option<PathBuf> {
+        match &self.root {
+            Ref::Scratch => None,
+            Ref::Snapshot(id) => Some(store.path(id)),
+            Ref::Context(dir) => Some(dir.clone()),
+        }
+    }
+}
+
+/// Everything a solve needs besides the graph.
+#[derive(Debug, Clone)]
+pub struct SolveContext {
+    pub store: Store,
+    pub cache: Arc<CacheDb>,
+    /// The main build context (`local://context`), if the build has one.
+    pub context: Option<Arc<LocalContext>>,
+    /// `--no-cache`: execute every vertex, whatever its metadata says.
+    pub no_cache: bool,
+    pub progress: progress::Sender,
+    /// Blocking jobs at once; 0 means one per core.
+    pub parallelism: usize,
+}
+
+/// Runs every vertex the root of `def` needs, concurrently where the
+/// graph allows, and returns the root's result. Must be called on a
+/// multi-threaded tokio runtime. The first failure cancels the rest and
+/// is returned naming the failing vertex and its Dockerfile lines.
+pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, SolveError> {
+    let solver = Arc::new(Solver {
+        store: ctx.store.clone(),
+        cache: ctx.cache.clone(),
+        context: ctx.context.clone(),
+        no_cache: ctx.no_cache,
+        progress: ctx.progress.clone(),
+        blocking: match ctx.parallelism {
+            0 => Blocking::per_core(),
+            n => Blocking::new(n),
+        },
+        context_turn: tokio::sync::Mutex::new(()),
+    });
+    let root = scheduler::run(def, solver).await?;
+    Ok(SolveResult {
+        root: root.map_or(Ref::Scratch, |done| done.out.clone()),
+    })
+}
+
+/// A vertex's result as its dependents see it.
+pub(crate) struct Done {
+    key: CacheKey,
+    out: Ref,
+    /// For context sources: what was selected, to read it from.
+    selection: Option<Arc<Selection>>,
+}
+
+/// The directory an op reads an input from.
+pub(crate) enum InputDir {
+    Scratch,
+    Snapshot(SnapshotId),
+    Context(Arc<Selection>),
+}
+
+struct Solver {
+    store: Store,
+    cache: Arc<CacheDb>,
+    context: Option<Arc<LocalContext>>,
+    no_cache: bool,
+    progress: progress::Sender,
+    blocking: Blocking,
+    /// Serialises context reads (see `load_context`).
+    context_turn: tokio::sync::Mutex<()>,
+}
+
+impl Runner for Solver {
+    type Output = Done;
+
+    async fn run(self: Arc<Self>, task: Task<Done>) -> Result<Done, VertexError> {
+        let digest = task.digest.to_string();
+        let mut started = false;
+        let result = self.clone().run_vertex(&task, &mut started).await;
+        if let Err(err) = &result {
+            // Renderers ignore events of vertices never announced.
+            if !started {
+                self.progress.started(&digest, &task.name);
+            }
+            self.progress.failed(&digest, error_chain(err));
+        }
+        result
+    }
+}
+
+impl Solver {
+    async fn run_vertex(
+        self: Arc<Self>,
+        task: &Task<Done>,
+        started: &mut bool,
+    ) -> Result<Done, VertexError> {
+        let digest = task.digest.to_string();
+        let use_cache = !self.no_cache && !task.meta.ignore_cache;
+        if let Op::Source(op) = &task.vertex.op {
+            ops::source::check_supported(op)?;
+            self.progress.started(&digest, &task.name);
+            *started = true;
+            return self.load_context(task, use_cache).await;
+        }
+        let mut input_keys = Vec::with_capacity(task.inputs.len());
+        for (input, done) in task.vertex.inputs.iter().zip(&task.inputs) {
+            if input.output != 0 {
+                return Err(VertexError::NotSupported {
+                    what: "reading a second output of a step".into(),
+                    detail: format!("output {} of {}", input.output, input.digest),
+                });
+            }
+            input_keys.push(done.key.clone());
+        }
+        let key = self.key(task, &input_keys, None);
+        if use_cache {
+            if let Some(id) = self.lookup(&key).await? {
+                self.progress.cached(&digest, &task.name);
+                return Ok(Done {
+                    key,
+                    out: Ref::Snapshot(id),
+                    selection: None,
+                });
+            }
+        }
+        self.progress.started(&digest, &task.name);
+        *started = true;
+        let inputs: Vec<InputDir> = task
+            .inputs
+            .iter()
+            .map(|done| match (&done.selection, &done.out) {
+                (Some(selection), _) => InputDir::Context(selection.clone()),
+                (None, Ref::Snapshot(id)) => InputDir::Snapshot(id.clone()),
+                (None, Ref::Scratch | Ref::Context(_)) => InputDir::Scratch,
+            })
+            .collect();
+        let store = self.store.clone();
+        let id = match &task.vertex.op {
+            Op::File(op) => {
+                let op = op.clone();
+                self.blocking
+                    .run(move || ops::file::run(&store, &op, &inputs))
+                    .await??
+            }
+            Op::Merge(op) => {
+                let parents = op
+                    .inputs
+                    .iter()
+                    .map(|&i| match inputs.get(i as usize) {
+                        Some(InputDir::Snapshot(id)) => Ok(Some(id.clone())),
+                        Some(InputDir::Scratch) => Ok(None),
+                        // Linking the user's files into a snapshot would
+                        // let later edits of the context change it.
+                        Some(InputDir::Context(_)) | None => Err(VertexError::NotSupported {
+                            what: "merging the build context directly".into(),
+                            detail: format!("merge input {i}"),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.blocking
+                    .run(move || ops::merge::run(&store, &parents))
+                    .await??
+            }
+            Op::Exec(exec) => return Err(ops::exec::run(exec)),
+            Op::Diff(_) => {
+                return Err(VertexError::NotSupported {
+                    what: "diff ops".into(),
+                    detail: "no Dockerfile instruction produces them yet".into(),
+                })
+            }
+            Op::Source(_) => unreachable!("sources returned above"),
+        };
+        self.record(&key, Some(&id), &task.name).await?;
+        self.progress.completed(&digest);
+        Ok(Done {
+            key,
+            out: Ref::Snapshot(id),
+            selection: None,
+        })
+    }
+
+    /// Walks and checksums a context source; reports it cached when the
+    /// same content was loaded before.
+    async fn load_context(&self, task: &Task<Done>, use_cache: bool) -> Result<Done, VertexError> {
+        let Op::Source(op) = &task.vertex.op else {
+            unreachable!("called for sources only")
+        };
+        let digest = task.digest.to_string();
+        let (op2, context, cache) = (op.clone(), self.context.clone(), self.cache.clone());
+        // One context read at a time, so that the context's work counters
+        // (summed over all reads) tell what this vertex did; each read is
+        // parallel inside.
+        let turn = self.context_turn.lock().await;
+        let before = context.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let read = self
+            .blocking
+            .run(move || ops::source::read(&op2, context.as_ref(), &cache))
+            .await??;
+        let after = self.context.as_ref().map(|c| c.stats()).unwrap_or_default();
+        drop(turn);
+        let hashed = after.hashed_files.saturating_sub(before.hashed_files);
+        let remembered = after.cache_hits.saturating_sub(before.cache_hits);
+        self.progress.status(
+            &digest,
+            "context",
+            &format!(
+                "checking context: {} entries, {hashed} files read, {remembered} unchanged",
+                read.selection.len(),
+            ),
+            (0, 0),
+            true,
+        );
+        let key = self.key(task, &[], Some(&read.checksum.to_string()));
+        let seen = use_cache && self.seen(&key).await?;
+        if seen {
+            self.progress.cached(&digest, &task.name);
+        } else {
+            self.record(&key, None, &task.name).await?;
+            self.progress.completed(&digest);
+        }
+        Ok(Done {
+            key,
+            out: Ref::Context(read.selection.root().to_path_buf()),
+            selection: Some(read.selection),
+        })
+    }
+
+    fn key(&self, task: &Task<Done>, inputs: &[CacheKey], content: Option<&str>) -> CacheKey {
+        let keys: Vec<cache_key::InputKey<'_>> = task
+            .vertex
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(input, key)| cache_key::InputKey {
+                key,
+                output: input.output,
+            })
+            .collect();
+        cache_key::compute(&task.vertex, &keys, content)
+    }
+
+    /// The committed snapshot cached under `key`, if it still exists.
+    async fn lookup(&self, key: &CacheKey) -> Result<Option<SnapshotId>, VertexError> {
+        let (cache, store, key) = (self.cache.clone(), self.store.clone(), key.clone());
+        self.blocking
+            .run(move || {
+                let row = cache.get(&key).map_err(VertexError::CacheLookup)?;
+                // A row whose snapshot was removed (or whose id is not
+                // one) is a miss, not an error: the step just runs again.
+                Ok(row
+                    .and_then(|row| SnapshotId::new(row.snapshot_id).ok())
+                    .filter(|id| store.exists(id)))
+            })
+            .await?
+    }
+
+    /// Whether a row exists under `key` (for sources, which have no
+    /// snapshot).
+    async fn seen(&self, key: &CacheKey) -> Result<bool, VertexError> {
+        let (cache, key) = (self.cache.clone(), key.clone());
+        self.blocking
+            .run(move || {
+                cache
+                    .get(&key)
+                    .map(|row| row.is_some())
+                    .map_err(VertexError::CacheLookup)
+            })
+            .await?
+    }
+
+    /// Records `key` → `id` (None: a source read in place) with its size.
+    async fn record(
+        &self,
+        key: &CacheKey,
+        id: Option<&SnapshotId>,
+        name: &str,
+    ) -> Result<(), VertexError> {
+        let (cache, store, key) = (self.cache.clone(), self.store.clone(), key.clone());
+        let (id, name) = (id.cloned(), name.to_string());
+        self.blocking
+            .run(move || {
+                let size = match &id {
+                    Some(id) => store.size(id).map_err(VertexError::MeasureSnapshot)?,
+                    None => 0,
+                };
+                let id = id.as_ref().map_or("", SnapshotId::as_str);
+                // The replaced snapshot, if any, stays on disk: another
+                // build may be reading it, and pruning is not built yet.
+                cache
+                    .put(&key, id, &name, size)
+                    .map(drop)
+                    .map_err(VertexError::CacheRecord)
+            })
+            .await?
+    }
+}
+
+/// An error and its causes on one line, for progress events.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -126,7 +126,7 @@ pub(crate) async fn run<R: Runner>(
                 return Err(SolveError::Vertex {
                     name,
                     location,
-                    source,
+                    source: Box::new(source),
                 });
             }
             Err(err) if err.is_cancelled() => {}
