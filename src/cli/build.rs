@@ -1,7 +1,7 @@
 //! `bk build`: flags → [`BuildOpts`] → read and check the Dockerfile →
-//! build. Building itself (solver, runner, exporters) is not implemented
-//! yet; until it is, `--check` is the useful mode and everything else fails
-//! with "not supported yet" rather than pretending.
+//! plan → lower → solve (with progress) → export. `--check` stops after
+//! planning. Flags whose feature is not built yet fail with "not supported
+//! yet" before anything is built, rather than being silently dropped.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,10 +10,20 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::build_opts::{self, CacheSpec, Network, Output, OutputKind, Progress, Secret, SshSpec};
+use super::build_opts::{
+    self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
+};
 use super::SourceError;
+use crate::cache::CacheDb;
 use crate::dockerfile;
+use crate::dockerfile::dockerignore::Dockerignore;
+use crate::exporter;
 use crate::image::Platform;
+use crate::llb::NetMode;
+use crate::progress;
+use crate::snapshot::Store;
+use crate::solver::{self, SolveContext, SolveError};
+use crate::source::LocalContext;
 
 /// The flags of `bk build`, as clap reads them.
 #[derive(Debug, Args)]
@@ -401,9 +411,10 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
     None
 }
 
-pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
-    let dockerfile = DockerfileText::read(&dockerfile_path(opts.file.as_deref(), &opts.context)?)?;
+    let dockerfile_path = dockerfile_path(opts.file.as_deref(), &opts.context)?;
+    let dockerfile = DockerfileText::read(&dockerfile_path)?;
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
     // Semantic errors (unknown target, bad ARG expansion, duplicate stage)
@@ -419,10 +430,147 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
-    bail!(
-        "not supported yet: executing builds ({} parsed; `bk build --check` checks it without building)",
-        dockerfile.name
-    )
+    if let Some(Output {
+        kind: OutputKind::Local,
+        dest: Some(Dest::Stdout),
+        ..
+    }) = opts.outputs.first()
+    {
+        bail!("--output type=local needs a directory: dest=- is for type=tar");
+    }
+    let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
+
+    let root = store_root(root)?;
+    let store = Store::open(&root)
+        .with_context(|| format!("failed to open the store at {}", root.display()))?;
+    let cache = CacheDb::open(&root)
+        .with_context(|| format!("failed to open the build cache at {}", root.display()))?;
+    let context_dir = Path::new(&opts.context);
+    let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
+    let dockerignore =
+        Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
+    let context = LocalContext::open(context_dir, dockerignore)
+        .with_context(|| format!("failed to open the build context {}", opts.context))?;
+
+    let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
+    let ctx = SolveContext {
+        store: store.clone(),
+        cache: std::sync::Arc::new(cache),
+        context: Some(std::sync::Arc::new(context)),
+        // Lowering already marked the vertices --no-cache and
+        // --no-cache-filter select; this covers sources too.
+        no_cache: opts.no_cache,
+        progress: sender,
+        parallelism: 0,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the build's thread pool")?;
+    let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
+    // A failed build may leave blocking work running (a copy cannot be
+    // interrupted); its output is discarded, so don't wait for it.
+    runtime.shutdown_background();
+    drop(ctx);
+    // Finish the progress display before anything else is printed.
+    let summary = progress.finish();
+    let result = solved.map_err(|err| build_error(err, &dockerfile))?;
+    if let Err(err) = summary {
+        eprintln!("WARNING: {:#}", anyhow::Error::new(err));
+    }
+    export(&opts, &store, &result)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lowering options the flags ask for.
+fn lower_options(opts: &BuildOpts) -> dockerfile::LowerOptions {
+    dockerfile::LowerOptions {
+        no_cache: opts.no_cache,
+        no_cache_filter: opts.no_cache_filter.clone(),
+        network: match opts.network {
+            Network::Default => NetMode::Sandbox,
+            Network::None => NetMode::None,
+            Network::Host => NetMode::Host,
+        },
+        ..dockerfile::LowerOptions::default()
+    }
+}
+
+/// `--root` / `BK_ROOT`, else `$XDG_DATA_HOME/bk` (`~/.local/share/bk`).
+fn store_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(root) = flag {
+        return Ok(root.to_path_buf());
+    }
+    directories::BaseDirs::new()
+        .map(|dirs| dirs.data_dir().join("bk"))
+        .context("cannot find a home directory for the store: set --root or BK_ROOT")
+}
+
+/// A failed build as the user should see it: the failing step's
+/// Dockerfile lines marked, then the error and its causes.
+fn build_error(err: SolveError, dockerfile: &DockerfileText) -> anyhow::Error {
+    let message = error_chain(&err);
+    match err.location() {
+        Some(lines) => anyhow::Error::new(SourceError::at(
+            dockerfile::Range::lines(lines.start, lines.end),
+            &dockerfile.name,
+            &dockerfile.text,
+            message,
+        )),
+        None => anyhow::Error::new(err),
+    }
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Writes the result where `--output` says, or warns that it stays in the
+/// cache as buildx does when no output is given.
+fn export(opts: &BuildOpts, store: &Store, result: &solver::SolveResult) -> anyhow::Result<()> {
+    let Some(output) = opts.outputs.first() else {
+        eprintln!(
+            "WARNING: No output specified. Build result will only remain in the build cache. \
+             To export it, use --output type=local,dest=DIR or --output type=tar,dest=FILE"
+        );
+        return Ok(());
+    };
+    // Scratch is exported as an empty directory: an uncommitted snapshot,
+    // removed again when `empty` is dropped.
+    let empty;
+    let dir = match result.dir(store) {
+        Some(dir) => dir,
+        None => {
+            empty = store
+                .prepare(None)
+                .context("failed to prepare an empty result")?;
+            empty.path().to_path_buf()
+        }
+    };
+    match (output.kind, &output.dest) {
+        (OutputKind::Local, Some(Dest::Path(dest))) => {
+            exporter::local::export(&dir, dest)
+                .with_context(|| format!("failed to export to {}", dest.display()))?;
+        }
+        (OutputKind::Tar, Some(Dest::Path(dest))) => {
+            exporter::tar::export(&dir, exporter::tar::Dest::Path(dest.clone()))
+                .with_context(|| format!("failed to export to {}", dest.display()))?;
+        }
+        (OutputKind::Tar, Some(Dest::Stdout)) => {
+            exporter::tar::export(&dir, exporter::tar::Dest::Stdout)
+                .context("failed to write the tar archive to standard output")?;
+        }
+        (kind, _) => bail!("not supported yet: --output type={}", kind.name()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub fn parse() -> Cli {
 /// Runs one command; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Build(args) => build::run(*args),
+        Command::Build(args) => build::run(*args, cli.root.as_deref()),
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
     }

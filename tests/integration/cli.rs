@@ -45,12 +45,24 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
     dir.create("a", "A");
     for (args, flag) in [
         (&["build", "-t", "example/app", "--push", "."][..], "--push"),
-        (&["build", "--cache-to", "type=inline", "-o", "out", "."], "--cache-to"),
-        (&["build", "--secret", "id=s,src=a", "-o", "out", "."], "--secret"),
-        (&["build", "-o", "type=oci,dest=out", "."], "--output type=oci"),
+        (
+            &["build", "--cache-to", "type=inline", "-o", "out", "."],
+            "--cache-to",
+        ),
+        (
+            &["build", "--secret", "id=s,src=a", "-o", "out", "."],
+            "--secret",
+        ),
+        (
+            &["build", "-o", "type=oci,dest=out", "."],
+            "--output type=oci",
+        ),
     ] {
         let err = dir.bk().args(args).fails();
-        assert!(err.contains(&format!("not supported yet: {flag}")), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("not supported yet: {flag}")),
+            "{args:?}: {err}"
+        );
         assert!(!dir.path().join("out").exists(), "no output may be written");
         assert!(
             !dir.path().join(".bk-root").exists(),
