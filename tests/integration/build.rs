@@ -471,6 +471,35 @@ fn no_cache_runs_everything_again() {
     assert_eq!(Events::parse(&out).end_of("COPY a.txt"), "completed");
 }
 
+#[test]
+fn no_cache_filter_reruns_only_the_named_stage() {
+    let dir = context(&[
+        (
+            "Dockerfile",
+            "FROM scratch AS deps\nCOPY a.txt /a\nFROM scratch AS app\nCOPY b.txt /b\nCOPY --from=deps /a /a\n",
+        ),
+        ("a.txt", "A"),
+        ("b.txt", "B"),
+    ]);
+    rawjson_build(&dir);
+    let out = dir
+        .bk()
+        .args([
+            "build",
+            "--no-cache-filter",
+            "deps",
+            "--progress=rawjson",
+            "-o",
+            "out",
+            "ctx",
+        ])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = Events::parse(&out);
+    assert_eq!(events.end_of("[deps 1/1] COPY a.txt"), "completed");
+    assert_eq!(events.end_of("COPY b.txt"), "cached");
+}
+
 /// Builds `COPY link /copied` where `ctx/link` points at `target`.
 /// Whatever bk makes of the link — an error, a copied link, nothing — the
 /// bytes of the outside file (containing `secret`) must not reach the
