@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cache::{CacheDb, CacheKey};
-use crate::llb::{Definition, Op};
+use crate::llb::{Definition, Op, SourceOp};
 use crate::progress;
 use crate::snapshot::{SnapshotId, Store};
 use crate::source::LocalContext;
@@ -168,7 +168,7 @@ impl Solver {
             ops::source::check_supported(op)?;
             self.progress.started(&digest, &task.name);
             *started = true;
-            return self.load_context(task, use_cache).await;
+            return self.load_context(task, op, use_cache).await;
         }
         let mut input_keys = Vec::with_capacity(task.inputs.len());
         for (input, done) in task.vertex.inputs.iter().zip(&task.inputs) {
@@ -249,10 +249,12 @@ impl Solver {
 
     /// Walks and checksums a context source; reports it cached when the
     /// same content was loaded before.
-    async fn load_context(&self, task: &Task<Done>, use_cache: bool) -> Result<Done, VertexError> {
-        let Op::Source(op) = &task.vertex.op else {
-            unreachable!("called for sources only")
-        };
+    async fn load_context(
+        &self,
+        task: &Task<Done>,
+        op: &SourceOp,
+        use_cache: bool,
+    ) -> Result<Done, VertexError> {
         let digest = task.digest.to_string();
         let (op2, context, cache) = (op.clone(), self.context.clone(), self.cache.clone());
         // One context read at a time, so that the context's work counters
