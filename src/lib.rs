@@ -13,5 +13,6 @@
 
 pub mod cli;
 pub mod dockerfile;
+pub mod fileop;
 pub mod image;
 pub mod util;
