@@ -227,6 +227,13 @@ pub(crate) fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> io::Result<(
     }
 }
 
+/// One extended attribute of `path` (not followed if a symlink), `None`
+/// when absent or unreadable.
+#[cfg(test)]
+pub(crate) fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    get_xattr(&c_path(path).ok()?, &CString::new(name).ok()?)
+}
+
 /// The NUL-separated attribute name list, `None` when unreadable.
 fn list_xattrs(path: &CString) -> Option<Vec<u8>> {
     // The list can grow between the size query and the read; retry a few

@@ -28,6 +28,9 @@ mod owner;
 mod root;
 mod unpack;
 
+#[cfg(test)]
+mod tests;
+
 pub use crate::dockerfile::instructions::Chmod;
 pub use copy::{copy, selected_paths, CopyRequest};
 pub use glob::GlobError;
