@@ -3,9 +3,11 @@
 //! its root, and mkdir/mkfile/rm. Shared helpers live here; each file
 //! covers one area. Nothing here is used outside tests.
 
+mod archive;
 mod copy_cases;
 mod copy_features;
 mod escape;
+mod ops;
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
