@@ -74,7 +74,8 @@ pub struct CopyRequest {
     /// `--exclude`.
     pub exclude_patterns: Vec<String>,
     /// `--parents`: keep the source's path (below an optional `/./`
-    /// pivot) under `dest`.
+    /// pivot) under `dest`. `src` must then be passed as written, not
+    /// cleaned, or the pivot is lost.
     pub parents: bool,
     /// This request is one of several sources of the same instruction, so
     /// a non-directory source needs a directory destination.
@@ -548,10 +549,18 @@ impl Ctx<'_> {
         Ok(root::mkdir_all(self.dest_root, path, self.new_dirs)?)
     }
 
-    /// BuildKit's `unpack`: the destination is always a directory.
+    /// BuildKit's `unpack`: the destination is always a directory, and
+    /// the directories created for it are 0755 whatever `--chmod` says.
     fn unpack(&self, plan: &Plan, dest: &[u8]) -> Result<()> {
         let dir = root::resolve(self.dest_root, dest)?.host(self.dest_root);
-        let created = self.mkdir_all(&dir)?;
+        let created = root::mkdir_all(
+            self.dest_root,
+            &dir,
+            NewDirs {
+                mode: 0o755,
+                ..self.new_dirs
+            },
+        )?;
         let archive = &plan.entries[0].host;
         unpack::unpack(
             archive,

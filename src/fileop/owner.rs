@@ -98,7 +98,7 @@ pub enum OwnerError {
 }
 
 /// Turns user and group names into ids.
-pub trait IdResolver: Sync {
+pub trait IdResolver {
     /// The uid and primary gid of user `name`, `None` if there is none.
     fn user(&self, name: &str) -> Result<Option<Ids>, OwnerError>;
     /// The gid of group `name`, `None` if there is none.

@@ -362,3 +362,19 @@ fn archive_replaces_existing_entries_by_type() {
     assert_eq!(read(&fx.dest, "x/top.txt"), "top");
     assert_eq!(read(&fx.dest, "x/pkg/keep"), "kept");
 }
+
+#[test]
+fn chmod_does_not_apply_to_extracted_archives() {
+    // BuildKit's unpack path ignores --chmod: entries keep the archive's
+    // modes and the extraction directory is created 0755.
+    let fx = Fx::new();
+    fs::write(fx.src.join("a.tar"), sample_tar()).unwrap();
+    fx.copy(&CopyRequest {
+        chmod: Some(crate::fileop::Chmod::Octal(0o700)),
+        ..add("a.tar", "/made/x/")
+    })
+    .unwrap();
+    assert_eq!(mode(&fx.dest, "made"), 0o755);
+    assert_eq!(mode(&fx.dest, "made/x"), 0o755);
+    assert_eq!(mode(&fx.dest, "made/x/pkg/a.txt"), 0o640);
+}
