@@ -211,8 +211,10 @@ struct Plan {
     name: Vec<u8>,
     /// Root-relative path of the (followed) top entry.
     top_rel: PathBuf,
-    /// The top entry first, then its contents in walk order.
-    entries: Vec<Entry>,
+    /// The source itself.
+    top: Entry,
+    /// What is copied below it, in walk order.
+    below: Vec<Entry>,
     /// An ADD source that is an archive: extracted, not walked.
     archive: bool,
 }
@@ -241,12 +243,13 @@ impl Planner<'_> {
                 return Ok(Plan {
                     name: name.to_vec(),
                     top_rel: full.rel,
-                    entries: vec![Entry {
+                    top: Entry {
                         rel: PathBuf::new(),
                         host: full_host,
                         meta,
                         included: true,
-                    }],
+                    },
+                    below: Vec::new(),
                     archive: true,
                 });
             }
@@ -258,26 +261,26 @@ impl Planner<'_> {
             }
             Err(e) => return Err(Error::ReadSource(FsError::new("inspect", &host, e))),
         };
-        let is_dir = meta.is_dir();
-        let mut entries = vec![Entry {
-            rel: PathBuf::new(),
-            host: host.clone(),
-            meta,
-            included: true,
-        }];
-        if is_dir {
+        let mut below = Vec::new();
+        if meta.is_dir() {
             self.walk(
                 &host,
                 &mut Vec::new(),
                 &MatchInfo::default(),
                 &MatchInfo::default(),
-                &mut entries,
+                &mut below,
             )?;
         }
         Ok(Plan {
             name: name.to_vec(),
             top_rel: resolved.rel,
-            entries,
+            top: Entry {
+                rel: PathBuf::new(),
+                host,
+                meta,
+                included: true,
+            },
+            below,
             archive: false,
         })
     }
@@ -478,13 +481,8 @@ pub fn selected_paths(req: &CopyRequest, src_root: &Path) -> Result<Vec<PathBuf>
     check_required(&prepared, &plans)?;
     let mut out = Vec::new();
     for plan in &plans {
-        for entry in &plan.entries {
-            if entry.rel.as_os_str().is_empty() {
-                out.push(plan.top_rel.clone());
-            } else {
-                out.push(plan.top_rel.join(&entry.rel));
-            }
-        }
+        out.push(plan.top_rel.clone());
+        out.extend(plan.below.iter().map(|e| plan.top_rel.join(&e.rel)));
     }
     Ok(out)
 }
@@ -495,7 +493,7 @@ fn check_required(prepared: &Prepared, plans: &[Plan]) -> Result<()> {
     let Some(required) = &prepared.required else {
         return Ok(());
     };
-    if plans.iter().any(|p| p.entries.len() > 1) {
+    if plans.iter().any(|p| !p.below.is_empty()) {
         return Ok(());
     }
     Err(Error::FindSource {
@@ -522,9 +520,7 @@ fn check_several_sources(
     if fs::metadata(&resolved).is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
-    let any_file = plans
-        .iter()
-        .any(|p| !p.archive && p.entries.first().is_some_and(|e| !e.meta.is_dir()));
+    let any_file = plans.iter().any(|p| !p.archive && !p.top.meta.is_dir());
     if any_file {
         return Err(Error::CheckSeveralSources);
     }
@@ -561,7 +557,7 @@ impl Ctx<'_> {
                 ..self.new_dirs
             },
         )?;
-        let archive = &plan.entries[0].host;
+        let archive = &plan.top.host;
         unpack::unpack(
             archive,
             &dir,
@@ -599,8 +595,7 @@ impl Ctx<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::WriteDestination(FsError::new("inspect", &dst, e))),
         };
-        let top = &plan.entries[0];
-        let src_is_dir = top.meta.is_dir();
+        let src_is_dir = plan.top.meta.is_dir();
         let dst_exists = dst_meta.is_some();
         let dst_is_dir = dst_meta.as_ref().is_some_and(Metadata::is_dir);
         let mut target = dst.clone();
@@ -630,14 +625,15 @@ impl Ctx<'_> {
         let mut dirs: Vec<(&Entry, PathBuf, DirMeta)> = Vec::new();
         let mut jobs: Vec<Job<'_>> = Vec::new();
         let mut first_links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        for (i, entry) in plan.entries.iter().enumerate() {
-            let dest = if i == 0 {
+        let all = std::iter::once((true, &plan.top)).chain(plan.below.iter().map(|e| (false, e)));
+        for (is_top, entry) in all {
+            let dest = if is_top {
                 target.to_path_buf()
             } else {
                 target.join(&entry.rel)
             };
             if entry.meta.is_dir() {
-                let how = self.prepare_dir(entry, &dest, i == 0)?;
+                let how = self.prepare_dir(entry, &dest, is_top)?;
                 dirs.push((entry, dest, how));
                 continue;
             }
