@@ -180,6 +180,9 @@ fn unpacking_is_only_for_archives_and_only_when_asked() {
     assert!(exists(d, "f/zeros.tar"));
     assert!(exists(d, "plain/a.tar.gz"));
     assert!(!exists(d, "plain/pkg"));
+    // An archive is read as one file, whatever is inside it.
+    let sel = crate::fileop::selected_paths(&add("a.tar.gz", "/x/"), &fx.src).unwrap();
+    assert_eq!(sel, [PathBuf::from("a.tar.gz")]);
 }
 
 #[test]

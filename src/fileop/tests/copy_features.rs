@@ -687,3 +687,31 @@ fn fifty_thousand_files() {
     assert_eq!(fs::read_dir(fx.dest.join("t")).unwrap().count(), 500);
     assert_eq!(fs::read_dir(fx.dest.join("t/d499")).unwrap().count(), 100);
 }
+
+#[test]
+fn non_utf8_names_are_copied_and_matched() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fx::new();
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    let skip = std::ffi::OsStr::from_bytes(b"skip\xff.log");
+    put_dir(&fx.src, "n", 0o755);
+    fs::write(fx.src.join("n").join(odd), b"latin-1").unwrap();
+    fs::write(fx.src.join("n").join(skip), b"excluded").unwrap();
+    fx.copy(&excluding("n", "/n", &["*.log"])).unwrap();
+    assert_eq!(fs::read(fx.dest.join("n").join(odd)).unwrap(), b"latin-1");
+    assert!(!fx.dest.join("n").join(skip).exists());
+    fx.copy(&dockerfile("n/caf*", "/w/")).unwrap();
+    assert_eq!(fs::read(fx.dest.join("w").join(odd)).unwrap(), b"latin-1");
+}
+
+#[test]
+fn special_mode_bits_survive_a_plain_copy() {
+    let fx = Fx::new();
+    put(&fx.src, "m/suid", "", 0o4755);
+    put(&fx.src, "m/sgid", "", 0o2711);
+    put_dir(&fx.src, "m/tmp", 0o1777);
+    fx.copy(&dockerfile("m", "/m")).unwrap();
+    assert_eq!(mode(&fx.dest, "m/suid"), 0o4755);
+    assert_eq!(mode(&fx.dest, "m/sgid"), 0o2711);
+    assert_eq!(mode(&fx.dest, "m/tmp"), 0o1777);
+}
