@@ -40,26 +40,23 @@ pub struct Owner {
 impl Owner {
     /// Parses `user[:group]` as BuildKit's `llb.WithUser`: each part is a
     /// number (a 32-bit signed decimal, so `-1` wraps as Go's conversion
-    /// does), `root` (always 0, never looked up), or a name. An empty user
-    /// part means uid 0, which is what BuildKit's marshalling makes of it.
+    /// does), `root` (always 0, never looked up), or a name. An empty part
+    /// means id 0, which is what BuildKit's marshalling makes of an empty
+    /// name (so `app:` is group 0, not app's primary group).
     pub fn parse(value: &str) -> Owner {
         let (user, group) = match value.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (value, None),
         };
-        let user = match parse_part(user) {
-            IdSpec::Name(n) if n.is_empty() => IdSpec::Id(0),
-            other => other,
-        };
         Owner {
-            user,
+            user: parse_part(user),
             group: group.map(parse_part),
         }
     }
 }
 
 fn parse_part(part: &str) -> IdSpec {
-    if part == "root" {
+    if part == "root" || part.is_empty() {
         return IdSpec::Id(0);
     }
     match part.parse::<i32>() {
@@ -278,6 +275,8 @@ mod tests {
         assert_eq!(o("root:root").group, Some(IdSpec::Id(0)));
         assert_eq!(o(":5").user, IdSpec::Id(0));
         assert_eq!(o(":5").group, Some(IdSpec::Id(5)));
+        assert_eq!(o("app:").group, Some(IdSpec::Id(0)));
+        assert_eq!(o("").user, IdSpec::Id(0));
         assert_eq!(o("-1").user, IdSpec::Id(u32::MAX));
         assert_eq!(o("+7").user, IdSpec::Id(7));
         assert_eq!(o("a:b:c").group, Some(IdSpec::Name("b:c".into())));
