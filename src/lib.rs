@@ -25,6 +25,7 @@ pub mod cache;
 pub mod cli;
 pub mod dockerfile;
 pub mod exporter;
+pub mod fileop;
 pub mod image;
 pub mod llb;
 pub mod progress;
