@@ -1,7 +1,7 @@
 //! The solver: runs a build graph ([`crate::llb::Definition`]) and returns
 //! the root's filesystem as a [`Ref`].
 //!
-//! Owns scheduling ([`scheduler`]), cache keys ([`cache_key`]) and the
+//! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
 //! `snapshot`, `fileop`, `source` and `progress`; never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
