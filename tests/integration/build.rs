@@ -350,6 +350,13 @@ fn copy_chmod_and_numeric_chown_reach_the_tar_headers() {
         ("a.txt", "A"),
         ("b.sh", "B"),
     ]);
+    // Context files reach the build as 0:0 whoever owns them on the host.
+    let as_root = nix::unistd::geteuid().is_root();
+    if as_root {
+        let id = Some(nix::unistd::Uid::from_raw(4242));
+        let gid = Some(nix::unistd::Gid::from_raw(4242));
+        nix::unistd::chown(&dir.path().join("ctx/b.sh"), id, gid).unwrap();
+    }
     dir.bk()
         .args([
             "build",
@@ -377,6 +384,9 @@ fn copy_chmod_and_numeric_chown_reach_the_tar_headers() {
     }
     assert_eq!(seen.get("a.txt"), Some(&(0o640, 1000, 1000)), "{seen:?}");
     assert_eq!(seen.get("b.sh").map(|s| s.0), Some(0o755), "{seen:?}");
+    if as_root {
+        assert_eq!(seen.get("b.sh"), Some(&(0o755, 0, 0)), "{seen:?}");
+    }
 
     // The system tool reads the same headers.
     let listing = Command::new("tar")

@@ -112,13 +112,29 @@ pub(crate) fn run(
     for (n, action) in op.actions.iter().enumerate() {
         match &action.action {
             FileActionKind::Copy(copy) => {
+                let mut from_context = false;
                 let src_root: PathBuf = match action.secondary_input {
                     None => empty_dir(store, &mut empty)?,
                     Some(index) => match input(n, index)? {
                         InputDir::Scratch => empty_dir(store, &mut empty)?,
                         InputDir::Snapshot(id) => store.path(id),
-                        InputDir::Context(selection) => selection.dir(store)?,
+                        InputDir::Context(selection) => {
+                            from_context = true;
+                            selection.dir(store)?
+                        }
                     },
+                };
+                // buildx sends context files as 0:0 whoever owns them on the
+                // host, so COPY without --chown yields root-owned files.
+                // Without root the files stay the user's (the rootless
+                // user namespace maps that user to 0).
+                let chown = match &copy.owner {
+                    Some(who) => Some(owner(who)),
+                    None if from_context && nix::unistd::geteuid().is_root() => Some(Owner {
+                        user: IdSpec::Id(0),
+                        group: Some(IdSpec::Id(0)),
+                    }),
+                    None => None,
                 };
                 let req = fileop::CopyRequest {
                     src: copy.src.clone(),
@@ -129,7 +145,7 @@ pub(crate) fn run(
                     create_dest_path: copy.create_dest_path,
                     allow_wildcard: copy.allow_wildcard,
                     allow_empty_wildcard: copy.allow_empty_wildcard,
-                    chown: copy.owner.as_ref().map(owner),
+                    chown,
                     chmod: copy.mode.as_deref().map(chmod),
                     include_patterns: copy.include_patterns.clone(),
                     exclude_patterns: copy.exclude_patterns.clone(),
