@@ -28,6 +28,7 @@ pub mod exporter;
 pub mod fileop;
 pub mod image;
 pub mod llb;
+pub mod pattern;
 pub mod progress;
 pub mod snapshot;
 pub mod solver;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use bk::dockerfile::dockerignore::Dockerignore;
+use bk::source::dockerignore::Dockerignore;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -16,13 +16,13 @@ use super::build_opts::{
 use super::SourceError;
 use crate::cache::CacheDb;
 use crate::dockerfile;
-use crate::dockerfile::dockerignore::Dockerignore;
 use crate::exporter;
 use crate::image::Platform;
 use crate::llb::NetMode;
 use crate::progress;
 use crate::snapshot::Store;
 use crate::solver::{self, SolveContext, SolveError};
+use crate::source::dockerignore::Dockerignore;
 use crate::source::LocalContext;
 
 /// The flags of `bk build`, as clap reads them.

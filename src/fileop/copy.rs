@@ -39,8 +39,8 @@ use super::owner::{resolve_owner, IdResolver, Ids, Owner, Privilege};
 use super::root::{self, CreatedDir, NewDirs};
 use super::unpack::{self, UnpackOptions};
 use super::{Error, Result};
-use crate::dockerfile::instructions::Chmod;
-use crate::dockerfile::pattern::{MatchInfo, PatternMatcher};
+use crate::pattern::{MatchInfo, PatternMatcher};
+use crate::util::chmod::Chmod;
 use crate::util::fs::FsError;
 
 /// One copy: BuildKit's `FileActionCopy` options as plain data. Paths are

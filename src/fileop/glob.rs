@@ -1,7 +1,7 @@
 //! Wildcard sources (`COPY *.go sub/*/x /dst/`, `rm` with wildcards): Go's
 //! `filepath.Match` and fsutil's `ResolveWildcards`, which is what BuildKit
 //! uses for them. This is *not* the `.dockerignore` language of
-//! [`crate::dockerfile::pattern`]: there is no `**`, and `*`/`?` stop at
+//! [`crate::pattern`]: there is no `**`, and `*`/`?` stop at
 //! `/`, so `sub/*` matches `sub/dir` but nothing inside it.
 //!
 //! Resolution splits the path at its first element with a wildcard, walks

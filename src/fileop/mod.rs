@@ -31,7 +31,7 @@ mod unpack;
 #[cfg(test)]
 mod tests;
 
-pub use crate::dockerfile::instructions::Chmod;
+pub use crate::util::chmod::Chmod;
 pub use copy::{copy, selected_paths, CopyRequest};
 pub use glob::GlobError;
 pub use mode::ModeError;
@@ -40,7 +40,7 @@ pub use owner::{resolve_owner, IdResolver, IdSpec, Ids, Owner, OwnerError, Passw
 pub use root::RootError;
 pub use unpack::UnpackError;
 
-use crate::dockerfile::pattern::PatternError;
+use crate::pattern::PatternError;
 use crate::util::fs::FsError;
 
 /// Why a file operation failed.

@@ -11,7 +11,7 @@
 //! input type, [`Chmod`] from the Dockerfile layer, which is where the
 //! value was checked for syntax.
 
-use crate::dockerfile::instructions::Chmod;
+use crate::util::chmod::Chmod;
 
 const SETUID: u32 = 0o4000;
 const SETGID: u32 = 0o2000;

@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::dockerfile::pattern::{clean, Pattern};
+use crate::pattern::{clean, Pattern};
 use crate::util::fs::FsError;
 
 /// The include patterns `paths` stand for: each path, every symlink met on

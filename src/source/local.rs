@@ -42,8 +42,8 @@ use sha2::{Digest as _, Sha256};
 use super::follow::{dedupe_paths, follow_links};
 use super::SourceError;
 use crate::cache::{CacheDb, Digest, FileStamp};
-use crate::dockerfile::dockerignore::Dockerignore;
-use crate::dockerfile::pattern::{trim_space, MatchInfo, Pattern, PatternError, PatternMatcher};
+use crate::pattern::{trim_space, MatchInfo, Pattern, PatternError, PatternMatcher};
+use crate::source::dockerignore::Dockerignore;
 use crate::util::fs::FsError;
 
 /// Bumped whenever the digest's input changes, so that old cache keys can

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{EntryKind, LocalContext, SourceError};
 use crate::cache::{CacheDb, Digest};
-use crate::dockerfile::dockerignore::Dockerignore;
+use crate::source::dockerignore::Dockerignore;
 
 struct Fixture {
     _dir: tempfile::TempDir,

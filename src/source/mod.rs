@@ -8,6 +8,7 @@
 //! `dockerfile::pattern`) and `util`. It must not import the solver,
 //! snapshotter, executor or CLI: they call it, not the other way round.
 
+pub mod dockerignore;
 mod follow;
 pub mod local;
 #[cfg(test)]
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 pub use local::{ChecksumStats, Entry, EntryKind, LocalContext};
 
 use crate::cache::CacheError;
-use crate::dockerfile::pattern::PatternError;
+use crate::pattern::PatternError;
 use crate::util::fs::FsError;
 
 /// Why reading or checksumming a local context failed. File-system

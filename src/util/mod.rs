@@ -1,3 +1,4 @@
 //! Leaf helpers shared by every layer. Imports nothing project-internal.
 
+pub mod chmod;
 pub mod fs;

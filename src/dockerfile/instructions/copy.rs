@@ -11,6 +11,8 @@
 use super::{expand_all, locate, Expander, InstructionError, Meta, Request};
 use crate::dockerfile::error::{Error, Result};
 use crate::dockerfile::heredoc::{chomp_heredoc_content, must_parse_heredoc};
+pub use crate::util::chmod::Chmod;
+use crate::util::chmod::{self, ChmodError};
 
 /// A heredoc body used as a source file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -251,14 +253,6 @@ impl Add {
     }
 }
 
-/// A `--chmod` value: octal bits or a chmod(1) symbolic expression applied
-/// to each file's existing mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chmod {
-    Octal(u32),
-    Symbolic(String),
-}
-
 fn optional_chmod(value: &str) -> std::result::Result<Option<Chmod>, InstructionError> {
     if value.is_empty() {
         return Ok(None);
@@ -266,51 +260,12 @@ fn optional_chmod(value: &str) -> std::result::Result<Option<Chmod>, Instruction
     parse_chmod(value).map(Some)
 }
 
-/// Reads an expanded `--chmod`: an octal number up to 07777, or a symbolic
-/// mode like `u+x,go-w` / `a=rX`. Numeric-looking mistakes get BuildKit's
-/// "octal string" message, other syntax errors its "invalid syntax".
+/// Reads an expanded `--chmod` (see [`crate::util::chmod::parse`]) with
+/// BuildKit's instruction error texts.
 pub fn parse_chmod(value: &str) -> std::result::Result<Chmod, InstructionError> {
-    let not_octal = || InstructionError::ChmodNotOctal(value.to_string());
-    if !value.is_empty() && value.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return match u32::from_str_radix(value, 8) {
-            Ok(bits) if bits <= 0o7777 => Ok(Chmod::Octal(bits)),
-            _ => Err(not_octal()),
-        };
-    }
-    if value.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(not_octal());
-    }
-    if is_symbolic_mode(value) {
-        Ok(Chmod::Symbolic(value.to_string()))
-    } else {
-        Err(InstructionError::ChmodSyntax(value.to_string()))
-    }
-}
-
-/// chmod(1) symbolic syntax: comma-separated clauses of `[ugoa]*` followed
-/// by one or more `[+-=][rwxXst]*` or `[+-=][ugo]` actions.
-fn is_symbolic_mode(value: &str) -> bool {
-    value.split(',').all(|clause| {
-        let actions = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-        // Each action starts with an operator; what follows is either
-        // permission letters or a single "copy from" class letter (which
-        // may be followed by more permission letters in BSD's parser).
-        let mut chars = actions.chars().peekable();
-        if chars.peek().is_none() {
-            return false;
-        }
-        while let Some(op) = chars.next() {
-            if !matches!(op, '+' | '-' | '=') {
-                return false;
-            }
-            while let Some(&c) = chars.peek() {
-                if !"rwxXstugo".contains(c) {
-                    break;
-                }
-                chars.next();
-            }
-        }
-        true
+    chmod::parse(value).map_err(|e| match e {
+        ChmodError::NotOctal(v) => InstructionError::ChmodNotOctal(v),
+        ChmodError::Syntax(v) => InstructionError::ChmodSyntax(v),
     })
 }
 

@@ -259,7 +259,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::dockerfile::dockerignore::Dockerignore;
+    use crate::source::dockerignore::Dockerignore;
 
     fn source(id: &str, attrs: &[(&str, &str)]) -> SourceOp {
         SourceOp {

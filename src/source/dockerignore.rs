@@ -1,12 +1,12 @@
 //! `.dockerignore` files: choosing which one applies to a build, reading
 //! it into patterns the way Docker does (`ignorefile.ReadAll`), and the
 //! resulting verdicts for context paths. The matching itself lives in
-//! [`super::pattern`]; this module adds the file format, line numbers for
+//! [`crate::pattern`]; this module adds the file format, line numbers for
 //! errors, and BuildKit's per-Dockerfile lookup.
 
 use std::path::{Path, PathBuf};
 
-use super::pattern::{MatchInfo, Pattern, PatternError, PatternMatcher};
+use crate::pattern::{MatchInfo, Pattern, PatternError, PatternMatcher};
 use crate::util::fs::{self, FsError};
 
 /// The context-wide ignore file's name.
@@ -72,12 +72,12 @@ pub fn read_patterns(file: &Path, content: &[u8]) -> Result<Vec<IgnoreLine>, Doc
         if text.starts_with(b"#") {
             continue;
         }
-        let text = super::pattern::trim_space(text);
+        let text = crate::pattern::trim_space(text);
         if text.is_empty() {
             continue;
         }
         let (invert, body) = match text.split_first() {
-            Some((b'!', rest)) => (true, super::pattern::trim_space(rest)),
+            Some((b'!', rest)) => (true, crate::pattern::trim_space(rest)),
             _ => (false, text),
         };
         let mut pattern = Vec::with_capacity(body.len() + 1);
@@ -85,7 +85,7 @@ pub fn read_patterns(file: &Path, content: &[u8]) -> Result<Vec<IgnoreLine>, Doc
             pattern.push(b'!');
         }
         if !body.is_empty() {
-            let cleaned = super::pattern::clean(body);
+            let cleaned = crate::pattern::clean(body);
             // `/` alone stays: Docker only strips a slash that has
             // something after it.
             let relative = match cleaned.split_first() {
@@ -234,7 +234,7 @@ fn is_readable_file(path: &Path) -> Result<bool, FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dockerfile::pattern::GlobProblem;
+    use crate::pattern::GlobProblem;
 
     fn lines(content: &str) -> Vec<(usize, String)> {
         read_patterns(Path::new(".dockerignore"), content.as_bytes())
