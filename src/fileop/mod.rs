@@ -13,11 +13,11 @@
 //! snapshots by hard links. (Directories are changed in place: they
 //! cannot be hard-linked.)
 //!
-//! Layering: this module sits below the solver and above `util`. It uses
-//! two value-level pieces of the Dockerfile layer — the `.dockerignore`
-//! pattern matcher, which is BuildKit's include/exclude language, and the
-//! parsed `--chmod` — and must not import the parser, the planner, the
-//! CLI, or anything that runs processes or touches the network.
+//! Layering: this module sits below the solver and uses only the leaves
+//! `pattern` (BuildKit's include/exclude language) and `util` (fs
+//! wrappers, `--chmod` values). It must not import the Dockerfile
+//! frontend, the CLI, or anything that runs processes or touches the
+//! network.
 
 mod copy;
 mod glob;
