@@ -53,37 +53,9 @@ pub enum RootError {
     SetMetadata(FsError),
 }
 
-/// Go's `filepath.Clean` for slash-separated byte paths: no empty or `.`
-/// elements, `..` folded into its parent (dropped at the root of an
-/// absolute path, kept at the front of a relative one), `.` for empty.
-pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
-    let rooted = path.first() == Some(&b'/');
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut leading_dotdots = 0;
-    for part in path.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." if parts.len() > leading_dotdots => {
-                parts.pop();
-            }
-            b".." if rooted => {}
-            b".." => {
-                parts.push(part);
-                leading_dotdots += 1;
-            }
-            _ => parts.push(part),
-        }
-    }
-    let mut out = Vec::with_capacity(path.len());
-    if rooted {
-        out.push(b'/');
-    }
-    out.extend(parts.join(&b'/'));
-    if out.is_empty() {
-        out.push(b'.');
-    }
-    out
-}
+/// Go's `filepath.Clean` for slash-separated byte paths (one copy, in
+/// the pattern leaf, serves the matcher and the file operations).
+pub(crate) use crate::pattern::clean;
 
 /// `filepath.Join("/", p)`: `p` cleaned as if it were absolute, so `..`
 /// can never climb above the root.

@@ -394,7 +394,7 @@ pub(crate) fn trim_space(mut s: &[u8]) -> &[u8] {
 /// Go's `filepath.Clean` on Unix: no repeated or trailing slashes, no `.`
 /// elements, `..` folded into its parent where there is one (and dropped
 /// at the root), the empty path as `.`.
-pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
+pub fn clean(path: &[u8]) -> Vec<u8> {
     let rooted = path.first() == Some(&b'/');
     let mut parts: Vec<&[u8]> = Vec::new();
     // Leading `..` elements of a relative path cannot be folded away.
@@ -485,6 +485,47 @@ fn check_glob_syntax(pattern: &[u8]) -> Result<(), GlobProblem> {
         return Ok(());
     }
     Ok(())
+}
+
+/// Go's `filepath.Match` on Unix: whether `name` matches `pattern` as a
+/// whole, `*` and `?` never crossing `/`. A malformed pattern is an error
+/// even when an earlier chunk already failed to match, as in Go.
+pub fn go_match(mut pattern: &[u8], mut name: &[u8]) -> Result<bool, GlobProblem> {
+    'chunks: while !pattern.is_empty() {
+        let (star, chunk, rest) = scan_chunk(pattern);
+        pattern = rest;
+        if star && chunk.is_empty() {
+            // A trailing star matches whatever is left of this element.
+            return Ok(!name.contains(&b'/'));
+        }
+        // The chunk at the current position; as the last chunk it must
+        // use up the name.
+        let (tail, ok) = match_chunk(chunk, name)?;
+        if ok && (tail.is_empty() || !pattern.is_empty()) {
+            name = tail;
+            continue;
+        }
+        if star {
+            // The star absorbs more and more of the element, never a `/`.
+            let mut skip = 0;
+            while skip < name.len() && name[skip] != b'/' {
+                let (tail, ok) = match_chunk(chunk, &name[skip + 1..])?;
+                if ok && (tail.is_empty() || !pattern.is_empty()) {
+                    name = tail;
+                    continue 'chunks;
+                }
+                skip += 1;
+            }
+        }
+        // No match; a syntax error further on still makes this an error.
+        while !pattern.is_empty() {
+            let (_, chunk, rest) = scan_chunk(pattern);
+            pattern = rest;
+            match_chunk(chunk, b"")?;
+        }
+        return Ok(false);
+    }
+    Ok(name.is_empty())
 }
 
 /// Splits off leading stars and the chunk after them, up to the next star
