@@ -456,41 +456,23 @@ fn parent_prefixes(dir: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// (`a*[` passes, `*[` and `.*[` do not). The same control flow is kept
 /// here so that exactly the patterns Docker accepts are accepted.
 fn check_glob_syntax(pattern: &[u8]) -> Result<(), GlobProblem> {
-    let mut rest = pattern;
-    let mut name: &[u8] = b".";
-    'chunks: while !rest.is_empty() {
-        let (star, chunk, after) = scan_chunk(rest);
-        rest = after;
-        if star && chunk.is_empty() {
-            return Ok(());
-        }
-        let (tail, ok) = match_chunk(chunk, name)?;
-        if ok && (tail.is_empty() || !rest.is_empty()) {
-            name = tail;
-            continue;
-        }
-        if star {
-            // A star may absorb leading bytes of the name, never a slash.
-            let mut skip = 0;
-            while skip < name.len() && name[skip] != b'/' {
-                let (tail, ok) = match_chunk(chunk, &name[skip + 1..])?;
-                // The last chunk must use up the name.
-                if ok && (tail.is_empty() || !rest.is_empty()) {
-                    name = tail;
-                    continue 'chunks;
-                }
-                skip += 1;
-            }
-        }
-        return Ok(());
-    }
-    Ok(())
+    match_glob(pattern, b".", false).map(|_| ())
 }
 
 /// Go's `filepath.Match` on Unix: whether `name` matches `pattern` as a
 /// whole, `*` and `?` never crossing `/`. A malformed pattern is an error
 /// even when an earlier chunk already failed to match, as in Go.
-pub fn go_match(mut pattern: &[u8], mut name: &[u8]) -> Result<bool, GlobProblem> {
+pub fn go_match(pattern: &[u8], name: &[u8]) -> Result<bool, GlobProblem> {
+    match_glob(pattern, name, true)
+}
+
+/// The matching loop behind [`go_match`] and Docker's syntax check, which
+/// differ only in whether chunks after a mismatch are still checked.
+fn match_glob(
+    mut pattern: &[u8],
+    mut name: &[u8],
+    check_rest_after_mismatch: bool,
+) -> Result<bool, GlobProblem> {
     'chunks: while !pattern.is_empty() {
         let (star, chunk, rest) = scan_chunk(pattern);
         pattern = rest;
@@ -518,7 +500,7 @@ pub fn go_match(mut pattern: &[u8], mut name: &[u8]) -> Result<bool, GlobProblem
             }
         }
         // No match; a syntax error further on still makes this an error.
-        while !pattern.is_empty() {
+        while check_rest_after_mismatch && !pattern.is_empty() {
             let (_, chunk, rest) = scan_chunk(pattern);
             pattern = rest;
             match_chunk(chunk, b"")?;
