@@ -11,18 +11,22 @@
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
 //!                            └─ progress (events → tty / plain / rawjson)
+//!
+//! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)
 //! ```
 //!
 //! - [`cli`] turns command-line flags into typed requests; it is the only
 //!   place that uses `anyhow`.
 //! - [`dockerfile`] is the frontend: text → syntax tree → typed
 //!   instructions → stage plan → build graph.
+//! - [`content`] stores blobs by digest for the image exporters.
 //! - [`llb`], [`image`], [`progress`] and [`util`] are leaves.
 //!
 //! Lower layers never import higher ones.
 
 pub mod cache;
 pub mod cli;
+pub mod content;
 pub mod dockerfile;
 pub mod exporter;
 pub mod fileop;

@@ -61,6 +61,14 @@ pub enum Ref {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SolveResult {
     pub root: Ref,
+    /// The snapshots of the root's main chain, bottom first, ending with
+    /// the root: from the root, each file op's base input (the first
+    /// action's) and each merge's first input, back to scratch. Image
+    /// exporters make one layer per element, as BuildKit makes one per
+    /// step. `None` when the chain does not start from scratch (the root
+    /// is the context itself, or a step builds on it): the exporter then
+    /// makes one layer of the whole root.
+    pub chain: Option<Vec<SnapshotId>>,
 }
 
 impl SolveResult {
@@ -108,7 +116,11 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
     });
     let root = scheduler::run(def, solver).await?;
     Ok(SolveResult {
-        root: root.map_or(Ref::Scratch, |done| done.out.clone()),
+        root: root.as_ref().map_or(Ref::Scratch, |done| done.out.clone()),
+        chain: match &root {
+            None => Some(Vec::new()),
+            Some(done) => done.chain.as_ref().map(|c| c.to_vec()),
+        },
     })
 }
 
@@ -118,6 +130,35 @@ pub(crate) struct Done {
     out: Ref,
     /// For context sources: what was selected, to read it from.
     selection: Option<Arc<Selection>>,
+    /// This result's main chain (see [`SolveResult::chain`]).
+    chain: Option<Arc<[SnapshotId]>>,
+}
+
+/// The main chain of a vertex's base input (without the vertex's own
+/// result): the first action's input for a file op (none: scratch), the
+/// first input for a merge. `None` when it is unknown.
+fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
+    let base = match op {
+        Op::File(file) => match file.actions.first().and_then(|a| a.input) {
+            None => return Some(Vec::new()),
+            Some(i) => i,
+        },
+        Op::Merge(merge) => match merge.inputs.first() {
+            None => return Some(Vec::new()),
+            Some(&i) => i,
+        },
+        _ => return None,
+    };
+    let done = inputs.get(base as usize)?;
+    done.chain.as_ref().map(|c| c.to_vec())
+}
+
+/// `base` followed by `id`.
+fn extend_chain(base: Option<Vec<SnapshotId>>, id: &SnapshotId) -> Option<Arc<[SnapshotId]>> {
+    base.map(|mut c| {
+        c.push(id.clone());
+        c.into()
+    })
 }
 
 /// The directory an op reads an input from.
@@ -181,11 +222,13 @@ impl Solver {
             input_keys.push(done.key.clone());
         }
         let key = self.key(task, &input_keys, None);
+        let base = base_chain(&task.vertex.op, &task.inputs);
         if use_cache {
             if let Some(id) = self.lookup(&key).await? {
                 self.progress.cached(&digest, &task.name);
                 return Ok(Done {
                     key,
+                    chain: extend_chain(base, &id),
                     out: Ref::Snapshot(id),
                     selection: None,
                 });
@@ -242,6 +285,7 @@ impl Solver {
         self.progress.completed(&digest);
         Ok(Done {
             key,
+            chain: extend_chain(base, &id),
             out: Ref::Snapshot(id),
             selection: None,
         })
@@ -292,6 +336,7 @@ impl Solver {
             key,
             out: Ref::Context(read.selection.root().to_path_buf()),
             selection: Some(read.selection),
+            chain: None,
         })
     }
 

@@ -311,3 +311,36 @@ fn an_empty_graph_is_scratch() {
     let (result, _) = env.solve(&Definition::new(), false);
     assert_eq!(result.unwrap().root, Ref::Scratch);
 }
+
+#[test]
+fn the_main_chain_lists_each_step_bottom_first_cached_or_not() {
+    let env = Env::new(&[("a", "A"), ("b", "B")]);
+    let def = two_copies();
+    let (result, _) = env.solve(&def, false);
+    let result = result.unwrap();
+    let chain = result.chain.clone().expect("a chain from scratch");
+    assert_eq!(chain.len(), 2);
+    assert_eq!(result.root, Ref::Snapshot(chain[1].clone()));
+    // The first step's snapshot has only /a; the second adds /b.
+    let first = env.store.path(&chain[0]);
+    assert!(first.join("a").exists() && !first.join("b").exists());
+    // A cached rebuild reports the same chain.
+    let (again, _) = env.solve(&def, false);
+    assert_eq!(again.unwrap().chain, Some(chain));
+    // A merge follows its first input only.
+    let mut def = Definition::new();
+    let a = context(&mut def, "a");
+    let b = context(&mut def, "b");
+    let copy_a = copy(&mut def, None, &a, "/a", "/a", "2-2");
+    let copy_b = copy(&mut def, None, &b, "/b", "/b", "3-3");
+    let merged = Vertex {
+        op: Op::Merge(MergeOp { inputs: vec![0, 1] }),
+        inputs: vec![copy_a, copy_b],
+        platform: None,
+    };
+    def.root = Some(def.add(merged, named("merge", None)).unwrap());
+    let merged = env.solve(&def, false).0.unwrap();
+    assert_eq!(merged.chain.map(|c| c.len()), Some(2));
+    let (empty, _) = env.solve(&Definition::new(), false);
+    assert_eq!(empty.unwrap().chain, Some(vec![]));
+}
