@@ -1,17 +1,21 @@
-//! Exporters: what `--output type=local` and `type=tar` do with a
-//! finished build's tree. [`local`] copies it into a directory on the
-//! host, [`tar`] writes it as one deterministic POSIX tar archive, and
-//! [`platform_split`] lays several platforms' trees side by side in
-//! `dest/<os>_<arch>[_<variant>]/` as BuildKit's multi-platform local
-//! output does.
+//! Exporters: what `--output` does with a finished build. [`local`]
+//! copies its tree into a directory on the host, [`tar`] writes it as one
+//! deterministic POSIX tar archive, and [`platform_split`] lays several
+//! platforms' trees side by side in `dest/<os>_<arch>[_<variant>]/` as
+//! BuildKit's multi-platform local output does. [`layer`] turns one build
+//! step into an image layer blob and [`image`] assembles layers, config
+//! and manifest into `type=oci` / `type=docker` archives.
 //!
-//! Both read a snapshot directory and never write into it, and neither
+//! They read snapshot directories and never write into them, and none
 //! leaves a half-written file where the user looks: output is built
 //! under a temporary name and lands by `rename(2)`.
 //!
-//! Imports `crate::snapshot` (its low-level file helpers) and
-//! `crate::util`; it must not import the solver or the CLI.
+//! Imports `crate::snapshot` (its low-level file helpers), `crate::content`,
+//! `crate::image` and `crate::util`; it must not import the solver or the
+//! CLI.
 
+pub mod image;
+pub mod layer;
 pub mod local;
 pub mod tar;
 

@@ -118,7 +118,7 @@ impl Drop for RemoveOnDrop {
 
 /// Reading the tree and writing the archive fail differently: the first
 /// names a source path, the second the destination.
-enum Failure {
+pub(crate) enum Failure {
     Read(FsError),
     Write(io::Error),
 }
@@ -132,7 +132,7 @@ const MAX_SIZE: u64 = 0o77777777777;
 fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Failure> {
     let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
     let mut stats = ExportStats::default();
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut links = Links::new();
     // Names (relative to root) still to write; popped from the end, so
     // each listing is pushed in reverse.
     let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -151,82 +151,184 @@ fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Fail
     };
     push_listing(&mut pending, b"")?;
     while let Some(rel) = pending.pop() {
-        let path = root.join(Path::new(std::ffi::OsStr::from_bytes(&rel)));
-        let meta = fs::symlink_metadata(&path).map_err(|e| read("inspect", &path, e))?;
-        let ft = meta.file_type();
-        if ft.is_socket() {
-            stats.skipped += 1;
-            continue;
-        }
-        let mut entry = Entry::new(&meta);
-        if ft.is_dir() {
-            let mut name = rel.clone();
-            name.push(b'/');
-            entry.name = name;
-            entry.kind = EntryType::Directory;
+        if write_node(root, &rel, &mut links, out, &mut stats)? == Some(true) {
             push_listing(&mut pending, &rel)?;
+        }
+    }
+    write_end(out).map_err(Failure::Write)?;
+    Ok(stats)
+}
+
+/// Writes an empty whiteout entry `.wh.<name>` beside `rel`, the OCI
+/// layer's way of saying "`rel` is deleted". Owner root, mode 0 and a zero
+/// mtime, so that the layer does not depend on when it was written.
+pub(crate) fn write_whiteout<W: Write>(rel: &[u8], out: &mut W) -> io::Result<()> {
+    let (dir, base) = match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..=i], &rel[i + 1..]),
+        None => (&rel[..0], rel),
+    };
+    let mut name = dir.to_vec();
+    name.extend_from_slice(b".wh.");
+    name.extend_from_slice(base);
+    let entry = Entry {
+        name,
+        kind: EntryType::Regular,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        link: Vec::new(),
+        dev: None,
+        xattrs: Vec::new(),
+    };
+    entry.write_header(out)
+}
+
+/// Writes a regular-file entry holding `data` (for the files of an image
+/// layout archive: `index.json`, blobs read into memory), mode 0644,
+/// owner root and a zero mtime, so that the archive depends only on the
+/// content.
+pub(crate) fn write_file_entry<W: Write>(name: &str, data: &[u8], out: &mut W) -> io::Result<()> {
+    write_file_header(name, data.len() as u64, out)?;
+    out.write_all(data)?;
+    pad(data.len() as u64, out)
+}
+
+/// Writes the header of a regular file (mode 0644, owner root, zero
+/// mtime) of `size` bytes; the caller writes the data then [`pad`]s it.
+pub(crate) fn write_file_header<W: Write>(name: &str, size: u64, out: &mut W) -> io::Result<()> {
+    Entry {
+        name: name.as_bytes().to_vec(),
+        kind: EntryType::Regular,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size,
+        link: Vec::new(),
+        dev: None,
+        xattrs: Vec::new(),
+    }
+    .write_header(out)
+}
+
+/// Writes a directory entry `name/` (mode 0755, owner root, zero mtime).
+pub(crate) fn write_dir_entry<W: Write>(name: &str, out: &mut W) -> io::Result<()> {
+    Entry {
+        name: format!("{name}/").into_bytes(),
+        kind: EntryType::Directory,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        link: Vec::new(),
+        dev: None,
+        xattrs: Vec::new(),
+    }
+    .write_header(out)
+}
+
+/// Pads `size` bytes of entry data to a whole block.
+pub(crate) fn pad<W: Write>(size: u64, out: &mut W) -> io::Result<()> {
+    let pad = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
+    out.write_all(&[0u8; BLOCK][..pad])
+}
+
+/// The end-of-archive marker: two zero blocks (no padding to a record
+/// size, as Go's writer).
+pub(crate) fn write_end<W: Write>(out: &mut W) -> io::Result<()> {
+    out.write_all(&[0u8; 2 * BLOCK])
+}
+
+/// Hardlinks seen so far: (device, inode) → the first name written.
+pub(crate) type Links = HashMap<(u64, u64), Vec<u8>>;
+
+/// Writes the entry of the node at `rel` below `root` (its header, and
+/// its data for a regular file) without descending into a directory:
+/// `Ok(Some(is_dir))` when written, `Ok(None)` for a skipped socket. A
+/// non-directory whose inode is in `links` becomes a hardlink to the
+/// name recorded there. Shared by the whole-tree archive and layers.
+pub(crate) fn write_node<W: Write>(
+    root: &Path,
+    rel: &[u8],
+    links: &mut Links,
+    out: &mut W,
+    stats: &mut ExportStats,
+) -> Result<Option<bool>, Failure> {
+    let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
+    let path = root.join(Path::new(std::ffi::OsStr::from_bytes(rel)));
+    let meta = fs::symlink_metadata(&path).map_err(|e| read("inspect", &path, e))?;
+    let ft = meta.file_type();
+    if ft.is_socket() {
+        stats.skipped += 1;
+        return Ok(None);
+    }
+    let mut entry = Entry::new(&meta);
+    if ft.is_dir() {
+        let mut name = rel.to_vec();
+        name.push(b'/');
+        entry.name = name;
+        entry.kind = EntryType::Directory;
+    } else {
+        entry.name = rel.to_vec();
+        let key = (meta.dev(), meta.ino());
+        let first = if meta.nlink() > 1 {
+            links.get(&key).cloned()
         } else {
-            entry.name = rel.clone();
-            let key = (meta.dev(), meta.ino());
-            let first = if meta.nlink() > 1 {
-                links.get(&key).cloned()
+            None
+        };
+        if let Some(first) = first {
+            entry.kind = EntryType::Link;
+            entry.link = first;
+        } else {
+            if meta.nlink() > 1 {
+                links.insert(key, rel.to_vec());
+            }
+            if ft.is_file() {
+                entry.kind = EntryType::Regular;
+                entry.size = meta.len();
+            } else if ft.is_symlink() {
+                entry.kind = EntryType::Symlink;
+                let target = fs::read_link(&path).map_err(|e| read("read link", &path, e))?;
+                entry.link = target.into_os_string().into_vec();
             } else {
-                None
-            };
-            if let Some(first) = first {
-                entry.kind = EntryType::Link;
-                entry.link = first;
-            } else {
-                if meta.nlink() > 1 {
-                    links.insert(key, rel.clone());
-                }
-                if ft.is_file() {
-                    entry.kind = EntryType::Regular;
-                    entry.size = meta.len();
-                } else if ft.is_symlink() {
-                    entry.kind = EntryType::Symlink;
-                    let target = fs::read_link(&path).map_err(|e| read("read link", &path, e))?;
-                    entry.link = target.into_os_string().into_vec();
+                entry.kind = if ft.is_fifo() {
+                    EntryType::Fifo
+                } else if ft.is_char_device() {
+                    EntryType::Char
                 } else {
-                    entry.kind = if ft.is_fifo() {
-                        EntryType::Fifo
-                    } else if ft.is_char_device() {
-                        EntryType::Char
-                    } else {
-                        EntryType::Block
-                    };
-                    let rdev = meta.rdev();
-                    let (major, minor) = (
-                        u32::try_from(nix::sys::stat::major(rdev)),
-                        u32::try_from(nix::sys::stat::minor(rdev)),
+                    EntryType::Block
+                };
+                let rdev = meta.rdev();
+                let (major, minor) = (
+                    u32::try_from(nix::sys::stat::major(rdev)),
+                    u32::try_from(nix::sys::stat::minor(rdev)),
+                );
+                let (Ok(major), Ok(minor)) = (major, minor) else {
+                    let e = io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "device number too large for a tar header",
                     );
-                    let (Ok(major), Ok(minor)) = (major, minor) else {
-                        let e = io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "device number too large for a tar header",
-                        );
-                        return Err(read("archive", &path, e));
-                    };
-                    entry.dev = Some((major, minor));
-                }
+                    return Err(read("archive", &path, e));
+                };
+                entry.dev = Some((major, minor));
             }
         }
-        entry.xattrs = fsx::list_xattrs(&path)
-            .map_err(|e| read("read xattrs of", &path, e))?
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v))
-            .collect();
-        entry.write_header(out).map_err(Failure::Write)?;
-        if entry.kind == EntryType::Regular {
-            copy_data(&path, entry.size, out)?;
-            stats.bytes += entry.size;
-        }
-        stats.entries += 1;
     }
-    // The end-of-archive marker: two zero blocks (no padding to a record
-    // size, as Go's writer).
-    out.write_all(&[0u8; 2 * BLOCK]).map_err(Failure::Write)?;
-    Ok(stats)
+    entry.xattrs = fsx::list_xattrs(&path)
+        .map_err(|e| read("read xattrs of", &path, e))?
+        .into_iter()
+        .map(|(k, v)| (k.into_bytes(), v))
+        .collect();
+    entry.write_header(out).map_err(Failure::Write)?;
+    if entry.kind == EntryType::Regular {
+        copy_data(&path, entry.size, out)?;
+        stats.bytes += entry.size;
+    }
+    stats.entries += 1;
+    Ok(Some(ft.is_dir()))
 }
 
 /// Copies exactly `size` bytes of `path` and pads them to a block. A file

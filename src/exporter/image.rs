@@ -1,0 +1,518 @@
+//! Image exporters: `--output type=oci` (an OCI image layout as a tar)
+//! and `type=docker` (a `docker load` archive). Both make the same image:
+//! one layer per step of the build's main chain ([`super::layer`]), an
+//! image config whose `rootfs.diff_ids` and non-empty `history` entries
+//! match those layers one to one (skopeo and umoci check this), and a
+//! manifest (OCI media types, or Docker schema 2 with
+//! `oci-mediatypes=false`, the docker exporter's default). Every blob
+//! goes through the [`ContentStore`] first and is copied into the archive
+//! from there, checked against its digest on the way.
+//!
+//! The archive holds, in this order: `blobs/`, `blobs/sha256/`, each blob
+//! (by digest), `oci-layout`, `index.json` and, for `type=docker`,
+//! `manifest.json` (the docker-archive index; BuildKit's docker exporter
+//! writes both, so the archive is also a valid OCI layout). Entries have
+//! mode 0644/0755, owner root and a zero mtime, so the archive depends
+//! only on the image: with `SOURCE_DATE_EPOCH` fixing the timestamps, two
+//! builds of the same inputs give byte-identical archives.
+//!
+//! Imports `crate::content`, `crate::image`, `crate::snapshot` (through
+//! the layer writer) and the tar writer; must not import the solver or
+//! the CLI — the caller passes the trees of the chain and the config.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::layer::{self, Compression, LayerError};
+use super::tar as tarw;
+use crate::content::{digest_hex, ContentError, ContentStore, Descriptor, HashingWriter};
+use crate::image::config::{History, RootFs};
+use crate::image::{Image, Reference};
+use crate::snapshot::fsx;
+use crate::util::fs::FsError;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// The comment BuildKit gives history entries it adds for layers the
+/// frontend did not describe.
+const EXPORTER_COMMENT: &str = "buildkit.exporter.image.v0";
+const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Why an image could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Making layer `index` (0 = bottom) failed.
+    #[error("cannot make layer {index}")]
+    Layer {
+        index: usize,
+        #[source]
+        source: LayerError,
+    },
+    /// Serialising the config, manifest or an index failed.
+    #[error("cannot encode the image {what}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Storing the config or manifest blob failed.
+    #[error("cannot store the image {what}")]
+    StoreBlob {
+        what: &'static str,
+        #[source]
+        source: ContentError,
+    },
+    /// Reading a blob back for the archive failed, or it no longer
+    /// matched its digest.
+    #[error("cannot read blob {digest} for the archive")]
+    ReadBlob {
+        digest: String,
+        #[source]
+        source: ContentError,
+    },
+    /// Creating, writing or renaming the archive file failed; the
+    /// destination was not touched.
+    #[error("cannot write image archive `{}`", dest.display())]
+    WriteArchive {
+        dest: PathBuf,
+        #[source]
+        source: FsError,
+    },
+    /// Writing the archive to standard output failed.
+    #[error("cannot write the image archive stream")]
+    WriteStream(#[source] io::Error),
+}
+
+/// The archive flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An OCI image layout.
+    Oci,
+    /// A docker-archive (`manifest.json`) plus the OCI layout files.
+    Docker,
+}
+
+/// What an image export is asked for (the `--output` attributes, parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOptions {
+    pub compression: Compression,
+    /// OCI media types (true) or Docker schema 2 (false).
+    pub oci_mediatypes: bool,
+    /// Names for `index.json` and `manifest.json`, each with a tag.
+    pub names: Vec<Reference>,
+    /// `annotation.*` / `annotation-manifest.*`: on the manifest.
+    pub manifest_annotations: BTreeMap<String, String>,
+    /// `annotation-manifest-descriptor.*`: on `index.json`'s entries.
+    pub descriptor_annotations: BTreeMap<String, String>,
+    /// The image's creation time, RFC 3339 (SOURCE_DATE_EPOCH or now).
+    pub created: String,
+}
+
+/// A stored image: its manifest, config and layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    config: &'a Descriptor,
+    layers: &'a [Descriptor],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Index<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    manifests: &'a [Descriptor],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerArchiveEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// The config with `rootfs` and `history` made to match `diff_ids`, as
+/// BuildKit's `normalizeLayersAndHistory` does: history entries claiming
+/// more layers than exist are marked empty from the top; missing ones are
+/// added with the exporter's comment; entries without a time get
+/// `created`.
+pub fn finish_config(image: &Image, diff_ids: Vec<String>, created: &str) -> Image {
+    let mut img = image.clone();
+    let mut seen = 0;
+    for h in &mut img.history {
+        if !h.empty_layer {
+            if seen >= diff_ids.len() {
+                h.empty_layer = true;
+            } else {
+                seen += 1;
+            }
+        }
+    }
+    for _ in seen..diff_ids.len() {
+        img.history.push(History {
+            created: None,
+            created_by: String::new(),
+            comment: Some(EXPORTER_COMMENT.to_string()),
+            empty_layer: false,
+        });
+    }
+    for h in &mut img.history {
+        if h.created.is_none() {
+            h.created = Some(created.to_string());
+        }
+    }
+    img.rootfs = RootFs {
+        kind: "layers".into(),
+        diff_ids,
+    };
+    img.created = Some(created.to_string());
+    img
+}
+
+/// Makes the layers of `chain` (full trees, bottom first: layer i is the
+/// change from `chain[i-1]` to `chain[i]`), the config and the manifest,
+/// all stored in `content`.
+pub fn commit(
+    content: &ContentStore,
+    chain: &[PathBuf],
+    image: &Image,
+    opts: &ImageOptions,
+) -> Result<Committed, ImageError> {
+    let mut layers = Vec::with_capacity(chain.len());
+    let mut diff_ids = Vec::with_capacity(chain.len());
+    for (index, child) in chain.iter().enumerate() {
+        let parent = index.checked_sub(1).map(|i| chain[i].as_path());
+        let layer = layer::write_layer(
+            content,
+            parent,
+            child,
+            opts.compression,
+            opts.oci_mediatypes,
+        )
+        .map_err(|source| ImageError::Layer { index, source })?;
+        diff_ids.push(layer.diff_id);
+        layers.push(layer.descriptor);
+    }
+    let config = finish_config(image, diff_ids, &opts.created);
+    let config_bytes = serde_json::to_vec(&config).map_err(|source| ImageError::Encode {
+        what: "config",
+        source,
+    })?;
+    let (manifest_type, config_type) = if opts.oci_mediatypes {
+        (OCI_MANIFEST, OCI_CONFIG)
+    } else {
+        (DOCKER_MANIFEST, DOCKER_CONFIG)
+    };
+    let config_desc =
+        content
+            .put(config_type, &config_bytes)
+            .map_err(|source| ImageError::StoreBlob {
+                what: "config",
+                source,
+            })?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: manifest_type,
+        config: &config_desc,
+        layers: &layers,
+        annotations: &opts.manifest_annotations,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|source| ImageError::Encode {
+        what: "manifest",
+        source,
+    })?;
+    let manifest_desc = content
+        .put(manifest_type, &manifest_bytes)
+        .map_err(|source| ImageError::StoreBlob {
+            what: "manifest",
+            source,
+        })?;
+    Ok(Committed {
+        manifest: manifest_desc,
+        config: config_desc,
+        layers,
+    })
+}
+
+/// Where an archive goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// A file, replaced atomically.
+    Path(PathBuf),
+    /// Standard output (`dest=-`), streamed.
+    Stdout,
+}
+
+/// Writes `image` as an archive of `format` to `dest`.
+pub fn write_archive(
+    content: &ContentStore,
+    image: &Committed,
+    format: Format,
+    opts: &ImageOptions,
+    dest: &Dest,
+) -> Result<(), ImageError> {
+    match dest {
+        Dest::Stdout => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            write_entries(content, image, format, opts, &mut out).map_err(|f| match f {
+                Fail::Blob(e) => e,
+                Fail::Write(e) => ImageError::WriteStream(e),
+            })?;
+            out.flush().map_err(ImageError::WriteStream)
+        }
+        Dest::Path(dest) => write_file(content, image, format, opts, dest),
+    }
+}
+
+/// Failures while writing entries: a blob's, or the output's.
+enum Fail {
+    Blob(ImageError),
+    Write(io::Error),
+}
+
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Fail {
+        Fail::Write(e)
+    }
+}
+
+fn write_file(
+    content: &ContentStore,
+    image: &Committed,
+    format: Format,
+    opts: &ImageOptions,
+    dest: &Path,
+) -> Result<(), ImageError> {
+    let fail = |source| ImageError::WriteArchive {
+        dest: dest.to_path_buf(),
+        source,
+    };
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut name = dest.file_name().map(|n| n.to_os_string()).ok_or_else(|| {
+        fail(FsError::new(
+            "name",
+            dest,
+            io::Error::from(io::ErrorKind::InvalidInput),
+        ))
+    })?;
+    name.push(format!(".{}.tmp", fsx::random_hex(8)));
+    let tmp = dir.join(name);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(&tmp)
+        .map_err(|e| fail(FsError::new("create", &tmp, e)))?;
+    let result = (|| {
+        let mut out = BufWriter::new(file);
+        write_entries(content, image, format, opts, &mut out).map_err(|f| match f {
+            Fail::Blob(e) => e,
+            Fail::Write(e) => fail(FsError::new("write", &tmp, e)),
+        })?;
+        let file = out
+            .into_inner()
+            .map_err(|e| fail(FsError::new("write", &tmp, e.into_error())))?;
+        file.sync_all()
+            .map_err(|e| fail(FsError::new("flush", &tmp, e)))?;
+        fs::rename(&tmp, dest).map_err(|e| fail(FsError::new("rename into place", dest, e)))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `docker.io/library/alpine:1` → `alpine:1`, as `docker images` and
+/// `manifest.json`'s RepoTags show names.
+pub fn familiar(name: &Reference) -> String {
+    let full = name.to_string();
+    full.strip_prefix("docker.io/library/")
+        .or_else(|| full.strip_prefix("docker.io/"))
+        .map_or(full.clone(), str::to_string)
+}
+
+fn write_entries<W: Write>(
+    content: &ContentStore,
+    image: &Committed,
+    format: Format,
+    opts: &ImageOptions,
+    out: &mut W,
+) -> Result<(), Fail> {
+    let encode = |what, r: Result<Vec<u8>, serde_json::Error>| {
+        r.map_err(|source| Fail::Blob(ImageError::Encode { what, source }))
+    };
+    let mut blobs: Vec<&Descriptor> = std::iter::once(&image.manifest)
+        .chain(std::iter::once(&image.config))
+        .chain(&image.layers)
+        .collect();
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+    blobs.dedup_by(|a, b| a.digest == b.digest);
+    tarw::write_dir_entry("blobs", out)?;
+    tarw::write_dir_entry("blobs/sha256", out)?;
+    for blob in blobs {
+        copy_blob(content, blob, out)?;
+    }
+    tarw::write_file_entry("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, out)?;
+    let mut manifests = Vec::new();
+    let entry = |annotations: BTreeMap<String, String>| {
+        let mut d = image.manifest.clone();
+        d.annotations = opts.descriptor_annotations.clone();
+        d.annotations.extend(annotations);
+        d
+    };
+    if opts.names.is_empty() {
+        manifests.push(entry(BTreeMap::new()));
+    }
+    for name in &opts.names {
+        let mut a = BTreeMap::new();
+        a.insert(ANNOTATION_IMAGE_NAME.to_string(), name.to_string());
+        if let Some(tag) = &name.tag {
+            a.insert(ANNOTATION_REF_NAME.to_string(), tag.clone());
+        }
+        manifests.push(entry(a));
+    }
+    let index = encode(
+        "index",
+        serde_json::to_vec(&Index {
+            schema_version: 2,
+            media_type: OCI_INDEX,
+            manifests: &manifests,
+        }),
+    )?;
+    tarw::write_file_entry("index.json", &index, out)?;
+    if format == Format::Docker {
+        let path = |d: &Descriptor| {
+            digest_hex(&d.digest)
+                .map(|h| format!("blobs/sha256/{h}"))
+                .map_err(|source| {
+                    Fail::Blob(ImageError::ReadBlob {
+                        digest: d.digest.clone(),
+                        source,
+                    })
+                })
+        };
+        let entry = DockerArchiveEntry {
+            config: path(&image.config)?,
+            repo_tags: opts.names.iter().map(familiar).collect(),
+            layers: image.layers.iter().map(path).collect::<Result<_, _>>()?,
+        };
+        let manifest = encode("docker manifest", serde_json::to_vec(&[entry]))?;
+        tarw::write_file_entry("manifest.json", &manifest, out)?;
+    }
+    tarw::write_end(out)?;
+    Ok(())
+}
+
+/// Copies a stored blob into the archive, hashing it on the way: a blob
+/// changed on disk since it was stored fails the export rather than
+/// producing an archive whose names lie.
+fn copy_blob<W: Write>(content: &ContentStore, blob: &Descriptor, out: &mut W) -> Result<(), Fail> {
+    let read_fail = |source| {
+        Fail::Blob(ImageError::ReadBlob {
+            digest: blob.digest.clone(),
+            source,
+        })
+    };
+    let hex = digest_hex(&blob.digest).map_err(read_fail)?;
+    let mut file = content.open_blob(&blob.digest).map_err(read_fail)?;
+    tarw::write_file_header(&format!("blobs/sha256/{hex}"), blob.size, out)?;
+    let mut hashed = HashingWriter::new(out);
+    let mut buf = vec![0u8; 64 * 1024];
+    let io_fail = |e| {
+        read_fail(ContentError::Read {
+            digest: blob.digest.clone(),
+            source: FsError::new("read", content.path(&blob.digest).unwrap_or_default(), e),
+        })
+    };
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(e)),
+        };
+        hashed.write_all(&buf[..n])?;
+    }
+    let (out, digest, size) = hashed.finish();
+    if digest != blob.digest || size != blob.size {
+        return Err(read_fail(ContentError::Corrupt {
+            digest: blob.digest.clone(),
+            actual: digest,
+        }));
+    }
+    tarw::pad(size, out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(created_by: &str, empty: bool) -> History {
+        History {
+            created: None,
+            created_by: created_by.into(),
+            comment: None,
+            empty_layer: empty,
+        }
+    }
+
+    #[test]
+    fn history_is_made_to_match_the_layers() {
+        let img = Image {
+            history: vec![
+                history("COPY a", false),
+                history("ENV x", true),
+                history("COPY b", false),
+            ],
+            ..Image::default()
+        };
+        let fewer = finish_config(&img, vec!["sha256:1".into()], "T");
+        let flags: Vec<bool> = fewer.history.iter().map(|h| h.empty_layer).collect();
+        assert_eq!(flags, [false, true, true]);
+        assert!(fewer
+            .history
+            .iter()
+            .all(|h| h.created.as_deref() == Some("T")));
+        let ids = vec!["sha256:1".into(), "sha256:2".into(), "sha256:3".into()];
+        let more = finish_config(&img, ids.clone(), "T");
+        assert_eq!(more.history.len(), 4);
+        assert_eq!(more.history[3].comment.as_deref(), Some(EXPORTER_COMMENT));
+        assert_eq!(more.rootfs.diff_ids, ids);
+        let non_empty = more.history.iter().filter(|h| !h.empty_layer).count();
+        assert_eq!(non_empty, 3);
+        assert_eq!(more.created.as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn familiar_names_drop_docker_hub() {
+        let r = |s: &str| Reference::parse_normalized(s).unwrap().with_default_tag();
+        assert_eq!(familiar(&r("alpine")), "alpine:latest");
+        assert_eq!(familiar(&r("me/app:1")), "me/app:1");
+        assert_eq!(familiar(&r("ghcr.io/o/r:2")), "ghcr.io/o/r:2");
+    }
+}
