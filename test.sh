@@ -8,8 +8,9 @@ cd "$(dirname "$0")"
 step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
-# tar and chattr (e2fsprogs) serve as independent checks of exported trees.
-packages=(tar e2fsprogs)
+# tar and chattr (e2fsprogs) serve as independent checks of exported trees;
+# skopeo and umoci of exported images.
+packages=(tar e2fsprogs skopeo umoci)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

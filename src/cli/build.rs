@@ -15,8 +15,10 @@ use super::build_opts::{
 };
 use super::SourceError;
 use crate::cache::CacheDb;
+use crate::content::ContentStore;
 use crate::dockerfile;
 use crate::exporter;
+use crate::exporter::image as image_exp;
 use crate::image::Platform;
 use crate::llb::NetMode;
 use crate::progress;
@@ -174,12 +176,21 @@ impl BuildOpts {
         args: BuildArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<BuildOpts> {
-        let build_args = args
+        let mut build_args: Vec<(String, String)> = args
             .build_args
             .iter()
             .map(|a| build_opts::build_arg(a, &env))
             .filter_map(Result::transpose)
             .collect::<Result<_, _>>()?;
+        // buildx passes SOURCE_DATE_EPOCH from the environment as a build
+        // argument unless one is given, so that reproducible builds need
+        // only the variable.
+        const EPOCH: &str = "SOURCE_DATE_EPOCH";
+        if !build_args.iter().any(|(k, _)| k == EPOCH) {
+            if let Some(value) = env(EPOCH) {
+                build_args.push((EPOCH.to_string(), value));
+            }
+        }
         let kv = |what, list: &[String]| -> anyhow::Result<Vec<(String, String)>> {
             Ok(list
                 .iter()
@@ -372,10 +383,10 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             OutputKind::Image if output.attrs.get("push").is_some_and(|v| v != "false") => {
                 return Some("--push (pushing to a registry)".into());
             }
-            OutputKind::Docker => {
-                return Some(
-                    "--load / --output type=docker (loading into a local image store)".into(),
-                );
+            OutputKind::Oci | OutputKind::Docker => {
+                if let Some(what) = unsupported_image_attr(output) {
+                    return Some(what);
+                }
             }
             kind => return Some(format!("--output type={}", kind.name())),
         }
@@ -409,6 +420,47 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
         ));
     }
     None
+}
+
+/// What an oci/docker output asks for that bk cannot do yet, if anything.
+fn unsupported_image_attr(output: &Output) -> Option<String> {
+    let kind = output.kind.name();
+    if output.dest.is_none() {
+        return Some(match output.kind {
+            OutputKind::Docker => {
+                "--load / --output type=docker without dest= (loading into a local image store)"
+                    .into()
+            }
+            _ => format!("--output type={kind} without dest="),
+        });
+    }
+    for (key, value) in &output.attrs {
+        let off = matches!(value.as_str(), "false" | "0");
+        let ok = match key.as_str() {
+            "name" | "compression" | "compression-level" | "force-compression"
+            | "oci-mediatypes" => true,
+            "rewrite-timestamp" | "buildinfo" => off,
+            k => image_annotation(k).is_some(),
+        };
+        if !ok {
+            return Some(format!("--output attribute {key}={value} (type={kind})"));
+        }
+    }
+    None
+}
+
+/// Where an output annotation key goes: `Some(true)` the manifest,
+/// `Some(false)` the manifest's descriptor in `index.json`; `None` for
+/// forms not supported yet (index annotations, platform selectors).
+fn image_annotation(key: &str) -> Option<(bool, &str)> {
+    if let Some(k) = key
+        .strip_prefix("annotation.")
+        .or_else(|| key.strip_prefix("annotation-manifest."))
+    {
+        return Some((true, k));
+    }
+    key.strip_prefix("annotation-manifest-descriptor.")
+        .map(|k| (false, k))
 }
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -478,7 +530,12 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Err(err) = summary {
         eprintln!("WARNING: {:#}", anyhow::Error::new(err));
     }
-    export(&opts, &store, &result)?;
+    let image = ImageExport {
+        root: &root,
+        image: &lowered.image,
+        epoch: plan.epoch,
+    };
+    export(&opts, &store, &result, &image)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -535,7 +592,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// Writes the result where `--output` says, or warns that it stays in the
 /// cache as buildx does when no output is given.
-fn export(opts: &BuildOpts, store: &Store, result: &solver::SolveResult) -> anyhow::Result<()> {
+fn export(
+    opts: &BuildOpts,
+    store: &Store,
+    result: &solver::SolveResult,
+    image: &ImageExport<'_>,
+) -> anyhow::Result<()> {
     let Some(output) = opts.outputs.first() else {
         eprintln!(
             "WARNING: No output specified. Build result will only remain in the build cache. \
@@ -543,6 +605,9 @@ fn export(opts: &BuildOpts, store: &Store, result: &solver::SolveResult) -> anyh
         );
         return Ok(());
     };
+    if matches!(output.kind, OutputKind::Oci | OutputKind::Docker) {
+        return export_image(opts, output, store, result, image);
+    }
     // Scratch is exported as an empty directory: an uncommitted snapshot,
     // removed again when `empty` is dropped.
     let empty;
@@ -573,6 +638,143 @@ fn export(opts: &BuildOpts, store: &Store, result: &solver::SolveResult) -> anyh
     Ok(())
 }
 
+/// What an image export needs besides the solve result.
+struct ImageExport<'a> {
+    /// The store root; blobs go to `<root>/content`.
+    root: &'a Path,
+    /// The target stage's config.
+    image: &'a crate::image::Image,
+    /// SOURCE_DATE_EPOCH, for the image's creation time.
+    epoch: Option<i64>,
+}
+
+/// The image options an oci/docker output's attributes and the flags
+/// ask for (attributes already checked by [`unsupported_image_attr`]).
+fn image_options(
+    opts: &BuildOpts,
+    output: &Output,
+    epoch: Option<i64>,
+) -> anyhow::Result<image_exp::ImageOptions> {
+    let attrs = &output.attrs;
+    let flag = |key: &str, default: bool| {
+        attrs
+            .get(key)
+            .map_or(default, |v| !matches!(v.as_str(), "false" | "0"))
+    };
+    let level = attrs
+        .get("compression-level")
+        .map(|l| l.parse::<u32>())
+        .transpose()
+        .context("invalid compression-level")?;
+    let compression = exporter::layer::Compression::from_attrs(
+        attrs.get("compression").map(String::as_str),
+        level,
+    )
+    .context("invalid compression")?;
+    // The docker exporter defaults to Docker media types, as BuildKit's.
+    let oci_mediatypes = flag("oci-mediatypes", output.kind == OutputKind::Oci);
+    let names: Vec<String> = match attrs.get("name") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => opts.tags.clone(),
+    };
+    let names = names
+        .iter()
+        .map(|n| {
+            crate::image::Reference::parse_normalized(n)
+                .map(crate::image::Reference::with_default_tag)
+                .with_context(|| format!("invalid image name {n:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut manifest_annotations = std::collections::BTreeMap::new();
+    let mut descriptor_annotations = std::collections::BTreeMap::new();
+    // `--annotation k=v` means the manifest, as buildx's default.
+    for (key, value) in &opts.annotations {
+        let key = key.strip_prefix("manifest:").unwrap_or(key);
+        if key.contains(':') || key.contains('[') {
+            bail!("not supported yet: --annotation {key} (only manifest annotations)");
+        }
+        manifest_annotations.insert(key.to_string(), value.clone());
+    }
+    for (key, value) in attrs {
+        if let Some((manifest, k)) = image_annotation(key) {
+            let map = if manifest {
+                &mut manifest_annotations
+            } else {
+                &mut descriptor_annotations
+            };
+            map.insert(k.to_string(), value.clone());
+        }
+    }
+    let annotated = !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
+    if annotated && !oci_mediatypes {
+        bail!("cannot export annotations with \"oci-mediatypes=false\"");
+    }
+    let created = match epoch {
+        Some(secs) => crate::dockerfile::config_values::rfc3339_utc(secs),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?;
+            crate::dockerfile::config_values::rfc3339_utc(
+                i64::try_from(now.as_secs()).context("the system clock is out of range")?,
+            )
+        }
+    };
+    Ok(image_exp::ImageOptions {
+        compression,
+        oci_mediatypes,
+        names,
+        manifest_annotations,
+        descriptor_annotations,
+        created,
+    })
+}
+
+/// `--output type=oci|docker`: layers from the solve's main chain (one
+/// layer of the whole root when the chain is unknown), stored in the
+/// content store, then written as one archive.
+fn export_image(
+    opts: &BuildOpts,
+    output: &Output,
+    store: &Store,
+    result: &solver::SolveResult,
+    image: &ImageExport<'_>,
+) -> anyhow::Result<()> {
+    let options = image_options(opts, output, image.epoch)?;
+    let trees: Vec<PathBuf> = match &result.chain {
+        Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
+        None => result.dir(store).into_iter().collect(),
+    };
+    let content = ContentStore::open(image.root).with_context(|| {
+        format!(
+            "failed to open the content store in {}",
+            image.root.display()
+        )
+    })?;
+    let committed = image_exp::commit(&content, &trees, image.image, &options)
+        .context("failed to make the image")?;
+    let format = match output.kind {
+        OutputKind::Docker => image_exp::Format::Docker,
+        _ => image_exp::Format::Oci,
+    };
+    let (dest, shown) = match &output.dest {
+        Some(Dest::Path(p)) => (image_exp::Dest::Path(p.clone()), p.display().to_string()),
+        Some(Dest::Stdout) => (image_exp::Dest::Stdout, "standard output".to_string()),
+        None => bail!(
+            "not supported yet: --output type={} without dest=",
+            output.kind.name()
+        ),
+    };
+    image_exp::write_archive(&content, &committed, format, &options, &dest)
+        .with_context(|| format!("failed to export the image to {shown}"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,10 +802,34 @@ mod tests {
             .unwrap()
             .starts_with("--push"));
         assert!(flag(&["--load", "."]).unwrap().contains("--load"));
+        // Image archives are supported, except what is not built yet.
+        assert_eq!(flag(&["-o", "type=oci,dest=x", "."]), None);
         assert_eq!(
-            flag(&["-o", "type=oci,dest=x", "."]).unwrap(),
-            "--output type=oci"
+            flag(&["-o", "type=docker,dest=-,name=a,compression=zstd", "."]),
+            None
         );
+        assert_eq!(
+            flag(&[
+                "-o",
+                "type=oci,dest=x,annotation.k=v,oci-mediatypes=true",
+                "."
+            ]),
+            None
+        );
+        assert!(flag(&["-o", "type=oci", "."]).unwrap().contains("dest="));
+        for attr in [
+            "rewrite-timestamp=true",
+            "buildinfo-attrs=true",
+            "annotation-index.k=v",
+            "annotation-manifest[linux/amd64].k=v",
+        ] {
+            let spec = format!("type=oci,dest=x,{attr}");
+            let got = flag(&["-o", &spec, "."]).unwrap_or_default();
+            assert!(
+                got.contains(attr.split('=').next().unwrap()),
+                "{attr}: {got}"
+            );
+        }
         assert!(
             flag(&["-o", "type=local,dest=x,rewrite-timestamp=true", "."])
                 .unwrap()

@@ -54,9 +54,15 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
             "--secret",
         ),
         (
-            &["build", "-o", "type=oci,dest=out", "."],
-            "--output type=oci",
+            &[
+                "build",
+                "-o",
+                "type=oci,dest=out,rewrite-timestamp=true",
+                ".",
+            ],
+            "--output attribute rewrite-timestamp=true",
         ),
+        (&["build", "--load", "."], "--load"),
     ] {
         let err = dir.bk().args(args).fails();
         assert!(

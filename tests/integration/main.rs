@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod conformance;
 mod frontend;
+mod image_out;
 mod llb;
 mod parse;
 mod shell_conformance;

@@ -37,6 +37,7 @@ impl Dir {
             .env("BK_ROOT", self.path().join(".bk-root"))
             .env_remove("BUILDKIT_PROGRESS")
             .env_remove("BUILDX_DEFAULT_PLATFORM")
+            .env_remove("SOURCE_DATE_EPOCH")
             .stdin(Stdio::null());
         BkCommand { cmd }
     }
