@@ -9,7 +9,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
 # tar and chattr (e2fsprogs) serve as independent checks of exported trees.
-packages=(tar e2fsprogs)
+# docker-registry, busybox-static, skopeo and umoci build and serve the
+# images the pull tests read from a local registry.
+packages=(tar e2fsprogs docker-registry busybox-static skopeo umoci)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

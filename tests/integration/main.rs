@@ -6,5 +6,7 @@ mod conformance;
 mod frontend;
 mod llb;
 mod parse;
+mod registry;
+mod registry_util;
 mod shell_conformance;
 mod util;
