@@ -9,9 +9,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
 # tar and chattr (e2fsprogs) serve as independent checks of exported trees.
-# docker-registry, busybox-static, skopeo and umoci build and serve the
-# images the pull tests read from a local registry.
-packages=(tar e2fsprogs docker-registry busybox-static skopeo umoci)
+# docker-registry, busybox-static and skopeo build and serve the images the
+# pull tests read from a registry on 127.0.0.1.
+packages=(tar e2fsprogs docker-registry busybox-static skopeo)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -257,12 +257,16 @@ pub struct Registry {
     insecure: Vec<String>,
     clients: Mutex<HashMap<String, Client>>,
     /// Per build: each (reference, platform) is resolved once; failures
-    /// are remembered too, so the planner and the solver agree.
-    resolved: tokio::sync::Mutex<HashMap<(String, Platform), ResolveResult>>,
+    /// are remembered too, so the planner and the solver agree. One cell
+    /// per key, so different images resolve concurrently.
+    resolved: Mutex<HashMap<(String, Platform), Arc<ResolveCell>>>,
 }
 
 /// A shared resolution outcome.
 pub type ResolveResult = Result<Arc<Resolved>, Arc<RegistryError>>;
+
+/// Where one key's outcome is computed once and then shared.
+type ResolveCell = tokio::sync::OnceCell<ResolveResult>;
 
 impl std::fmt::Debug for Registry {
     // oci-client's Client has no Debug; the store root says which one.
@@ -280,7 +284,7 @@ impl Registry {
             content,
             insecure: insecure_from_env(),
             clients: Mutex::new(HashMap::new()),
-            resolved: tokio::sync::Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -309,17 +313,21 @@ impl Registry {
     /// return the first outcome.
     pub async fn resolve(&self, reference: &Reference, platform: &Platform) -> ResolveResult {
         let key = (reference.to_string(), platform.clone());
-        let mut resolved = self.resolved.lock().await;
-        if let Some(done) = resolved.get(&key) {
-            return done.clone();
-        }
-        let outcome = self
-            .resolve_uncached(reference, platform)
-            .await
-            .map(Arc::new)
-            .map_err(Arc::new);
-        resolved.insert(key, outcome.clone());
-        outcome
+        let cell = self
+            .resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            self.resolve_uncached(reference, platform)
+                .await
+                .map(Arc::new)
+                .map_err(Arc::new)
+        })
+        .await
+        .clone()
     }
 
     async fn resolve_uncached(
@@ -575,12 +583,15 @@ async fn download(
 }
 
 fn is_not_found(err: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
     match err {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| format!("{:?}", e.code).contains("Unknown")),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
         OciDistributionError::ServerError { code, .. } => *code == 404,
         _ => false,
     }
