@@ -8,6 +8,7 @@
 //! outputs ◄── exporter ◄── solver ◄────────────────────┘
 //!                            ├─ cache   (cache key → committed result, SQLite)
 //!                            ├─ source  (the local context, read in place)
+//!                            ├─ registry (image pulls) ─► content (blobs)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
 //!                            └─ progress (events → tty / plain / rawjson)
@@ -34,6 +35,7 @@ pub mod image;
 pub mod llb;
 pub mod pattern;
 pub mod progress;
+pub mod registry;
 pub mod snapshot;
 pub mod solver;
 pub mod source;

@@ -1,11 +1,15 @@
 //! `bk build`: flags → [`BuildOpts`] → read and check the Dockerfile →
-//! plan → lower → solve (with progress) → export. `--check` stops after
-//! planning. Flags whose feature is not built yet fail with "not supported
+//! plan (base images resolved on the registry) → lower → solve (with
+//! progress) → export. `--check` stops after planning and contacts no
+//! registry. Flags whose feature is not built yet fail with "not supported
 //! yet" before anything is built, rather than being silently dropped.
+//! `--pull` is accepted and changes nothing: every tag is resolved on
+//! the registry once per build anyway.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -22,6 +26,7 @@ use crate::exporter::image as image_exp;
 use crate::image::Platform;
 use crate::llb::NetMode;
 use crate::progress;
+use crate::registry::Registry;
 use crate::snapshot::Store;
 use crate::solver::{self, SolveContext, SolveError};
 use crate::source::dockerignore::Dockerignore;
@@ -288,14 +293,15 @@ impl DockerfileText {
     }
 
     /// Plans the stages (ARGs, FROMs, target, dependencies, image
-    /// configs), turning an error into one that shows its lines. No base
-    /// image is pulled yet: every image base starts from an empty config.
+    /// configs), turning an error into one that shows its lines. Base
+    /// images' configs come from `resolver`.
     pub fn plan(
         &self,
         ast: &dockerfile::Ast,
         opts: &dockerfile::PlanOptions,
+        resolver: &dyn dockerfile::BaseImageResolver,
     ) -> anyhow::Result<dockerfile::Plan> {
-        dockerfile::plan(ast, opts, &dockerfile::NoBaseImages).map_err(|e| self.source_error(&e))
+        dockerfile::plan(ast, opts, resolver).map_err(|e| self.source_error(&e))
     }
 
     /// Lowers a plan to the build graph, turning an error into one that
@@ -469,11 +475,12 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let dockerfile = DockerfileText::read(&dockerfile_path)?;
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
-    // Semantic errors (unknown target, bad ARG expansion, duplicate stage)
-    // fail here, before anything would be built.
-    let plan = dockerfile.plan(&ast, &plan_options(&opts))?;
-    dockerfile.print_plan_warnings(&plan);
     if opts.check {
+        // A static check: no registry is contacted, image bases plan with
+        // empty configs. Semantic errors (unknown target, bad ARG
+        // expansion, duplicate stage) fail here.
+        let plan = dockerfile.plan(&ast, &plan_options(&opts), &dockerfile::NoBaseImages)?;
+        dockerfile.print_plan_warnings(&plan);
         if ast.warnings.is_empty() && plan.warnings.is_empty() {
             eprintln!("Check complete, no warnings found.");
         }
@@ -482,6 +489,23 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    let root = store_root(root)?;
+    let content = ContentStore::open(&root)
+        .with_context(|| format!("failed to open the content store at {}", root.display()))?;
+    let registry = Arc::new(Registry::new(content));
+    // Started before planning: the planner resolves base images (their
+    // configs give ENV, WORKDIR, USER, ONBUILD) on it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the build's thread pool")?;
+    let resolver = ImageResolver {
+        registry: registry.clone(),
+        runtime: runtime.handle().clone(),
+    };
+    // Semantic errors fail here too, before anything would be built.
+    let plan = dockerfile.plan(&ast, &plan_options(&opts), &resolver)?;
+    dockerfile.print_plan_warnings(&plan);
     if let Some(Output {
         kind: OutputKind::Local,
         dest: Some(Dest::Stdout),
@@ -492,7 +516,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
 
-    let root = store_root(root)?;
     let store = Store::open(&root)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
     let cache = CacheDb::open(&root)
@@ -514,11 +537,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         no_cache: opts.no_cache,
         progress: sender,
         parallelism: 0,
+        registry: Some(registry),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the build's thread pool")?;
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
     // interrupted); its output is discarded, so don't wait for it.
@@ -537,6 +557,25 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     export(&opts, &store, &result, &image)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Base-image configs for the planner, from the registry. A failure
+/// gives `None` (an empty config) here; the same resolution, remembered
+/// by the registry, then fails the image's vertex in the solver, where
+/// the error gets the FROM line's snippet.
+struct ImageResolver {
+    registry: Arc<Registry>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl dockerfile::BaseImageResolver for ImageResolver {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Option<crate::image::Image> {
+        let reference = solver::ops::image::reference(reference).ok()?;
+        self.runtime
+            .block_on(self.registry.resolve(&reference, platform))
+            .ok()
+            .map(|resolved| resolved.config.clone())
+    }
 }
 
 /// The lowering options the flags ask for.

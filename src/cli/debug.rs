@@ -88,7 +88,8 @@ fn dump_llb(args: DumpLlbArgs) -> anyhow::Result<ExitCode> {
         target_platform: args.platform,
         labels: Vec::new(),
     };
-    let plan = dockerfile.plan(&ast, &plan_opts)?;
+    // Debug dumps never touch the network: image bases get empty configs.
+    let plan = dockerfile.plan(&ast, &plan_opts, &dockerfile::NoBaseImages)?;
     dockerfile.print_plan_warnings(&plan);
     let lower_opts = dockerfile::LowerOptions {
         no_cache: args.no_cache,

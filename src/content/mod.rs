@@ -16,9 +16,13 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWrite;
 
 use crate::util::fs::{self as ufs, FsError};
 
@@ -50,6 +54,27 @@ pub enum ContentError {
     /// A digest that is not `sha256:` and 64 lowercase hex digits.
     #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
     InvalidDigest(String),
+    /// Creating the ingest file of an expected blob failed.
+    #[error("cannot start writing blob {digest}")]
+    Ingest {
+        digest: String,
+        #[source]
+        source: FsError,
+    },
+    /// The bytes written are not the expected size.
+    #[error("blob {digest} has {actual} bytes, the manifest says {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// Flushing or renaming a finished expected blob failed.
+    #[error("cannot store blob {digest}")]
+    Store {
+        digest: String,
+        #[source]
+        source: FsError,
+    },
 }
 
 /// A blob as manifests refer to it. Serialises as an OCI descriptor.
@@ -196,6 +221,62 @@ impl ContentStore {
             source: FsError::new("open", &path, e),
         })
     }
+
+    // Blobs whose digest is known in advance (downloads): verified
+    // against the expected digest and size before they appear.
+
+    pub async fn ingest(
+        &self,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<IngestWriter, ContentError> {
+        let dest = self.path(digest)?;
+        let hex = digest_hex(digest)?;
+        // A per-writer name: two builds may pull the same blob at once;
+        // both renames then put identical bytes in place.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp = self.ingest.join(format!(
+            "{hex}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| ContentError::Ingest {
+                digest: digest.into(),
+                source: FsError::new("create", &temp, e),
+            })?;
+        Ok(IngestWriter {
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+            digest: digest.into(),
+            size,
+            temp,
+            dest,
+            done: false,
+        })
+    }
+
+    /// Stores `bytes` as blob `digest` (for small blobs: manifests,
+    /// configs).
+    pub async fn write_verified(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, ContentError> {
+        use tokio::io::AsyncWriteExt;
+        let mut writer = self.ingest(digest, Some(bytes.len() as u64)).await?;
+        let temp = writer.temp.clone();
+        writer
+            .write_all(bytes)
+            .await
+            .map_err(|e| ContentError::Store {
+                digest: digest.into(),
+                source: FsError::new("write", &temp, e),
+            })?;
+        writer.commit().await
+    }
 }
 
 fn random_suffix() -> String {
@@ -298,6 +379,100 @@ impl Write for BlobWriter {
     }
 }
 
+/// A blob being written: hashes and counts what passes through, then
+/// [`Writer::commit`] checks both and renames the file into place. Dropped
+/// uncommitted, it removes its ingest file.
+pub struct IngestWriter {
+    file: tokio::fs::File,
+    hasher: Sha256,
+    written: u64,
+    digest: String,
+    size: Option<u64>,
+    temp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl IngestWriter {
+    /// Verifies size and digest, syncs and renames into the store.
+    pub async fn commit(mut self) -> Result<PathBuf, ContentError> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |op, path: &Path, e| ContentError::Store {
+            digest: self.digest.clone(),
+            source: FsError::new(op, path, e),
+        };
+        self.file
+            .flush()
+            .await
+            .map_err(|e| fail("flush", &self.temp, e))?;
+        if let Some(expected) = self.size {
+            if expected != self.written {
+                return Err(ContentError::SizeMismatch {
+                    digest: self.digest.clone(),
+                    expected,
+                    actual: self.written,
+                });
+            }
+        }
+        let actual = format!(
+            "sha256:{}",
+            hex::encode(std::mem::take(&mut self.hasher).finalize())
+        );
+        if actual != self.digest {
+            return Err(ContentError::DigestMismatch {
+                expected: self.digest.clone(),
+                actual,
+            });
+        }
+        self.file
+            .sync_all()
+            .await
+            .map_err(|e| fail("sync", &self.temp, e))?;
+        tokio::fs::rename(&self.temp, &self.dest)
+            .await
+            .map_err(|e| fail("rename into the store", &self.temp, e))?;
+        self.done = true;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for IngestWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            // Best effort: a leftover ingest file is only wasted space.
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl AsyncWrite for IngestWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.file).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                // Only what the file accepted is hashed: the caller
+                // retries the rest.
+                this.hasher.update(&buf[..n]);
+                this.written += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +536,28 @@ mod tests {
         for bad in ["sha256:../../etc", "md5:abc", "sha256:ABC", ""] {
             assert!(digest_hex(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn blobs_are_verified_before_they_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let good = sha256_digest(b"hello");
+        assert!(!store.exists(&good));
+        let path = store.write_verified(&good, b"hello").await.unwrap();
+        assert!(store.exists(&good));
+        assert_eq!(std::fs::read(path).unwrap(), b"hello");
+
+        let other = sha256_digest(b"other");
+        let err = store.write_verified(&other, b"wrong").await.unwrap_err();
+        assert!(matches!(err, ContentError::DigestMismatch { .. }), "{err}");
+        assert!(!store.exists(&other));
+        assert!(matches!(
+            store.path("md5:abc"),
+            Err(ContentError::InvalidDigest(_))
+        ));
+        // Failed writers leave nothing in ingest.
+        let ingest = dir.path().join("content/ingest");
+        assert_eq!(std::fs::read_dir(ingest).unwrap().count(), 0);
     }
 }

@@ -8,6 +8,7 @@
 //! [`LineRange`]).
 
 use super::ops::file::FileError;
+use super::ops::image::ImageOpError;
 use super::ops::merge::MergeError;
 use super::ops::source::SourceOpError;
 use crate::cache::CacheError;
@@ -96,6 +97,8 @@ pub enum VertexError {
     Source(#[from] SourceOpError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Image(#[from] ImageOpError),
     #[error(transparent)]
     Merge(#[from] MergeError),
     /// Reading the cache database before executing failed.

@@ -3,7 +3,8 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `source` and `progress`; never `cli` or
+//! `snapshot`, `fileop`, `source`, `registry`, `image` and `progress`;
+//! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!
 //! # What is cached, and how
@@ -36,8 +37,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cache::{CacheDb, CacheKey};
+use crate::image::Platform;
 use crate::llb::{Definition, Op, SourceOp};
 use crate::progress;
+use crate::registry::Registry;
 use crate::snapshot::{SnapshotId, Store};
 use crate::source::LocalContext;
 
@@ -95,6 +98,9 @@ pub struct SolveContext {
     pub progress: progress::Sender,
     /// Blocking jobs at once; 0 means one per core.
     pub parallelism: usize,
+    /// Pulls `docker-image://` sources; shared with the planner so each
+    /// image is resolved once per build. `None`: image sources fail.
+    pub registry: Option<Arc<Registry>>,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -113,6 +119,7 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
             n => Blocking::new(n),
         },
         context_turn: tokio::sync::Mutex::new(()),
+        registry: ctx.registry.clone(),
     });
     let root = scheduler::run(def, solver).await?;
     Ok(SolveResult {
@@ -177,6 +184,7 @@ struct Solver {
     blocking: Blocking,
     /// Serialises context reads (see `load_context`).
     context_turn: tokio::sync::Mutex<()>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl Runner for Solver {
@@ -207,6 +215,9 @@ impl Solver {
         let use_cache = !self.no_cache && !task.meta.ignore_cache;
         if let Op::Source(op) = &task.vertex.op {
             ops::source::check_supported(op)?;
+            if op.identifier.starts_with("docker-image://") {
+                return self.load_image(task, op, use_cache, started).await;
+            }
             self.progress.started(&digest, &task.name);
             *started = true;
             return self.load_context(task, op, use_cache).await;
@@ -336,6 +347,103 @@ impl Solver {
             key,
             out: Ref::Context(read.selection.root().to_path_buf()),
             selection: Some(read.selection),
+            chain: None,
+        })
+    }
+
+    /// Resolves an image source to its manifest digest (its cache key's
+    /// content), then reuses the snapshot cached under that key or
+    /// downloads the missing layers and unpacks them.
+    async fn load_image(
+        &self,
+        task: &Task<Done>,
+        op: &SourceOp,
+        use_cache: bool,
+        started: &mut bool,
+    ) -> Result<Done, VertexError> {
+        use ops::image::{self, ImageOpError};
+        let digest = task.digest.to_string();
+        let reference = image::reference(&op.identifier)?;
+        let registry = self
+            .registry
+            .clone()
+            .ok_or_else(|| ImageOpError::NoRegistry(reference.to_string()))?;
+        let platform = task.vertex.platform.clone().unwrap_or_else(Platform::host);
+        let pull_err = |source| ImageOpError::Pull {
+            reference: reference.to_string(),
+            source,
+        };
+        let resolved = registry
+            .resolve(&reference, &platform)
+            .await
+            .map_err(pull_err)?;
+        let key = self.key(task, &[], Some(&resolved.manifest_digest));
+        if use_cache {
+            if let Some(id) = self.lookup(&key).await? {
+                self.progress.cached(&digest, &task.name);
+                return Ok(Done {
+                    key,
+                    out: Ref::Snapshot(id),
+                    selection: None,
+                    // Image layers are not traced as a chain yet: an
+                    // exporter then writes the whole tree as one layer.
+                    chain: None,
+                });
+            }
+        }
+        self.progress.started(&digest, &task.name);
+        *started = true;
+        self.progress.status(
+            &digest,
+            "resolve",
+            &format!("resolve {reference} to {}", resolved.manifest_digest),
+            (0, 0),
+            true,
+        );
+        let blobs = registry
+            .fetch_layers(&reference, &resolved)
+            .await
+            .map_err(|e| pull_err(Arc::new(e)))?;
+        let (store, cache, resolved2) = (self.store.clone(), self.cache.clone(), resolved.clone());
+        let unpacked = self
+            .blocking
+            .run(move || image::unpack(&store, &cache, &resolved2, &blobs))
+            .await??;
+        if !unpacked.skipped_devices.is_empty() {
+            self.progress.log(
+                &digest,
+                progress::Stream::Stderr,
+                format!(
+                    "WARNING: skipped {} device nodes (creating them needs root): {}\n",
+                    unpacked.skipped_devices.len(),
+                    unpacked.skipped_devices.join(", ")
+                ),
+            );
+        }
+        self.progress.status(
+            &digest,
+            "unpack",
+            &format!(
+                "unpack {}: {} of {} layers",
+                resolved.manifest_digest,
+                unpacked.unpacked,
+                resolved.manifest.layers.len()
+            ),
+            (0, 0),
+            true,
+        );
+        let out = match &unpacked.top {
+            Some(id) => Ref::Snapshot(id.clone()),
+            None => Ref::Scratch,
+        };
+        if let Some(id) = &unpacked.top {
+            self.record(&key, Some(id), &task.name).await?;
+        }
+        self.progress.completed(&digest);
+        Ok(Done {
+            key,
+            out,
+            selection: None,
             chain: None,
         })
     }

@@ -7,5 +7,7 @@ mod frontend;
 mod image_out;
 mod llb;
 mod parse;
+mod registry;
+mod registry_util;
 mod shell_conformance;
 mod util;

@@ -4,5 +4,6 @@
 
 pub mod exec;
 pub mod file;
+pub mod image;
 pub mod merge;
 pub mod source;

@@ -1,6 +1,6 @@
-//! Source ops: filesystems from outside the graph. Only the local build
-//! context is readable today; image, git, HTTP and OCI-layout sources fail
-//! with a message naming the source.
+//! Source ops: filesystems from outside the graph. The local build
+//! context is read here and registry images in [`super::image`]; git,
+//! HTTP and OCI-layout sources fail with a message naming the source.
 //!
 //! The context is read in place: a source vertex walks it with its own
 //! include and exclude patterns plus `.dockerignore`, checksums exactly
@@ -68,10 +68,7 @@ pub fn check_supported(op: &SourceOp) -> Result<(), VertexError> {
             "named build contexts",
             "only the main context is read",
         )),
-        "docker-image" => Err(unsupported(
-            "image sources",
-            "pulling images is not built yet; build FROM scratch",
-        )),
+        "docker-image" => Ok(()),
         "git" => Err(unsupported(
             "git sources",
             "cloning repositories is not built yet",
@@ -274,11 +271,10 @@ mod tests {
     #[test]
     fn unsupported_sources_are_named() {
         assert!(check_supported(&source("local://context", &[])).is_ok());
+        assert!(
+            check_supported(&source("docker-image://docker.io/library/alpine:3.20", &[])).is_ok()
+        );
         for (id, what) in [
-            (
-                "docker-image://docker.io/library/alpine:3.20",
-                "image sources",
-            ),
             ("git://github.com/moby/buildkit", "git sources"),
             ("https://example.com/a.tgz", "remote ADD"),
             ("local://other", "named build contexts"),

@@ -1,0 +1,184 @@
+//! `docker-image://` sources: the image's layers applied in order, each
+//! layer a committed snapshot cached under the chain ID of the layers up
+//! to it, so images sharing a base share its snapshots and a second pull
+//! of the same image unpacks nothing.
+//!
+//! Imports `registry`, `snapshot`, `cache` and `image`; the pull itself
+//! (resolution, downloads) is the registry module's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cache::{CacheDb, CacheError, CacheKey, Digest};
+use crate::image::reference::ReferenceError;
+use crate::image::Reference;
+use crate::registry::unpack::{self, UnpackError};
+use crate::registry::{RegistryError, Resolved};
+use crate::snapshot::{SnapshotError, SnapshotId, Store};
+use crate::util::fs::FsError;
+
+/// Why an image source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageOpError {
+    /// The identifier is not an image reference.
+    #[error("invalid image reference {reference:?}")]
+    ParseReference {
+        reference: String,
+        #[source]
+        source: ReferenceError,
+    },
+    /// The build was started without a registry client (a bug in the
+    /// caller: every CLI build has one).
+    #[error("no registry client to pull {0}")]
+    NoRegistry(String),
+    /// Resolving or downloading failed (shared: the planner and the
+    /// solver see the same resolution).
+    #[error("failed to pull {reference}")]
+    Pull {
+        reference: String,
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// Starting a layer's snapshot failed.
+    #[error("cannot unpack layer {digest}")]
+    Prepare {
+        digest: String,
+        #[source]
+        source: SnapshotError,
+    },
+    /// Opening a downloaded layer failed.
+    #[error("cannot open layer {digest}")]
+    OpenLayer {
+        digest: String,
+        #[source]
+        source: FsError,
+    },
+    /// Applying a layer failed (including hostile entries).
+    #[error("cannot unpack layer {digest}")]
+    Unpack {
+        digest: String,
+        #[source]
+        source: UnpackError,
+    },
+    /// Committing a layer's snapshot failed.
+    #[error("cannot commit layer {digest}")]
+    Commit {
+        digest: String,
+        #[source]
+        source: SnapshotError,
+    },
+    /// Reading or writing a layer's cache row failed.
+    #[error("cannot use the layer cache for {digest}")]
+    LayerCache {
+        digest: String,
+        #[source]
+        source: CacheError,
+    },
+}
+
+/// The normalised reference of a `docker-image://` identifier.
+pub fn reference(identifier: &str) -> Result<Reference, ImageOpError> {
+    let text = identifier
+        .strip_prefix("docker-image://")
+        .unwrap_or(identifier);
+    Reference::parse_normalized(text)
+        .map(Reference::with_default_tag)
+        .map_err(|source| ImageOpError::ParseReference {
+            reference: text.into(),
+            source,
+        })
+}
+
+/// The cache row of the snapshot holding layers up to `chain_id`.
+fn layer_key(chain_id: &str) -> CacheKey {
+    CacheKey::from(Digest::of(
+        format!("bk.layer-chain.v1 {chain_id}").as_bytes(),
+    ))
+}
+
+/// What unpacking produced.
+pub struct Unpacked {
+    /// The top layer's snapshot (`None`: the image has no layers).
+    pub top: Option<SnapshotId>,
+    /// Layers that were unpacked now (the rest were cached).
+    pub unpacked: usize,
+    /// Device nodes skipped (creating them needs root).
+    pub skipped_devices: Vec<String>,
+}
+
+/// Applies `resolved`'s layers (downloaded to `blobs`, in order), reusing
+/// every cached prefix. Blocking.
+pub fn unpack(
+    store: &Store,
+    db: &CacheDb,
+    resolved: &Resolved,
+    blobs: &[PathBuf],
+) -> Result<Unpacked, ImageOpError> {
+    let chain = resolved.chain_ids();
+    let mut out = Unpacked {
+        top: None,
+        unpacked: 0,
+        skipped_devices: Vec::new(),
+    };
+    let layers = resolved.manifest.layers.iter().zip(blobs);
+    for ((desc, blob), (chain_id, diff_id)) in
+        layers.zip(chain.iter().zip(&resolved.config.rootfs.diff_ids))
+    {
+        let digest = desc.digest.clone();
+        let key = layer_key(chain_id);
+        let cached = db
+            .get(&key)
+            .map_err(|source| ImageOpError::LayerCache {
+                digest: digest.clone(),
+                source,
+            })?
+            .and_then(|row| SnapshotId::new(row.snapshot_id).ok())
+            .filter(|id| store.exists(id));
+        if let Some(id) = cached {
+            out.top = Some(id);
+            continue;
+        }
+        let active = store
+            .prepare(out.top.as_ref())
+            .map_err(|source| ImageOpError::Prepare {
+                digest: digest.clone(),
+                source,
+            })?;
+        let file = std::fs::File::open(blob).map_err(|e| ImageOpError::OpenLayer {
+            digest: digest.clone(),
+            source: FsError::new("open", blob, e),
+        })?;
+        let report = unpack::apply(active.path(), std::io::BufReader::new(file), Some(diff_id))
+            .map_err(|source| ImageOpError::Unpack {
+                digest: digest.clone(),
+                source,
+            })?;
+        out.skipped_devices.extend(report.skipped_devices);
+        let id = active.commit().map_err(|source| ImageOpError::Commit {
+            digest: digest.clone(),
+            source,
+        })?;
+        // Size 0: the layer's bytes are counted once, in the content
+        // store; pruning by size is not built yet.
+        db.put(&key, id.as_str(), &format!("layer {digest}"), 0)
+            .map_err(|source| ImageOpError::LayerCache {
+                digest: digest.clone(),
+                source,
+            })?;
+        out.unpacked += 1;
+        out.top = Some(id);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_normalised() {
+        let r = reference("docker-image://busybox").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        assert!(reference("docker-image://UPPER").is_err());
+    }
+}
