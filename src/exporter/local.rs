@@ -342,7 +342,7 @@ fn place(job: &Job, opts: MetaOpts) -> Result<Placed, FsError> {
             .mode(0o600)
             .open(dst)
             .map_err(|e| FsError::new("copy", src, e))?;
-        fsx::copy_data(&mut from, &mut to, meta.len()).map_err(|e| FsError::new("copy", src, e))?;
+        ufs::copy_data(&mut from, &mut to, meta.len()).map_err(|e| FsError::new("copy", src, e))?;
         fsx::apply_metadata_fd(&from, &to, &meta, opts)
             .map_err(|e| FsError::new("set metadata of", dst, e))?;
         return Ok(Placed::Copied(meta.len()));

@@ -11,7 +11,7 @@
 use std::ffi::{CStr, CString, OsString};
 use std::fs::{self, File, FileType, Metadata};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -340,35 +340,6 @@ pub fn copy_contents(src: &Path, dst: &Path) -> io::Result<File> {
     // the kernel (and may share extents on file systems that reflink).
     io::copy(&mut from, &mut to)?;
     Ok(to)
-}
-
-/// Files up to this size are copied through one userspace buffer.
-const SMALL_FILE: u64 = 64 * 1024;
-
-/// Copies the rest of `from` into `to`; `len` is the size the caller saw,
-/// only a hint (the copy always runs to end of file). A small file goes
-/// through a buffer: for a few bytes that costs what
-/// `copy_file_range` does, without the two `fstat`s `io::copy` makes to
-/// pick its method. Anything larger goes through `io::copy` and so
-/// through `copy_file_range`, which keeps the bytes in the kernel (and
-/// shares extents on file systems that reflink).
-pub fn copy_data(from: &mut File, to: &mut File, len: u64) -> io::Result<u64> {
-    if len > SMALL_FILE {
-        return io::copy(from, to);
-    }
-    // Sized to the file, so a tiny one does not pay for zeroing 64 KiB.
-    let mut buf = vec![0u8; len.saturating_add(1).clamp(512, SMALL_FILE) as usize];
-    let mut total = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        total += n as u64;
-    }
 }
 
 /// Makes `dst` a copy of the non-directory `src` described by `meta`:
