@@ -7,11 +7,14 @@
 //! source side has been walked once into a plan:
 //!
 //! 1. directories, in walk order, serially (a child needs its parent);
-//! 2. everything else in parallel — each lands under a temporary name in
-//!    its final directory, gets its metadata, and is renamed into place,
-//!    so no existing destination inode is ever written and a crash
-//!    leaves no half-written file under a real name; hard links to a
-//!    file already placed follow;
+//! 2. everything else in parallel — each is created exclusively under
+//!    its final name when nothing is there yet (the usual case: a fresh
+//!    directory), else under a temporary name in its final directory
+//!    that is renamed over the old entry once complete; either way no
+//!    existing destination inode is ever written, and a failure removes
+//!    what it created. Only a crash can leave a half-written file, and
+//!    only in the uncommitted snapshot being written, which the store
+//!    discards whole. Hard links to a file already placed follow;
 //! 3. directory metadata, deepest first, since creating entries inside a
 //!    directory changes its mtime (and a mode without `w` would stop us).
 //!
@@ -557,6 +560,15 @@ impl Source {
         }
     }
 
+    /// [`Source::creating`] under the final name.
+    fn creating_new(&self) -> &'static str {
+        match self {
+            Source::File(_) => "create file",
+            Source::Symlink(_) => "create symlink",
+            Source::Node(..) => "create special file",
+        }
+    }
+
     /// Creates the copy at `at`, which must not exist: `O_EXCL`,
     /// `symlink` and `mknod` all fail with `AlreadyExists` rather than
     /// replace or write through anything. A regular file is returned
@@ -752,9 +764,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// Places one non-directory under a temporary name beside `dest` and
-    /// renames it over whatever was there.
+    /// Places one non-directory: directly under its final name when
+    /// nothing is there yet, else under a temporary name beside `dest`
+    /// renamed over whatever was there.
     fn place(&self, job: &Job<'_>) -> Result<()> {
+        if job.link_to.is_none() && self.place_new(job)? {
+            return Ok(());
+        }
         let dest = &job.dest;
         if let Some(existing) = meta::lstat(dest).map_err(Error::WriteDestination)? {
             if existing.is_dir() {
@@ -796,6 +812,38 @@ impl Ctx<'_> {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// The usual case, a destination name that does not exist yet (a
+    /// fresh directory): the copy is created right there, exclusively,
+    /// which spares a `stat`, a temporary name and a `rename` per file.
+    /// Exclusive creation cannot write through an existing inode, and a
+    /// failure after it removes the entry again, so the outcome is that of
+    /// the temporary-name path; a crash can leave a partial file under its
+    /// real name, but only in an uncommitted snapshot, which the store
+    /// discards whole. Returns `false`, having changed nothing, when the
+    /// name is taken or the source cannot be read: the general path then
+    /// decides (and reports errors in its order).
+    fn place_new(&self, job: &Job<'_>) -> Result<bool> {
+        let Ok(mut source) = self.read_source(job.entry) else {
+            return Ok(false);
+        };
+        let made = match source.create_at(&job.dest) {
+            Ok(made) => made,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => {
+                return Err(Error::WriteDestination(FsError::new(
+                    source.creating_new(),
+                    &job.dest,
+                    e,
+                )))
+            }
+        };
+        let result = self.fill(&mut source, made, &job.dest, job.entry);
+        if result.is_err() {
+            let _ = fs::remove_file(&job.dest);
+        }
+        result.map(|()| true)
     }
 
     /// Opens or reads what `entry`'s copy is made from.

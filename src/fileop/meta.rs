@@ -5,11 +5,11 @@
 //!
 //! Temporary entries exist so that nothing is ever written through an
 //! existing inode at a final path: a destination tree may share inodes
-//! with other snapshots by hard links, and a crash must never leave a
-//! half-written file under its real name. The rename that publishes an
-//! entry replaces whatever was there, atomically. The `_fd` variants act
-//! on an open file instead of a path, which spares the kernel a path
-//! lookup per call.
+//! with other snapshots by hard links. The rename that publishes an entry
+//! replaces whatever was there, atomically. (A name that does not exist
+//! yet needs no temporary: creating it with `O_EXCL` cannot reach an
+//! existing inode either.) The `_fd` variants act on an open file instead
+//! of a path, which spares the kernel a path lookup per call.
 //!
 //! This is the only file in `fileop` with `unsafe` (the xattr calls,
 //! which neither std nor nix wrap). It must not import any other
