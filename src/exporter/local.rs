@@ -40,10 +40,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::fs::{self, DirBuilder, Metadata};
+use std::fs::{self, DirBuilder, FileType, Metadata};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use super::{ExportError, ExportStats};
 use crate::snapshot::fsx::{self, MetaOpts};
@@ -212,14 +214,45 @@ struct Staged {
     dirs: BTreeMap<PathBuf, DirMeta>,
 }
 
+/// A non-directory the walk found, to be placed in the staging tree.
+struct Job {
+    src: PathBuf,
+    dst: PathBuf,
+    ft: FileType,
+    /// Index of its root: hard links are only kept within one root, so
+    /// that two platforms' trees never share an inode.
+    root: usize,
+}
+
+/// What [`place`] did with one job.
+enum Placed {
+    /// Copied, with this many content bytes.
+    Copied(u64),
+    /// A node this user cannot create (a device, without privilege).
+    Skipped,
+    /// One of several names of its inode: left for the serial pass, which
+    /// copies the first name and hard-links the others to it.
+    Deferred,
+}
+
 /// Copies every root into `staging`; directory metadata is left pending.
+///
+/// Three passes, as `fileop`'s copy does: directories serially in walk
+/// order (a child needs its parent); then every non-directory in
+/// parallel, since each is a new file in an already created directory
+/// and, for many small files, creating inodes is the cost; then, serially
+/// and in walk order, the nodes with several names, so that the first
+/// name seen is copied and the others become links to that copy exactly
+/// as a serial walk would make them. Nothing lands outside `staging`, so
+/// a failure in any pass still leaves no partial output.
 fn stage(roots: &[Root<'_>], staging: &Path) -> Result<Staged, FsError> {
     let mut staged = Staged {
         stats: ExportStats::default(),
         dirs: BTreeMap::new(),
     };
     let opts = meta_opts();
-    for root in roots {
+    let mut jobs = Vec::new();
+    for (index, root) in roots.iter().enumerate() {
         let base = match &root.sub {
             Some(sub) => {
                 let rel = PathBuf::from(sub);
@@ -230,8 +263,6 @@ fn stage(roots: &[Root<'_>], staging: &Path) -> Result<Staged, FsError> {
             }
             None => PathBuf::new(),
         };
-        // Per root, so that two platforms' trees never share an inode.
-        let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
             let src_dir = root.dir.join(&rel);
@@ -242,9 +273,9 @@ fn stage(roots: &[Root<'_>], staging: &Path) -> Result<Staged, FsError> {
                 let src = root.dir.join(&rel);
                 let out_rel = base.join(&rel);
                 let dst = staging.join(&out_rel);
-                let meta =
-                    fs::symlink_metadata(&src).map_err(|e| FsError::new("inspect", &src, e))?;
                 if ft.is_dir() {
+                    let meta =
+                        fs::symlink_metadata(&src).map_err(|e| FsError::new("inspect", &src, e))?;
                     make_dir(&dst)?;
                     staged.dirs.insert(out_rel, DirMeta::Copy { src, meta });
                     stack.push(rel);
@@ -255,36 +286,118 @@ fn stage(roots: &[Root<'_>], staging: &Path) -> Result<Staged, FsError> {
                     staged.stats.skipped += 1;
                     continue;
                 }
-                let key = (meta.dev(), meta.ino());
-                if meta.nlink() > 1 {
-                    if let Some(first) = links.get(&key) {
-                        fs::hard_link(first, &dst)
-                            .map_err(|e| FsError::new("hard-link", &dst, e))?;
-                        staged.stats.entries += 1;
-                        continue;
-                    }
-                }
-                match fsx::copy_node(&src, &dst, &meta) {
-                    Ok(()) => {}
-                    Err(e) if !ft.is_file() && !ft.is_symlink() && fsx::is_not_permitted(&e) => {
-                        staged.stats.skipped += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(FsError::new("copy", &src, e)),
-                }
-                fsx::apply_metadata(&src, &dst, &meta, opts)
-                    .map_err(|e| FsError::new("set metadata of", &dst, e))?;
-                if ft.is_file() {
-                    staged.stats.bytes += meta.len();
-                }
-                if meta.nlink() > 1 {
-                    links.insert(key, dst);
-                }
-                staged.stats.entries += 1;
+                jobs.push(Job {
+                    src,
+                    dst,
+                    ft,
+                    root: index,
+                });
             }
         }
     }
+
+    let placed = jobs
+        .par_iter()
+        .map(|job| place(job, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut links: HashMap<(usize, u64, u64), PathBuf> = HashMap::new();
+    for (job, placed) in jobs.iter().zip(placed) {
+        match placed {
+            Placed::Copied(bytes) => {
+                staged.stats.entries += 1;
+                staged.stats.bytes += bytes;
+            }
+            Placed::Skipped => staged.stats.skipped += 1,
+            Placed::Deferred => place_linked(job, opts, &mut links, &mut staged.stats)?,
+        }
+    }
     Ok(staged)
+}
+
+/// Places one non-directory with a single name, or defers it.
+fn place(job: &Job, opts: MetaOpts) -> Result<Placed, FsError> {
+    let Job { src, dst, ft, .. } = job;
+    if ft.is_file() {
+        // A regular file is read through the descriptor its metadata
+        // comes from, and the copy's metadata set through its own: no
+        // call looks either path up again. O_NOFOLLOW: a name swapped for
+        // a symlink is refused rather than read through; O_NONBLOCK: one
+        // swapped for a fifo does not hang the export (no effect on
+        // regular files).
+        let mut from = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(src)
+            .map_err(|e| FsError::new("copy", src, e))?;
+        let meta = from
+            .metadata()
+            .map_err(|e| FsError::new("inspect", src, e))?;
+        if meta.nlink() > 1 || !meta.is_file() {
+            return Ok(Placed::Deferred);
+        }
+        let mut to = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dst)
+            .map_err(|e| FsError::new("copy", src, e))?;
+        ufs::copy_data(&mut from, &mut to, meta.len()).map_err(|e| FsError::new("copy", src, e))?;
+        fsx::apply_metadata_fd(&from, &to, &meta, opts)
+            .map_err(|e| FsError::new("set metadata of", dst, e))?;
+        return Ok(Placed::Copied(meta.len()));
+    }
+    let meta = fs::symlink_metadata(src).map_err(|e| FsError::new("inspect", src, e))?;
+    if meta.nlink() > 1 {
+        return Ok(Placed::Deferred);
+    }
+    match fsx::copy_node(src, dst, &meta) {
+        Ok(()) => {}
+        Err(e) if !ft.is_symlink() && fsx::is_not_permitted(&e) => return Ok(Placed::Skipped),
+        Err(e) => return Err(FsError::new("copy", src, e)),
+    }
+    fsx::apply_metadata(src, dst, &meta, opts)
+        .map_err(|e| FsError::new("set metadata of", dst, e))?;
+    Ok(Placed::Copied(0))
+}
+
+/// Places a node that has (or had, when [`place`] looked) several names:
+/// a hard link to the copy of an earlier name in the same root, or else
+/// a copy that later names will link to.
+fn place_linked(
+    job: &Job,
+    opts: MetaOpts,
+    links: &mut HashMap<(usize, u64, u64), PathBuf>,
+    stats: &mut ExportStats,
+) -> Result<(), FsError> {
+    let Job { src, dst, ft, root } = job;
+    let meta = fs::symlink_metadata(src).map_err(|e| FsError::new("inspect", src, e))?;
+    let key = (*root, meta.dev(), meta.ino());
+    if meta.nlink() > 1 {
+        if let Some(first) = links.get(&key) {
+            fs::hard_link(first, dst).map_err(|e| FsError::new("hard-link", dst, e))?;
+            stats.entries += 1;
+            return Ok(());
+        }
+    }
+    match fsx::copy_node(src, dst, &meta) {
+        Ok(()) => {}
+        Err(e) if !ft.is_file() && !ft.is_symlink() && fsx::is_not_permitted(&e) => {
+            stats.skipped += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(FsError::new("copy", src, e)),
+    }
+    fsx::apply_metadata(src, dst, &meta, opts)
+        .map_err(|e| FsError::new("set metadata of", dst, e))?;
+    if ft.is_file() {
+        stats.bytes += meta.len();
+    }
+    if meta.nlink() > 1 {
+        links.insert(key, dst.clone());
+    }
+    stats.entries += 1;
+    Ok(())
 }
 
 /// A staged directory stays owner-only until its metadata is applied.
@@ -557,5 +670,59 @@ mod tests {
         assert_eq!(mode(&out.join("app")), mode(&src.join("app")));
         assert_eq!(mtime(&out.join("app")), 1_500_000_000);
         assert!(names(&out.join("ro")).is_empty());
+    }
+
+    #[test]
+    fn many_files_keep_content_metadata_and_links() {
+        // Enough files that the parallel pass splits them between threads,
+        // with hard links whose names lie in different directories.
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("snap");
+        let old = filetime::FileTime::from_unix_time(1_500_000_000, 123);
+        for d in 0..8 {
+            fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+            for f in 0..50 {
+                let p = src.join(format!("d{d}/f{f}"));
+                fs::write(&p, format!("{d}/{f}").repeat(f + 1)).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600 + f as u32 % 8)).unwrap();
+                filetime::set_file_mtime(&p, old).unwrap();
+            }
+        }
+        fs::write(src.join("big"), vec![7u8; 200_000]).unwrap();
+        for d in 1..8 {
+            fs::hard_link(src.join("d0/f3"), src.join(format!("d{d}/link"))).unwrap();
+        }
+        let out = dir.path().join("out");
+        let stats = export(&src, &out).unwrap();
+        assert_eq!(stats.entries, 1 + 8 + 8 * 50 + 7);
+        let bytes: u64 = (0..8u64)
+            .flat_map(|d| (0..50u64).map(move |f| (d, f)))
+            .map(|(d, f)| format!("{d}/{f}").len() as u64 * (f + 1))
+            .sum();
+        // Linked names add no bytes: their content was counted once.
+        assert_eq!(stats.bytes, bytes + 200_000);
+        for d in 0..8 {
+            for f in 0..50 {
+                let rel = format!("d{d}/f{f}");
+                assert_eq!(
+                    fs::read(out.join(&rel)).unwrap(),
+                    fs::read(src.join(&rel)).unwrap()
+                );
+                assert_eq!(mode(&out.join(&rel)), 0o600 + f as u32 % 8, "{rel}");
+                let m = fs::metadata(out.join(&rel)).unwrap();
+                assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 123), "{rel}");
+            }
+        }
+        assert_eq!(fs::read(out.join("big")).unwrap(), vec![7u8; 200_000]);
+        // One new inode for all eight names, none shared with the source.
+        let first = fs::metadata(out.join("d0/f3")).unwrap();
+        assert_eq!(first.nlink(), 8);
+        for d in 1..8 {
+            assert_eq!(
+                fs::metadata(out.join(format!("d{d}/link"))).unwrap().ino(),
+                first.ino()
+            );
+        }
+        assert_ne!(first.ino(), fs::metadata(src.join("d0/f3")).unwrap().ino());
     }
 }

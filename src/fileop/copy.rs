@@ -7,11 +7,14 @@
 //! source side has been walked once into a plan:
 //!
 //! 1. directories, in walk order, serially (a child needs its parent);
-//! 2. everything else in parallel — each lands under a temporary name in
-//!    its final directory, gets its metadata, and is renamed into place,
-//!    so no existing destination inode is ever written and a crash
-//!    leaves no half-written file under a real name; hard links to a
-//!    file already placed follow;
+//! 2. everything else in parallel — each is created exclusively under
+//!    its final name when nothing is there yet (the usual case: a fresh
+//!    directory), else under a temporary name in its final directory
+//!    that is renamed over the old entry once complete; either way no
+//!    existing destination inode is ever written, and a failure removes
+//!    what it created. Only a crash can leave a half-written file, and
+//!    only in the uncommitted snapshot being written, which the store
+//!    discards whole. Hard links to a file already placed follow;
 //! 3. directory metadata, deepest first, since creating entries inside a
 //!    directory changes its mtime (and a mode without `w` would stop us).
 //!
@@ -23,7 +26,7 @@
 //! BuildKit uses for include/exclude) and nothing else above `fileop`.
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
@@ -41,7 +44,7 @@ use super::unpack::{self, UnpackOptions};
 use super::{Error, Result};
 use crate::pattern::{MatchInfo, PatternMatcher};
 use crate::util::chmod::Chmod;
-use crate::util::fs::FsError;
+use crate::util::fs::{copy_data, FsError};
 
 /// One copy: BuildKit's `FileActionCopy` options as plain data. Paths are
 /// slash-separated and inside their roots; `dest` is absolute (the caller
@@ -535,6 +538,57 @@ struct Job<'p> {
     link_to: Option<PathBuf>,
 }
 
+/// What a non-directory's copy is made from, read before the copy is
+/// created.
+enum Source {
+    /// A regular file, open for reading.
+    File(File),
+    /// A symlink's target.
+    Symlink(PathBuf),
+    /// A device, fifo or socket: the node type `mknod` makes and the
+    /// device number.
+    Node(nix::sys::stat::SFlag, u64),
+}
+
+impl Source {
+    /// What creating the copy is called in errors.
+    fn creating(&self) -> &'static str {
+        match self {
+            Source::File(_) => "create temporary file",
+            Source::Symlink(_) => "create symlink",
+            Source::Node(..) => "create special file",
+        }
+    }
+
+    /// [`Source::creating`] under the final name.
+    fn creating_new(&self) -> &'static str {
+        match self {
+            Source::File(_) => "create file",
+            Source::Symlink(_) => "create symlink",
+            Source::Node(..) => "create special file",
+        }
+    }
+
+    /// Creates the copy at `at`, which must not exist: `O_EXCL`,
+    /// `symlink` and `mknod` all fail with `AlreadyExists` rather than
+    /// replace or write through anything. A regular file is returned
+    /// open for writing, still empty.
+    fn create_at(&self, at: &Path) -> io::Result<Option<File>> {
+        match self {
+            Source::File(_) => meta::create_new_file(at).map(Some),
+            Source::Symlink(target) => symlink(target, at).map(|()| None),
+            Source::Node(kind, dev) => nix::sys::stat::mknod(
+                at,
+                *kind,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                *dev,
+            )
+            .map(|()| None)
+            .map_err(io::Error::from),
+        }
+    }
+}
+
 impl Ctx<'_> {
     fn in_root(&self, host: &Path) -> String {
         let rel = host.strip_prefix(self.dest_root).unwrap_or(host);
@@ -710,9 +764,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// Places one non-directory under a temporary name beside `dest` and
-    /// renames it over whatever was there.
+    /// Places one non-directory: directly under its final name when
+    /// nothing is there yet, else under a temporary name beside `dest`
+    /// renamed over whatever was there.
     fn place(&self, job: &Job<'_>) -> Result<()> {
+        if job.link_to.is_none() && self.place_new(job)? {
+            return Ok(());
+        }
         let dest = &job.dest;
         if let Some(existing) = meta::lstat(dest).map_err(Error::WriteDestination)? {
             if existing.is_dir() {
@@ -726,15 +784,27 @@ impl Ctx<'_> {
         }
         let parent = dest.parent().unwrap_or(self.dest_root);
         let entry = job.entry;
-        let tmp = match &job.link_to {
+        let (tmp, result) = match &job.link_to {
             Some(first) => {
-                meta::create_temp(parent, "create hard link", |p| fs::hard_link(first, p))
-                    .map_err(Error::WriteDestination)?
+                let tmp =
+                    meta::create_temp(parent, "create hard link", |p| fs::hard_link(first, p))
+                        .map_err(Error::WriteDestination)?;
+                let result = self.apply_metadata(&tmp, entry);
+                (tmp, result)
             }
-            None => self.create_copy(entry, parent)?,
+            None => {
+                let mut source = self.read_source(entry)?;
+                let mut made = None;
+                let tmp = meta::create_temp(parent, source.creating(), |p| {
+                    made = source.create_at(p)?;
+                    Ok(())
+                })
+                .map_err(Error::WriteDestination)?;
+                let result = self.fill(&mut source, made, &tmp, entry);
+                (tmp, result)
+            }
         };
-        let result = self
-            .apply_metadata(&tmp, entry)
+        let result = result
             .and_then(|()| meta::rename_into_place(&tmp, dest).map_err(Error::WriteDestination));
         if result.is_err() || job.link_to.is_some() {
             // After a successful rename the name is gone; it only remains
@@ -744,50 +814,116 @@ impl Ctx<'_> {
         result
     }
 
-    /// A new inode with the source's content under a temporary name.
-    fn create_copy(&self, entry: &Entry, parent: &Path) -> Result<PathBuf> {
+    /// The usual case, a destination name that does not exist yet (a
+    /// fresh directory): the copy is created right there, exclusively,
+    /// which spares a `stat`, a temporary name and a `rename` per file.
+    /// Exclusive creation cannot write through an existing inode, and a
+    /// failure after it removes the entry again, so the outcome is that of
+    /// the temporary-name path; a crash can leave a partial file under its
+    /// real name, but only in an uncommitted snapshot, which the store
+    /// discards whole. Returns `false`, having changed nothing, when the
+    /// name is taken or the source cannot be read: the general path then
+    /// decides (and reports errors in its order).
+    fn place_new(&self, job: &Job<'_>) -> Result<bool> {
+        let Ok(mut source) = self.read_source(job.entry) else {
+            return Ok(false);
+        };
+        let made = match source.create_at(&job.dest) {
+            Ok(made) => made,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => {
+                return Err(Error::WriteDestination(FsError::new(
+                    source.creating_new(),
+                    &job.dest,
+                    e,
+                )))
+            }
+        };
+        let result = self.fill(&mut source, made, &job.dest, job.entry);
+        if result.is_err() {
+            let _ = fs::remove_file(&job.dest);
+        }
+        result.map(|()| true)
+    }
+
+    /// Opens or reads what `entry`'s copy is made from.
+    fn read_source(&self, entry: &Entry) -> Result<Source> {
         let file_type = entry.meta.file_type();
         if file_type.is_file() {
-            let mut from = meta::open_source(&entry.host).map_err(Error::ReadSource)?;
-            let (tmp, mut to) = meta::create_temp_file(parent).map_err(Error::WriteDestination)?;
-            // `io::copy` between two files uses copy_file_range (reflinks
-            // where the filesystem can), with no userspace buffer.
-            let copied = io::copy(&mut from, &mut to);
-            drop(to);
-            if let Err(e) = copied {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::WriteDestination(FsError::new("copy into", tmp, e)));
-            }
-            return Ok(tmp);
+            return meta::open_source(&entry.host)
+                .map(Source::File)
+                .map_err(Error::ReadSource);
         }
         if file_type.is_symlink() {
-            let target = fs::read_link(&entry.host)
-                .map_err(|e| Error::ReadSource(FsError::new("read symlink", &entry.host, e)))?;
-            return meta::create_temp(parent, "create symlink", |p| symlink(&target, p))
-                .map_err(Error::WriteDestination);
+            return fs::read_link(&entry.host)
+                .map(Source::Symlink)
+                .map_err(|e| Error::ReadSource(FsError::new("read symlink", &entry.host, e)));
         }
         // fsutil's copyDevice: the same node type and device number; a
         // socket cannot be recreated and becomes an empty regular file.
+        use nix::sys::stat::SFlag;
         let kind = if file_type.is_block_device() {
-            nix::sys::stat::SFlag::S_IFBLK
+            SFlag::S_IFBLK
         } else if file_type.is_char_device() {
-            nix::sys::stat::SFlag::S_IFCHR
+            SFlag::S_IFCHR
         } else if file_type.is_fifo() {
-            nix::sys::stat::SFlag::S_IFIFO
+            SFlag::S_IFIFO
         } else {
-            nix::sys::stat::SFlag::S_IFREG
+            SFlag::S_IFREG
         };
-        let dev = entry.meta.rdev();
-        meta::create_temp(parent, "create special file", |p| {
-            nix::sys::stat::mknod(
-                p,
-                kind,
-                nix::sys::stat::Mode::from_bits_truncate(0o600),
-                dev,
-            )
-            .map_err(io::Error::from)
-        })
-        .map_err(Error::WriteDestination)
+        Ok(Source::Node(kind, entry.meta.rdev()))
+    }
+
+    /// Gives a just-created entry its content (a regular file, still
+    /// open as `made`) and its metadata; on failure the caller removes it.
+    fn fill(
+        &self,
+        source: &mut Source,
+        made: Option<File>,
+        path: &Path,
+        entry: &Entry,
+    ) -> Result<()> {
+        match (source, made) {
+            (Source::File(from), Some(mut to)) => {
+                copy_data(from, &mut to, entry.meta.len())
+                    .map_err(|e| Error::WriteDestination(FsError::new("copy into", path, e)))?;
+                self.apply_file_metadata(from, &to, path, entry)
+            }
+            _ => self.apply_metadata(path, entry),
+        }
+    }
+
+    /// [`Ctx::apply_metadata`] for a regular file through descriptors: the
+    /// copy's own for owner, mode and times, the source's for its xattrs,
+    /// so no call looks a path up again.
+    fn apply_file_metadata(
+        &self,
+        from: &File,
+        to: &File,
+        path: &Path,
+        entry: &Entry,
+    ) -> Result<()> {
+        let w = Error::WriteDestination;
+        match self.owner {
+            Some(ids) => meta::set_owner_fd(to, path, ids).map_err(w)?,
+            None if self.privilege.root => {
+                meta::set_owner_fd(to, path, meta::ids_of(&entry.meta)).map_err(w)?
+            }
+            None => {}
+        }
+        meta::set_mode_fd(to, path, self.file_mode(entry)).map_err(w)?;
+        meta::set_times_fd(to, path, self.req.timestamp, &entry.meta).map_err(w)?;
+        meta::copy_xattrs_best_effort_fd(from, to);
+        Ok(())
+    }
+
+    /// The mode a copy of `entry` gets: the source's, with --chmod applied.
+    fn file_mode(&self, entry: &Entry) -> u32 {
+        let src_mode = entry.meta.mode() & 0o7777;
+        match self.mode {
+            Some(change) => change.apply(src_mode, entry.meta.is_dir()),
+            None => src_mode,
+        }
     }
 
     /// fsutil's `copyFileInfo` then `copyXAttrs`: owner (the --chown one,
@@ -805,12 +941,7 @@ impl Ctx<'_> {
             None => {}
         }
         if !entry.meta.file_type().is_symlink() {
-            let src_mode = entry.meta.mode() & 0o7777;
-            let mode = match self.mode {
-                Some(change) => change.apply(src_mode, entry.meta.is_dir()),
-                None => src_mode,
-            };
-            meta::set_mode(path, mode).map_err(w)?;
+            meta::set_mode(path, self.file_mode(entry)).map_err(w)?;
         }
         meta::set_times(path, self.req.timestamp, &entry.meta).map_err(w)?;
         meta::copy_xattrs_best_effort(&entry.host, path);

@@ -5,17 +5,20 @@
 //!
 //! Temporary entries exist so that nothing is ever written through an
 //! existing inode at a final path: a destination tree may share inodes
-//! with other snapshots by hard links, and a crash must never leave a
-//! half-written file under its real name. The rename that publishes an
-//! entry replaces whatever was there, atomically.
+//! with other snapshots by hard links. The rename that publishes an entry
+//! replaces whatever was there, atomically. (A name that does not exist
+//! yet needs no temporary: creating it with `O_EXCL` cannot reach an
+//! existing inode either.) The `_fd` variants act on an open file instead
+//! of a path, which spares the kernel a path lookup per call.
 //!
 //! This is the only file in `fileop` with `unsafe` (the xattr calls,
 //! which neither std nor nix wrap). It must not import any other
 //! part of the crate except `util::fs` and the `Ids` value.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -74,6 +77,39 @@ pub(crate) fn set_times(path: &Path, ts: Option<SystemTime>, meta: &Metadata) ->
     }
 }
 
+/// `fchown` on the open file whose path is `path` (named in the error).
+pub(crate) fn set_owner_fd(file: &File, path: &Path, ids: Ids) -> Result<()> {
+    std::os::unix::fs::fchown(file, Some(ids.uid), Some(ids.gid))
+        .map_err(|e| FsError::new("change owner of", path, e))
+}
+
+/// `fchmod` on the open file whose path is `path`.
+pub(crate) fn set_mode_fd(file: &File, path: &Path, mode: u32) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| FsError::new("change mode of", path, e))
+}
+
+/// [`set_times`] through an open file (`futimens`).
+pub(crate) fn set_times_fd(
+    file: &File,
+    path: &Path,
+    ts: Option<SystemTime>,
+    meta: &Metadata,
+) -> Result<()> {
+    let (atime, mtime) = match ts {
+        Some(ts) => {
+            let t = FileTime::from_system_time(ts);
+            (t, t)
+        }
+        None => (
+            FileTime::from_last_access_time(meta),
+            FileTime::from_last_modification_time(meta),
+        ),
+    };
+    filetime::set_file_handle_times(file, Some(atime), Some(mtime))
+        .map_err(|e| FsError::new("set times of", path, e))
+}
+
 /// The owner recorded in `meta`.
 pub(crate) fn ids_of(meta: &Metadata) -> Ids {
     Ids {
@@ -123,14 +159,7 @@ pub(crate) fn create_temp(
 pub(crate) fn create_temp_file(dir: &Path) -> Result<(PathBuf, File)> {
     let mut file = None;
     let path = create_temp(dir, "create temporary file", |p| {
-        file = Some(
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(p)?,
-        );
+        file = Some(create_new_file(p)?);
         Ok(())
     })?;
     match file {
@@ -142,6 +171,18 @@ pub(crate) fn create_temp_file(dir: &Path) -> Result<(PathBuf, File)> {
             io::Error::other("file handle missing after creation"),
         )),
     }
+}
+
+/// A new, empty regular file at `path` (mode 0600 until its metadata is
+/// set), opened for writing; `O_EXCL` fails with `AlreadyExists` rather
+/// than open an existing inode or follow a link.
+pub(crate) fn create_new_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Opens a source file for reading without following a symlink at its
@@ -194,6 +235,75 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// What an xattr call acts on: a path, not followed if it is a symlink,
+/// or an open file (which spares the kernel a path lookup).
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Path(&'a CStr),
+    Fd(BorrowedFd<'a>),
+}
+
+impl Node<'_> {
+    /// `listxattr` into `buf` (its size only, when `buf` is empty).
+    fn list(self, buf: &mut [u8]) -> isize {
+        let (ptr, len) = (buf.as_mut_ptr().cast::<libc::c_char>(), buf.len());
+        // SAFETY: the path is a live NUL-terminated string, or the fd is
+        // open for the borrow's lifetime; `ptr` points to `len` writable
+        // bytes of a live slice and the kernel writes at most `len` bytes
+        // there (none when `len` is 0, which only asks for the size).
+        unsafe {
+            match self {
+                Node::Path(p) => libc::llistxattr(p.as_ptr(), ptr, len),
+                Node::Fd(fd) => libc::flistxattr(fd.as_raw_fd(), ptr, len),
+            }
+        }
+    }
+
+    /// `getxattr` of `name` into `buf` (its size only, when `buf` is
+    /// empty).
+    fn get(self, name: &CStr, buf: &mut [u8]) -> isize {
+        let (ptr, len) = (buf.as_mut_ptr().cast::<libc::c_void>(), buf.len());
+        // SAFETY: as in `list`; `name` is a live NUL-terminated string.
+        unsafe {
+            match self {
+                Node::Path(p) => libc::lgetxattr(p.as_ptr(), name.as_ptr(), ptr, len),
+                Node::Fd(fd) => libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), ptr, len),
+            }
+        }
+    }
+
+    /// `setxattr`; `true` on success, the caller reads `errno` otherwise.
+    fn set(self, name: &CStr, value: &[u8]) -> bool {
+        let (ptr, len) = (value.as_ptr().cast::<libc::c_void>(), value.len());
+        // SAFETY: the path or fd is live as in `list`; `name` is a live
+        // NUL-terminated string; `ptr` and `len` describe a live slice
+        // that the kernel only reads.
+        let rc = unsafe {
+            match self {
+                Node::Path(p) => libc::lsetxattr(p.as_ptr(), name.as_ptr(), ptr, len, 0),
+                Node::Fd(fd) => libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), ptr, len, 0),
+            }
+        };
+        rc == 0
+    }
+
+    /// Copies every attribute of `self` to `dest`, best effort (see
+    /// [`copy_xattrs_best_effort`]).
+    fn copy_all_to(self, dest: Node<'_>) {
+        let Some(names) = list_xattrs(self) else {
+            return;
+        };
+        for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            let Ok(name_c) = CString::new(name) else {
+                continue;
+            };
+            if let Some(value) = get_xattr(self, &name_c) {
+                dest.set(&name_c, &value);
+            }
+        }
+    }
+}
+
 /// Copies every extended attribute of `src` to `dest`, neither followed
 /// if a symlink. Best effort, as BuildKit's copy handler is: a filesystem
 /// without xattrs, or `security.*`/`trusted.*` names an unprivileged
@@ -202,17 +312,12 @@ pub(crate) fn copy_xattrs_best_effort(src: &Path, dest: &Path) {
     let (Ok(src_c), Ok(dest_c)) = (c_path(src), c_path(dest)) else {
         return;
     };
-    let Some(names) = list_xattrs(&src_c) else {
-        return;
-    };
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name_c) = CString::new(name) else {
-            continue;
-        };
-        if let Some(value) = get_xattr(&src_c, &name_c) {
-            set_xattr_raw(&dest_c, &name_c, &value);
-        }
-    }
+    Node::Path(&src_c).copy_all_to(Node::Path(&dest_c));
+}
+
+/// [`copy_xattrs_best_effort`] between open files.
+pub(crate) fn copy_xattrs_best_effort_fd(src: &File, dest: &File) {
+    Node::Fd(src.as_fd()).copy_all_to(Node::Fd(dest.as_fd()));
 }
 
 /// Sets one extended attribute on `path` without following a symlink.
@@ -220,7 +325,7 @@ pub(crate) fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> io::Result<(
     let path_c = c_path(path)?;
     let name_c =
         CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if set_xattr_raw(&path_c, &name_c, value) {
+    if Node::Path(&path_c).set(&name_c, value) {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
@@ -231,28 +336,20 @@ pub(crate) fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> io::Result<(
 /// when absent or unreadable.
 #[cfg(test)]
 pub(crate) fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    get_xattr(&c_path(path).ok()?, &CString::new(name).ok()?)
+    get_xattr(Node::Path(&c_path(path).ok()?), &CString::new(name).ok()?)
 }
 
 /// The NUL-separated attribute name list, `None` when unreadable.
-fn list_xattrs(path: &CString) -> Option<Vec<u8>> {
+fn list_xattrs(node: Node<'_>) -> Option<Vec<u8>> {
     // The list can grow between the size query and the read; retry a few
     // times with the new size rather than fail.
     for _ in 0..4 {
-        // SAFETY: `path` is a valid NUL-terminated string for the call's
-        // duration; a null buffer with size 0 asks only for the size and
-        // the kernel writes nothing.
-        let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
-        let size = usize::try_from(size).ok()?;
+        let size = usize::try_from(node.list(&mut [])).ok()?;
         if size == 0 {
             return Some(Vec::new());
         }
         let mut buf = vec![0u8; size];
-        // SAFETY: `buf` is a live, writable allocation of exactly
-        // `buf.len()` bytes, which is the size passed; the kernel writes at
-        // most that many bytes.
-        let got = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        match usize::try_from(got) {
+        match usize::try_from(node.list(&mut buf)) {
             Ok(n) => {
                 buf.truncate(n);
                 return Some(buf);
@@ -264,25 +361,11 @@ fn list_xattrs(path: &CString) -> Option<Vec<u8>> {
     None
 }
 
-fn get_xattr(path: &CString, name: &CString) -> Option<Vec<u8>> {
+fn get_xattr(node: Node<'_>, name: &CStr) -> Option<Vec<u8>> {
     for _ in 0..4 {
-        // SAFETY: both strings are valid and NUL-terminated; a null buffer
-        // with size 0 only queries the value's size.
-        let size =
-            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-        let size = usize::try_from(size).ok()?;
+        let size = usize::try_from(node.get(name, &mut [])).ok()?;
         let mut buf = vec![0u8; size];
-        // SAFETY: `buf` is writable for `buf.len()` bytes, the size passed,
-        // and the kernel writes no more than that.
-        let got = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        match usize::try_from(got) {
+        match usize::try_from(node.get(name, &mut buf)) {
             Ok(n) => {
                 buf.truncate(n);
                 return Some(buf);
@@ -292,21 +375,4 @@ fn get_xattr(path: &CString, name: &CString) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// `true` on success; the caller reads `errno` otherwise.
-fn set_xattr_raw(path: &CString, name: &CString, value: &[u8]) -> bool {
-    // SAFETY: the strings are valid and NUL-terminated; `value` is
-    // readable for `value.len()` bytes, the size passed, and the kernel
-    // only reads from it.
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    rc == 0
 }

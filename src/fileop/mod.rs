@@ -7,11 +7,11 @@
 //! Every path an operation is given is resolved *inside* its root, the
 //! way a `chroot`ed process would see it ([`root`]): `..` and symlinks,
 //! absolute or relative, never lead outside. Nothing is ever written
-//! through an existing destination inode — files are written under a
-//! temporary name in their final directory and renamed over the old
-//! entry — because destination trees may share inodes with other
-//! snapshots by hard links. (Directories are changed in place: they
-//! cannot be hard-linked.)
+//! through an existing destination inode — a file replacing an entry is
+//! written under a temporary name in its final directory and renamed over
+//! it, a new one is created exclusively — because destination trees may
+//! share inodes with other snapshots by hard links. (Directories are
+//! changed in place: they cannot be hard-linked.)
 //!
 //! Layering: this module sits below the solver and uses only the leaves
 //! `pattern` (BuildKit's include/exclude language) and `util` (fs

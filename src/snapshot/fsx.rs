@@ -12,6 +12,7 @@ use std::ffi::{CStr, CString, OsString};
 use std::fs::{self, File, FileType, Metadata};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -66,132 +67,157 @@ pub fn is_not_permitted(err: &io::Error) -> bool {
     )
 }
 
+/// What an xattr call acts on: a path, never followed if it is a
+/// symlink, or an open file (which spares the kernel a path lookup).
+#[derive(Clone, Copy)]
+enum XattrNode<'a> {
+    Path(&'a CStr),
+    Fd(BorrowedFd<'a>),
+}
+
+impl XattrNode<'_> {
+    /// The NUL-separated name list into `buf`, or its size when `buf` is
+    /// empty.
+    fn list(self, buf: &mut [u8]) -> io::Result<usize> {
+        let (ptr, len) = (buf.as_mut_ptr().cast::<libc::c_char>(), buf.len());
+        // SAFETY: the path is a live NUL-terminated string, or the fd is
+        // open for the borrow's lifetime; `ptr` points to `len` writable
+        // bytes of a live slice, and the kernel writes at most `len` bytes
+        // there (none when `len` is 0, which only asks for the size).
+        let n = unsafe {
+            match self {
+                XattrNode::Path(p) => libc::llistxattr(p.as_ptr(), ptr, len),
+                XattrNode::Fd(fd) => libc::flistxattr(fd.as_raw_fd(), ptr, len),
+            }
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// The value of `name` into `buf`, or its size when `buf` is empty.
+    fn get(self, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+        let (ptr, len) = (buf.as_mut_ptr().cast::<libc::c_void>(), buf.len());
+        // SAFETY: as in `list`; `name` is a live NUL-terminated string.
+        let n = unsafe {
+            match self {
+                XattrNode::Path(p) => libc::lgetxattr(p.as_ptr(), name.as_ptr(), ptr, len),
+                XattrNode::Fd(fd) => libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), ptr, len),
+            }
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    fn set(self, name: &CStr, value: &[u8]) -> io::Result<()> {
+        let (ptr, len) = (value.as_ptr().cast::<libc::c_void>(), value.len());
+        // SAFETY: the path or fd is live as in `list`; `name` is a live
+        // NUL-terminated string; `ptr` and `len` describe a live slice the
+        // kernel only reads.
+        let rc = unsafe {
+            match self {
+                XattrNode::Path(p) => libc::lsetxattr(p.as_ptr(), name.as_ptr(), ptr, len, 0),
+                XattrNode::Fd(fd) => libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), ptr, len, 0),
+            }
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Every attribute, sorted by name; none where xattrs are not
+    /// supported.
+    fn list_all(self) -> io::Result<Vec<(CString, Vec<u8>)>> {
+        let names = loop {
+            let size = match self.list(&mut []) {
+                Ok(size) => size,
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; size];
+            match self.list(&mut buf) {
+                Ok(got) => {
+                    buf.truncate(got);
+                    break buf;
+                }
+                // The list grew between the two calls: ask for the size
+                // again.
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut out = Vec::new();
+        for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            // `split` on NUL leaves no NUL inside `name`.
+            let name = CString::new(name).map_err(|_| io::Error::from(ErrorKind::InvalidData))?;
+            match self.get_one(&name)? {
+                Some(value) => out.push((name, value)),
+                // Removed between listing and reading: it is simply not
+                // there.
+                None => continue,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// One attribute's value, `None` if it does not exist (any more).
+    fn get_one(self, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let size = match self.get(name, &mut []) {
+                Ok(size) => size,
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut buf = vec![0u8; size];
+            match self.get(name, &mut buf) {
+                Ok(got) => {
+                    buf.truncate(got);
+                    return Ok(Some(buf));
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::ERANGE) => continue,
+                    Some(libc::ENODATA) => return Ok(None),
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Copies every attribute of `self` onto `dst`; see [`copy_xattrs`].
+    fn copy_all_to(self, dst: XattrNode<'_>, strict: bool) -> io::Result<u64> {
+        let mut skipped = 0;
+        for (name, value) in self.list_all()? {
+            match dst.set(&name, &value) {
+                Ok(()) => {}
+                Err(e) if !strict && is_not_permitted(&e) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(skipped)
+    }
+}
+
 /// The extended attributes of `path` itself (not of a symlink's target),
 /// sorted by name. A file system without xattr support has none.
 pub fn list_xattrs(path: &Path) -> io::Result<Vec<(CString, Vec<u8>)>> {
-    let cpath = c_path(path)?;
-    let names = loop {
-        // SAFETY: `cpath` is a live NUL-terminated string; a null buffer
-        // with size 0 asks only for the needed size and writes nothing.
-        let size = unsafe { libc::llistxattr(cpath.as_ptr(), std::ptr::null_mut(), 0) };
-        if size < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOTSUP) {
-                return Ok(Vec::new());
-            }
-            return Err(err);
-        }
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: `buf` is an initialised, writable allocation of exactly
-        // `buf.len()` bytes that outlives the call; the kernel writes at
-        // most that many bytes into it.
-        let got = unsafe {
-            libc::llistxattr(
-                cpath.as_ptr(),
-                buf.as_mut_ptr().cast::<libc::c_char>(),
-                buf.len(),
-            )
-        };
-        if got < 0 {
-            let err = io::Error::last_os_error();
-            // The list grew between the two calls: ask for the size again.
-            if err.raw_os_error() == Some(libc::ERANGE) {
-                continue;
-            }
-            return Err(err);
-        }
-        buf.truncate(got as usize);
-        break buf;
-    };
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        // `split` on NUL leaves no NUL inside `name`.
-        let name = CString::new(name).map_err(|_| io::Error::from(ErrorKind::InvalidData))?;
-        match get_xattr(&cpath, &name)? {
-            Some(value) => out.push((name, value)),
-            // Removed between listing and reading: it is simply not there.
-            None => continue,
-        }
-    }
-    out.sort();
-    Ok(out)
+    XattrNode::Path(&c_path(path)?).list_all()
 }
 
-/// One attribute's value, `None` if it does not exist (any more).
-fn get_xattr(cpath: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
-    loop {
-        // SAFETY: both strings are live and NUL-terminated; a null buffer
-        // with size 0 only queries the size.
-        let size =
-            unsafe { libc::lgetxattr(cpath.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-        if size < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENODATA) {
-                return Ok(None);
-            }
-            return Err(err);
-        }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: `buf` is an initialised, writable allocation of exactly
-        // `buf.len()` bytes (possibly zero, then the kernel writes nothing)
-        // that outlives the call.
-        let got = unsafe {
-            libc::lgetxattr(
-                cpath.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast::<libc::c_void>(),
-                buf.len(),
-            )
-        };
-        if got < 0 {
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::ERANGE) => continue,
-                Some(libc::ENODATA) => return Ok(None),
-                _ => return Err(err),
-            }
-        }
-        buf.truncate(got as usize);
-        return Ok(Some(buf));
-    }
-}
-
-/// Sets one extended attribute on `path` itself.
+/// Sets one extended attribute on `path` itself (only tests set one
+/// directly; copies go through [`copy_xattrs`]).
+#[cfg(test)]
 pub fn set_xattr(path: &Path, name: &CStr, value: &[u8]) -> io::Result<()> {
-    let cpath = c_path(path)?;
-    // SAFETY: both strings are live and NUL-terminated; `value` is a live
-    // slice whose pointer and length the kernel only reads.
-    let rc = unsafe {
-        libc::lsetxattr(
-            cpath.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast::<libc::c_void>(),
-            value.len(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    XattrNode::Path(&c_path(path)?).set(name, value)
 }
 
 /// Copies every extended attribute of `src` onto `dst`. With `strict`
 /// false, attributes the file system or user cannot set are skipped and
 /// counted; with `strict` true any failure is returned.
 pub fn copy_xattrs(src: &Path, dst: &Path, strict: bool) -> io::Result<u64> {
-    let mut skipped = 0;
-    for (name, value) in list_xattrs(src)? {
-        match set_xattr(dst, &name, &value) {
-            Ok(()) => {}
-            Err(e) if !strict && is_not_permitted(&e) => skipped += 1,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(skipped)
+    let (src, dst) = (c_path(src)?, c_path(dst)?);
+    XattrNode::Path(&src).copy_all_to(XattrNode::Path(&dst), strict)
 }
 
 /// What [`apply_metadata`] could not carry over.
@@ -251,6 +277,40 @@ pub fn set_times(path: &Path, meta: &Metadata) -> io::Result<()> {
         filetime::FileTime::from_last_access_time(meta),
         filetime::FileTime::from_last_modification_time(meta),
     )
+}
+
+/// [`apply_metadata`] for a regular file copied through open files:
+/// `src` is the source (read for its xattrs), `dst` the new copy, `meta`
+/// the source's metadata. Same parts, same order, but every call goes to
+/// a descriptor, so none of them looks the path up again.
+pub fn apply_metadata_fd(
+    src: &File,
+    dst: &File,
+    meta: &Metadata,
+    opts: MetaOpts,
+) -> io::Result<Skipped> {
+    let mut skipped = Skipped::default();
+    if opts.owner {
+        let current = dst.metadata()?;
+        if current.uid() != meta.uid() || current.gid() != meta.gid() {
+            match std::os::unix::fs::fchown(dst, Some(meta.uid()), Some(meta.gid())) {
+                Ok(()) => {}
+                Err(e) if !opts.strict && is_not_permitted(&e) => skipped.owner += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    dst.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    if opts.xattrs {
+        skipped.xattrs =
+            XattrNode::Fd(src.as_fd()).copy_all_to(XattrNode::Fd(dst.as_fd()), opts.strict)?;
+    }
+    filetime::set_file_handle_times(
+        dst,
+        Some(filetime::FileTime::from_last_access_time(meta)),
+        Some(filetime::FileTime::from_last_modification_time(meta)),
+    )?;
+    Ok(skipped)
 }
 
 /// Creates a fifo, device or socket node at `dst` like the one `meta`
