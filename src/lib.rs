@@ -36,6 +36,7 @@ pub mod llb;
 pub mod pattern;
 pub mod progress;
 pub mod registry;
+pub mod rootless;
 pub mod snapshot;
 pub mod solver;
 pub mod source;
