@@ -17,7 +17,7 @@ use clap::Args;
 use super::build_opts::{
     self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
 };
-use super::SourceError;
+use super::{build_push, SourceError};
 use crate::cache::CacheDb;
 use crate::content::ContentStore;
 use crate::dockerfile;
@@ -71,6 +71,10 @@ pub struct BuildArgs {
     /// Shorthand for --output=type=registry
     #[arg(long)]
     pub push: bool,
+
+    /// Allow plain HTTP or an unverified certificate for this registry (HOST[:PORT])
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 
     /// Shorthand for --output=type=docker (load into a local image store)
     #[arg(long)]
@@ -156,6 +160,7 @@ pub struct BuildOpts {
     pub build_args: Vec<(String, String)>,
     pub platforms: Vec<Platform>,
     pub outputs: Vec<Output>,
+    pub insecure_registries: Vec<String>,
     pub cache_from: Vec<CacheSpec>,
     pub cache_to: Vec<CacheSpec>,
     pub secrets: Vec<Secret>,
@@ -233,6 +238,7 @@ impl BuildOpts {
             build_args,
             platforms: args.platform,
             outputs,
+            insecure_registries: args.insecure_registries,
             cache_from: args.cache_from,
             cache_to: args.cache_to,
             secrets: args.secrets,
@@ -386,8 +392,10 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
                     ));
                 }
             }
-            OutputKind::Image if output.attrs.get("push").is_some_and(|v| v != "false") => {
-                return Some("--push (pushing to a registry)".into());
+            OutputKind::Image if build_push::is_push(output) => {
+                if let Some(what) = build_push::unsupported_attr(output) {
+                    return Some(what);
+                }
             }
             OutputKind::Oci | OutputKind::Docker => {
                 if let Some(what) = unsupported_image_attr(output) {
@@ -397,7 +405,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 7] = [
+    let checks: [(bool, &str); 6] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -409,7 +417,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
         (!opts.secrets.is_empty(), "--secret"),
         (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
-        (opts.metadata_file.is_some(), "--metadata-file"),
         (opts.iidfile.is_some(), "--iidfile"),
     ];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
@@ -492,7 +499,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
-    let registry = Arc::new(Registry::new(content));
+    let registry =
+        Arc::new(Registry::new(content).with_insecure(build_push::insecure_hosts(&opts)));
     // Started before planning: the planner resolves base images (their
     // configs give ENV, WORKDIR, USER, ONBUILD) on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -537,7 +545,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         no_cache: opts.no_cache,
         progress: sender,
         parallelism: 0,
-        registry: Some(registry),
+        registry: Some(registry.clone()),
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -554,6 +562,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         root: &root,
         image: &lowered.image,
         epoch: plan.epoch,
+        registry: &registry,
     };
     export(&opts, &store, &result, &image)?;
     Ok(ExitCode::SUCCESS)
@@ -645,7 +654,12 @@ fn export(
         return Ok(());
     };
     if matches!(output.kind, OutputKind::Oci | OutputKind::Docker) {
-        return export_image(opts, output, store, result, image);
+        let metadata = export_image(opts, output, store, result, image)?;
+        return write_metadata(opts, &metadata);
+    }
+    if build_push::is_push(output) {
+        let metadata = build_push::export(opts, output, store, result, image)?;
+        return write_metadata(opts, &metadata);
     }
     // Scratch is exported as an empty directory: an uncommitted snapshot,
     // removed again when `empty` is dropped.
@@ -677,19 +691,33 @@ fn export(
     Ok(())
 }
 
+/// `--metadata-file`: the image's digests, written atomically.
+fn write_metadata(
+    opts: &BuildOpts,
+    metadata: &exporter::metadata::ImageMetadata,
+) -> anyhow::Result<()> {
+    if let Some(path) = &opts.metadata_file {
+        exporter::metadata::write(path, metadata)?;
+    }
+    Ok(())
+}
+
 /// What an image export needs besides the solve result.
-struct ImageExport<'a> {
+pub(super) struct ImageExport<'a> {
     /// The store root; blobs go to `<root>/content`.
-    root: &'a Path,
+    pub root: &'a Path,
     /// The target stage's config.
-    image: &'a crate::image::Image,
+    pub image: &'a crate::image::Image,
     /// SOURCE_DATE_EPOCH, for the image's creation time.
-    epoch: Option<i64>,
+    pub epoch: Option<i64>,
+    /// The build's registry client (insecure hosts, credentials, where
+    /// pulled blobs came from).
+    pub registry: &'a Registry,
 }
 
 /// The image options an oci/docker output's attributes and the flags
 /// ask for (attributes already checked by [`unsupported_image_attr`]).
-fn image_options(
+pub(super) fn image_options(
     opts: &BuildOpts,
     output: &Output,
     epoch: Option<i64>,
@@ -710,8 +738,9 @@ fn image_options(
         level,
     )
     .context("invalid compression")?;
-    // The docker exporter defaults to Docker media types, as BuildKit's.
-    let oci_mediatypes = flag("oci-mediatypes", output.kind == OutputKind::Oci);
+    // The docker exporter defaults to Docker media types, as BuildKit's;
+    // oci and image to OCI ones.
+    let oci_mediatypes = flag("oci-mediatypes", output.kind != OutputKind::Docker);
     let names: Vec<String> = match attrs.get("name") {
         Some(list) => list
             .split(',')
@@ -783,7 +812,7 @@ fn export_image(
     store: &Store,
     result: &solver::SolveResult,
     image: &ImageExport<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<exporter::metadata::ImageMetadata> {
     let options = image_options(opts, output, image.epoch)?;
     let trees: Vec<PathBuf> = match &result.chain {
         Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
@@ -811,7 +840,12 @@ fn export_image(
     };
     image_exp::write_archive(&content, &committed, format, &options, &dest)
         .with_context(|| format!("failed to export the image to {shown}"))?;
-    Ok(())
+    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
+    Ok(exporter::metadata::ImageMetadata::new(
+        &committed.manifest,
+        &committed.config,
+        &names,
+    ))
 }
 
 #[cfg(test)]
@@ -837,9 +871,8 @@ mod tests {
         assert_eq!(flag(&["-o", "out", "."]), None);
         assert_eq!(flag(&["-o", "type=tar,dest=-", "."]), None);
         assert_eq!(flag(&["."]), None);
-        assert!(flag(&["-t", "a", "--push", "."])
-            .unwrap()
-            .starts_with("--push"));
+        assert_eq!(flag(&["-t", "a", "--push", "."]), None);
+        assert_eq!(flag(&["--metadata-file", "m.json", "-o", "x", "."]), None);
         assert!(flag(&["--load", "."]).unwrap().contains("--load"));
         // Image archives are supported, except what is not built yet.
         assert_eq!(flag(&["-o", "type=oci,dest=x", "."]), None);
@@ -883,7 +916,6 @@ mod tests {
             (&["--secret", "id=s,src=/f", "."][..], "--secret"),
             (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
-            (&["--metadata-file", "m.json", "."][..], "--metadata-file"),
             (&["--iidfile", "id", "."][..], "--iidfile"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],

@@ -3,6 +3,7 @@
 
 mod build;
 pub mod build_opts;
+mod build_push;
 mod completion;
 pub mod csv;
 mod debug;

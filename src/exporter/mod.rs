@@ -17,6 +17,7 @@
 pub mod image;
 pub mod layer;
 pub mod local;
+pub mod metadata;
 pub mod tar;
 
 use std::collections::HashSet;

@@ -4,10 +4,10 @@
 //! parallel, skipping blobs already there. [`unpack`] applies layers.
 //!
 //! The wire protocol is `oci-client`'s; this module adds what it leaves
-//! out: platform selection in an index, the Docker rule that `localhost`
-//! and loopback registries speak plain HTTP (others only when listed in
-//! `BK_INSECURE_REGISTRIES=host:port,…`), and basic credentials from
-//! Docker's `config.json`.
+//! out: platform selection in an index, Docker's rules for HTTP, HTTPS
+//! and trusted certificates per host ([`transport`]), and credentials
+//! from Docker's `config.json` and credential helpers ([`auth`]).
+//! [`push`] sends images from the content store to a registry.
 //!
 //! Every tag is resolved once per build, and always against the
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
@@ -15,13 +15,16 @@
 //!
 //! Imports `content` and `image` only.
 
+pub mod auth;
+pub mod push;
+pub mod retry;
+pub mod transport;
 pub mod unpack;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -30,6 +33,10 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use serde::Deserialize;
+use tokio::sync::Mutex as AsyncMutex;
+
+use self::auth::AuthError;
+use self::transport::TransportError;
 
 use crate::content::{ContentError, ContentStore};
 use crate::image::{Image, Platform, Reference};
@@ -112,22 +119,20 @@ pub enum RegistryError {
         layers: usize,
         diff_ids: usize,
     },
-    /// Credentials come from a helper program, which bk cannot run yet.
-    #[error("not supported yet: docker credential helpers ({helper} for {registry})")]
-    CredentialHelper { registry: String, helper: String },
-    /// Docker's config.json exists but cannot be read.
-    #[error("cannot read docker credentials from {path}")]
-    ReadDockerConfig {
-        path: PathBuf,
+    /// Credentials for the registry could not be found.
+    #[error("cannot get credentials for {registry}")]
+    Credentials {
+        registry: String,
         #[source]
-        source: std::io::Error,
+        source: AuthError,
     },
-    /// Docker's config.json is not what Docker writes.
-    #[error("invalid docker config {path}")]
-    ParseDockerConfig {
-        path: PathBuf,
+    /// No client could be set up for the registry (certificates).
+    #[error("cannot connect to {registry}")]
+    Transport {
+        registry: String,
+        /// Boxed: every pull result carries this type.
         #[source]
-        source: serde_json::Error,
+        source: Box<TransportError>,
     },
     /// A download task died (panicked or was cancelled).
     #[error("a download task of {reference} died")]
@@ -229,18 +234,8 @@ const ACCEPT: &[&str] = &[
     IMAGE_MANIFEST_MEDIA_TYPE,
 ];
 
-/// Whether `host` (with port) gets plain HTTP: loopback names as Docker
-/// does, and those listed in `insecure`.
-pub fn plain_http(host: &str, insecure: &[String]) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    matches!(name, "localhost" | "127.0.0.1" | "::1") || insecure.iter().any(|h| h == host)
-}
-
 /// Registries named by `BK_INSECURE_REGISTRIES` (comma separated).
-fn insecure_from_env() -> Vec<String> {
+pub fn insecure_from_env() -> Vec<String> {
     std::env::var("BK_INSECURE_REGISTRIES")
         .unwrap_or_default()
         .split(',')
@@ -255,7 +250,13 @@ fn insecure_from_env() -> Vec<String> {
 pub struct Registry {
     content: ContentStore,
     insecure: Vec<String>,
-    clients: Mutex<HashMap<String, Client>>,
+    /// One client per host, set up on first use (which may probe it).
+    clients: AsyncMutex<HashMap<String, Client>>,
+    /// Credentials per host, looked up once (helpers are programs).
+    auths: Mutex<HashMap<String, RegistryAuth>>,
+    /// Which repositories (host, path) each blob is known to be in:
+    /// what this build pulled or pushed. Cross-repository mounts use it.
+    sources: Mutex<HashMap<String, Vec<(String, String)>>>,
     /// Per build: each (reference, platform) is resolved once; failures
     /// are remembered too, so the planner and the solver agree. One cell
     /// per key, so different images resolve concurrently.
@@ -283,7 +284,9 @@ impl Registry {
         Registry {
             content,
             insecure: insecure_from_env(),
-            clients: Mutex::new(HashMap::new()),
+            clients: AsyncMutex::new(HashMap::new()),
+            auths: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }
     }
@@ -292,21 +295,89 @@ impl Registry {
         &self.content
     }
 
-    fn client(&self, host: &str) -> Client {
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        clients
-            .entry(host.to_string())
-            .or_insert_with(|| {
-                Client::new(ClientConfig {
-                    protocol: if plain_http(host, &self.insecure) {
-                        ClientProtocol::Http
-                    } else {
-                        ClientProtocol::Https
-                    },
-                    ..ClientConfig::default()
-                })
-            })
-            .clone()
+    /// Also treats `hosts` as insecure (`--insecure-registry`,
+    /// `registry.insecure=true`): see [`transport`].
+    pub fn with_insecure(mut self, hosts: impl IntoIterator<Item = String>) -> Registry {
+        for host in hosts {
+            if !self.insecure.contains(&host) {
+                self.insecure.push(host);
+            }
+        }
+        self
+    }
+
+    /// This registry's state (insecure hosts, credentials, the known
+    /// sources of blobs) with no connections yet, for use on another
+    /// tokio runtime: an HTTP client's pooled connections belong to the
+    /// runtime that opened them.
+    pub fn renewed(&self) -> Registry {
+        Registry {
+            content: self.content.clone(),
+            insecure: self.insecure.clone(),
+            clients: AsyncMutex::new(HashMap::new()),
+            auths: Mutex::new(copy_locked(&self.auths)),
+            sources: Mutex::new(copy_locked(&self.sources)),
+            resolved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for `host`, set up on first use.
+    pub(crate) async fn client(&self, host: &str) -> Result<Client, RegistryError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(host) {
+            return Ok(client.clone());
+        }
+        let client = transport::connect(host, &self.insecure)
+            .await
+            .map_err(|source| RegistryError::Transport {
+                registry: host.into(),
+                source: Box::new(source),
+            })?;
+        clients.insert(host.into(), client.clone());
+        Ok(client)
+    }
+
+    /// The credentials for `host`, looked up once per build.
+    pub(crate) fn credentials(&self, host: &str) -> Result<RegistryAuth, RegistryError> {
+        let mut auths = self.auths.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(auth) = auths.get(host) {
+            return Ok(auth.clone());
+        }
+        let auth = auth::docker_auth(host).map_err(|source| RegistryError::Credentials {
+            registry: host.into(),
+            source,
+        })?;
+        auths.insert(host.into(), auth.clone());
+        Ok(auth)
+    }
+
+    /// Records that the blobs `digests` are in `host`/`path`.
+    pub(crate) fn note_sources<'a>(
+        &self,
+        host: &str,
+        path: &str,
+        digests: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        for digest in digests {
+            let list = sources.entry(digest.to_string()).or_default();
+            if !list.iter().any(|(h, p)| h == host && p == path) {
+                list.push((host.to_string(), path.to_string()));
+            }
+        }
+    }
+
+    /// The repositories on `host` other than `path` known to hold
+    /// `digest`.
+    pub(crate) fn sources_on(&self, host: &str, path: &str, digest: &str) -> Vec<String> {
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|(h, p)| h == host && p != path)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// Resolves `reference` for `platform` once per build; later calls
@@ -414,6 +485,15 @@ impl Registry {
                 diff_ids: config.rootfs.diff_ids.len(),
             });
         }
+        self.note_sources(
+            &reference.domain,
+            &reference.path,
+            manifest
+                .layers
+                .iter()
+                .chain(std::iter::once(&manifest.config))
+                .map(|d| d.digest.as_str()),
+        );
         Ok(Resolved {
             reference: name,
             manifest_digest: digest,
@@ -440,8 +520,8 @@ impl Registry {
                 reference.tag.clone().unwrap_or_else(|| "latest".into()),
             ),
         };
-        let client = self.client(&reference.domain);
-        let auth = docker_auth(&reference.domain)?;
+        let client = self.client(&reference.domain).await?;
+        let auth = self.credentials(&reference.domain)?;
         client
             .auth(&oci_ref, &auth, RegistryOperation::Pull)
             .await
@@ -458,7 +538,7 @@ impl Registry {
         oci_ref: &oci_client::Reference,
         name: &str,
     ) -> Result<(Vec<u8>, String), RegistryError> {
-        let auth = docker_auth(oci_ref.registry())?;
+        let auth = self.credentials(oci_ref.registry())?;
         match client.pull_manifest_raw(oci_ref, &auth, ACCEPT).await {
             Ok((bytes, digest)) => Ok((bytes.to_vec(), digest)),
             Err(source) if is_not_found(&source) => Err(RegistryError::NotFound {
@@ -544,6 +624,11 @@ impl Registry {
     }
 }
 
+/// A copy of what `m` holds.
+fn copy_locked<T: Clone>(m: &Mutex<T>) -> T {
+    m.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
 /// Streams blob `desc` into the content store unless it is there.
 async fn download(
     content: &ContentStore,
@@ -627,100 +712,9 @@ fn pick_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a D
     fallback
 }
 
-/// Docker's config.json, the fields bk reads.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DockerConfig {
-    #[serde(default)]
-    auths: HashMap<String, DockerAuth>,
-    #[serde(default)]
-    cred_helpers: HashMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// Credentials for `host` from `$DOCKER_CONFIG/config.json` (default
-/// `~/.docker/config.json`); anonymous when it has none.
-fn docker_auth(host: &str) -> Result<RegistryAuth, RegistryError> {
-    let dir = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".docker"),
-            None => return Ok(RegistryAuth::Anonymous),
-        },
-    };
-    let path = dir.join("config.json");
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
-        Err(source) => return Err(RegistryError::ReadDockerConfig { path, source }),
-    };
-    let config: DockerConfig = serde_json::from_slice(&text)
-        .map_err(|source| RegistryError::ParseDockerConfig { path, source })?;
-    auth_for(&config, host)
-}
-
-fn auth_for(config: &DockerConfig, host: &str) -> Result<RegistryAuth, RegistryError> {
-    // Docker Hub's credentials are stored under its v1 index URL.
-    let keys: Vec<String> = if host == "docker.io" {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-        ]
-    } else {
-        vec![
-            host.into(),
-            format!("https://{host}"),
-            format!("http://{host}"),
-        ]
-    };
-    if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
-        return Err(RegistryError::CredentialHelper {
-            registry: host.into(),
-            helper: helper.clone(),
-        });
-    }
-    let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) else {
-        // A global `credsStore` may hold credentials too; without running
-        // it, pulls are anonymous, which public images allow.
-        return Ok(RegistryAuth::Anonymous);
-    };
-    if let (Some(user), Some(pass)) = (&entry.username, &entry.password) {
-        return Ok(RegistryAuth::Basic(user.clone(), pass.clone()));
-    }
-    use base64::Engine as _;
-    let decoded = entry
-        .auth
-        .as_deref()
-        .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    Ok(match decoded.as_deref().and_then(|s| s.split_once(':')) {
-        Some((user, pass)) => RegistryAuth::Basic(user.into(), pass.into()),
-        None => RegistryAuth::Anonymous,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_registries_speak_http() {
-        assert!(plain_http("localhost:5000", &[]));
-        assert!(plain_http("127.0.0.1:5000", &[]));
-        assert!(plain_http("[::1]:5000", &[]));
-        assert!(!plain_http("docker.io", &[]));
-        assert!(plain_http("reg:5000", &["reg:5000".into()]));
-    }
 
     fn entry(os: &str, arch: &str, variant: Option<&str>, digest: &str) -> Descriptor {
         Descriptor {
@@ -750,27 +744,5 @@ mod tests {
         assert_eq!(pick("linux/arm/v7").as_deref(), Some("arm7"));
         assert_eq!(pick("linux/arm64").as_deref(), Some("arm64"));
         assert_eq!(pick("linux/s390x"), None);
-    }
-
-    #[test]
-    fn docker_config_basic_credentials() {
-        let config: DockerConfig = serde_json::from_str(
-            r#"{"auths":{"reg:5000":{"auth":"dXNlcjpwYXNz"},
-                "https://index.docker.io/v1/":{"username":"me","password":"pw"}},
-                "credHelpers":{"gcr.io":"gcloud"}}"#,
-        )
-        .unwrap();
-        assert!(matches!(auth_for(&config, "reg:5000").unwrap(),
-            RegistryAuth::Basic(u, p) if u == "user" && p == "pass"));
-        assert!(matches!(auth_for(&config, "docker.io").unwrap(),
-            RegistryAuth::Basic(u, _) if u == "me"));
-        assert!(matches!(
-            auth_for(&config, "other").unwrap(),
-            RegistryAuth::Anonymous
-        ));
-        assert!(matches!(
-            auth_for(&config, "gcr.io"),
-            Err(RegistryError::CredentialHelper { .. })
-        ));
     }
 }

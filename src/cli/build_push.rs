@@ -1,0 +1,179 @@
+//! `bk build`'s registry output: `--output type=image,push=true`,
+//! `type=registry` and `--push` (with `-t` naming the image). The image
+//! is made in the content store as for the archive outputs, then pushed
+//! to each name in turn (`name=a,b`), or by digest only with
+//! `push-by-digest=true`. `registry.insecure=true` and
+//! `--insecure-registry HOST` let a registry use plain HTTP or an
+//! unverified certificate (see `registry::transport`).
+
+use anyhow::{bail, Context};
+
+use super::build::{image_options, BuildOpts, ImageExport};
+use super::build_opts::{Output, OutputKind};
+use crate::content::ContentStore;
+use crate::exporter::image as image_exp;
+use crate::exporter::metadata::ImageMetadata;
+use crate::image::Reference;
+use crate::registry::push::Pushed;
+use crate::snapshot::Store;
+use crate::solver;
+
+/// Whether `output` pushes to a registry.
+pub fn is_push(output: &Output) -> bool {
+    output.kind == OutputKind::Image && flag(output, "push")
+}
+
+fn flag(output: &Output, key: &str) -> bool {
+    output
+        .attrs
+        .get(key)
+        .is_some_and(|v| !matches!(v.as_str(), "false" | "0"))
+}
+
+/// Hosts to treat as insecure: `--insecure-registry` and the names of
+/// push outputs with `registry.insecure=true`.
+pub fn insecure_hosts(opts: &BuildOpts) -> Vec<String> {
+    let mut hosts = opts.insecure_registries.clone();
+    for output in opts.outputs.iter().filter(|o| is_push(o)) {
+        if !(flag(output, "registry.insecure") || flag(output, "insecure")) {
+            continue;
+        }
+        let names = output
+            .attrs
+            .get("name")
+            .map(|n| n.split(',').map(str::to_string).collect())
+            .unwrap_or_else(|| opts.tags.clone());
+        for name in names {
+            if let Ok(r) = Reference::parse_normalized(name.trim()) {
+                hosts.push(r.domain);
+            }
+        }
+    }
+    hosts
+}
+
+/// What a push output asks for that bk cannot do yet, if anything.
+pub fn unsupported_attr(output: &Output) -> Option<String> {
+    for (key, value) in &output.attrs {
+        let off = matches!(value.as_str(), "false" | "0");
+        let ok = match key.as_str() {
+            "name" | "push" | "push-by-digest" | "registry.insecure" | "insecure" | "store"
+            | "compression" | "compression-level" | "force-compression" | "oci-mediatypes" => true,
+            "unpack" | "rewrite-timestamp" | "buildinfo" | "name-canonical" => off,
+            k => k.starts_with("annotation.") || k.starts_with("annotation-manifest."),
+        };
+        if !ok {
+            return Some(format!(
+                "--output attribute {key}={value} (type=image,push=true)"
+            ));
+        }
+    }
+    None
+}
+
+/// Makes the image in the content store and pushes it to every name.
+pub fn export(
+    opts: &BuildOpts,
+    output: &Output,
+    store: &Store,
+    result: &solver::SolveResult,
+    image: &ImageExport<'_>,
+) -> anyhow::Result<ImageMetadata> {
+    let options = image_options(opts, output, image.epoch)?;
+    if options.names.is_empty() {
+        bail!(
+            "pushing needs an image name: give -t NAME or --output type=image,name=NAME,push=true"
+        );
+    }
+    let by_digest = flag(output, "push-by-digest");
+    let trees: Vec<std::path::PathBuf> = match &result.chain {
+        Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
+        None => result.dir(store).into_iter().collect(),
+    };
+    let content = ContentStore::open(image.root).with_context(|| {
+        format!(
+            "failed to open the content store in {}",
+            image.root.display()
+        )
+    })?;
+    let committed = image_exp::commit(&content, &trees, image.image, &options)
+        .context("failed to make the image")?;
+    // The build's runtime is gone; connections are opened afresh here.
+    let registry = image.registry.renewed();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the push's thread pool")?;
+    for name in &options.names {
+        let target = if by_digest {
+            Reference {
+                tag: None,
+                digest: Some(committed.manifest.digest.clone()),
+                ..name.clone()
+            }
+        } else {
+            name.clone()
+        };
+        if !opts.quiet {
+            eprintln!("pushing {target}");
+        }
+        let pushed = runtime
+            .block_on(registry.push(&committed.manifest, &target))
+            .with_context(|| format!("failed to push {target}"))?;
+        if !opts.quiet {
+            eprintln!("{}", summary(&pushed));
+        }
+    }
+    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
+    Ok(ImageMetadata::new(
+        &committed.manifest,
+        &committed.config,
+        &names,
+    ))
+}
+
+/// `pushed NAME@DIGEST: 2 blobs uploaded (1.2 MiB), 1 already there, 0 mounted`.
+fn summary(pushed: &Pushed) -> String {
+    let (existed, mounted, uploaded) = pushed.counts();
+    let target = Reference {
+        tag: if pushed.reference.digest.is_some() {
+            None
+        } else {
+            pushed.reference.tag.clone()
+        },
+        digest: Some(pushed.manifest.digest.clone()),
+        ..pushed.reference.clone()
+    };
+    format!(
+        "pushed {target}: {uploaded} blobs uploaded ({:.1} MiB), {existed} already there, {mounted} mounted",
+        pushed.uploaded_bytes() as f64 / (1024.0 * 1024.0)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(spec: &str) -> Output {
+        spec.parse().unwrap()
+    }
+
+    #[test]
+    fn push_outputs_and_their_attributes() {
+        assert!(is_push(&output("type=registry,name=r/a")));
+        assert!(is_push(&output("type=image,name=r/a,push=true")));
+        assert!(!is_push(&output("type=image,name=r/a")));
+        assert!(!is_push(&output("type=image,name=r/a,push=false")));
+        assert_eq!(
+            unsupported_attr(&output(
+                "type=registry,name=a,push-by-digest=true,registry.insecure=true,oci-mediatypes=false"
+            )),
+            None
+        );
+        assert!(
+            unsupported_attr(&output("type=registry,name=a,unpack=true"))
+                .unwrap()
+                .contains("unpack")
+        );
+    }
+}
