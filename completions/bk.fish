@@ -38,6 +38,7 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l target -d 'Stage to buil
 complete -c bk -n "__fish_bk_using_subcommand build" -l build-arg -d 'Build-time variable (KEY=VALUE, or KEY to take it from the environment)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l platform -d 'Target platforms (os/arch[/variant], comma separated)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -s o -l output -d 'Output destination (type=local|tar|oci|docker|image|registry,key=value…, or PATH, or -)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l insecure-registry -d 'Allow plain HTTP or an unverified certificate for this registry (HOST[:PORT])' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l cache-from -d 'External cache sources (type=registry,ref=… | type=local,src=… | REF)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l cache-to -d 'Cache export destinations (type=registry,ref=… | type=local,dest=… | type=inline)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to expose to RUN --mount=type=secret (id=ID[,src=PATH|,env=VAR])' -r

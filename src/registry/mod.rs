@@ -51,6 +51,14 @@ pub enum RegistryError {
         #[source]
         source: OciDistributionError,
     },
+    /// The registry's TLS certificate is not trusted.
+    #[error("{registry}: its TLS certificate is not trusted: {hint}")]
+    UntrustedCertificate {
+        registry: String,
+        hint: String,
+        #[source]
+        source: OciDistributionError,
+    },
     /// The registry has no such tag or digest. (The reference is kept
     /// for callers; the message leaves it to the wrapping error.)
     #[error("not found")]
@@ -525,9 +533,19 @@ impl Registry {
         client
             .auth(&oci_ref, &auth, RegistryOperation::Pull)
             .await
-            .map_err(|source| RegistryError::Authorize {
-                registry: reference.domain.clone(),
-                source,
+            .map_err(|source| {
+                if transport::is_untrusted_certificate(&source) {
+                    RegistryError::UntrustedCertificate {
+                        registry: reference.domain.clone(),
+                        hint: transport::trust_hint(&reference.domain),
+                        source,
+                    }
+                } else {
+                    RegistryError::Authorize {
+                        registry: reference.domain.clone(),
+                        source,
+                    }
+                }
             })?;
         Ok((client, oci_ref))
     }

@@ -55,6 +55,22 @@ pub enum PushError {
     /// Setting up the client or credentials failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Authorizing to the registry failed (it cannot be reached, or
+    /// its token service refused).
+    #[error("failed to authorize to {registry}")]
+    Authorize {
+        registry: String,
+        #[source]
+        source: OciDistributionError,
+    },
+    /// The registry's TLS certificate is not trusted.
+    #[error("{registry}: its TLS certificate is not trusted: {hint}")]
+    UntrustedCertificate {
+        registry: String,
+        hint: String,
+        #[source]
+        source: OciDistributionError,
+    },
     /// The registry refused the credentials (or there were none).
     #[error("{registry}: unauthorized: authentication required or the credentials are wrong (Docker's config.json or its credential helper)")]
     Unauthorized {
@@ -176,7 +192,25 @@ impl Registry {
         };
         super::retry::with_retry(|| client.auth(&oci_ref, &auth, RegistryOperation::Push))
             .await
-            .map_err(fail("credentials".into()))?;
+            .map_err(|source| {
+                if is_unauthorized(&source) {
+                    PushError::Unauthorized {
+                        registry: host.into(),
+                        source,
+                    }
+                } else if super::transport::is_untrusted_certificate(&source) {
+                    PushError::UntrustedCertificate {
+                        registry: host.into(),
+                        hint: super::transport::trust_hint(host),
+                        source,
+                    }
+                } else {
+                    PushError::Authorize {
+                        registry: host.into(),
+                        source,
+                    }
+                }
+            })?;
 
         let mut blobs: Vec<Descriptor> = Vec::new();
         for d in std::iter::once(&parsed.config).chain(&parsed.layers) {

@@ -136,6 +136,7 @@ pub async fn connect(host: &str, insecure: &[String]) -> Result<Client, Transpor
             // One PUT per blob, streamed from the file: chunked PATCHes
             // of a few MiB each cost a round trip apiece.
             use_monolithic_push: true,
+            user_agent: concat!("bk/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
         Client::try_from(config).map_err(|source| TransportError::Client {
@@ -171,6 +172,31 @@ async fn speaks_tls(probe: &Client, host: &str) -> bool {
             )
             .await,
         Err(OciDistributionError::RequestError(_))
+    )
+}
+
+/// Whether `err` is a TLS certificate the client did not trust.
+pub fn is_untrusted_certificate(err: &OciDistributionError) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cause {
+        if e.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Where to put a CA for `host`, for error messages.
+pub fn trust_hint(host: &str) -> String {
+    let first = certs_dirs()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| PathBuf::from("/etc/docker/certs.d"));
+    format!(
+        "put its CA certificate in {}/ca.crt (BK_CERTS_DIR, ~/.config/bk/certs.d or \
+         /etc/docker/certs.d), or skip verification with --insecure-registry {host}",
+        first.join(host).display()
     )
 }
 

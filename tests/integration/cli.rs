@@ -44,7 +44,15 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
     dir.create("Dockerfile", "FROM scratch\nCOPY a /\n");
     dir.create("a", "A");
     for (args, flag) in [
-        (&["build", "-t", "example/app", "--push", "."][..], "--push"),
+        (
+            &[
+                "build",
+                "-o",
+                "type=registry,name=example/app,unpack=true",
+                ".",
+            ][..],
+            "--output attribute unpack=true",
+        ),
         (
             &["build", "--cache-to", "type=inline", "-o", "out", "."],
             "--cache-to",

@@ -185,6 +185,16 @@ fn manifest(layout: &Path, spec: &ImageSpec<'_>) -> serde_json::Value {
 }
 
 impl Registry {
+    /// Where the registry keeps blob `digest` (`sha256:…`).
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// Pushes `specs` as `repo:tag`: one image, or an index of all of
     /// them when there are several. Returns the pushed top digest.
     pub fn push(&self, repo_tag: &str, specs: &[ImageSpec<'_>]) -> String {
