@@ -213,11 +213,18 @@ impl FromStr for Output {
         }
         let mut kind = None;
         let mut dest = None;
-        let mut attrs = BTreeMap::new();
+        let mut attrs: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in csv::parse_pairs(spec)? {
             match key.as_str() {
                 "type" => kind = Some(value),
                 "dest" => dest = Some(Dest::parse(&value)),
+                // `name=a,name=b` names the image twice, as `"name=a,b"`.
+                "name" if attrs.contains_key("name") => {
+                    if let Some(names) = attrs.get_mut("name") {
+                        names.push(',');
+                        names.push_str(&value);
+                    }
+                }
                 _ => {
                     attrs.insert(key, value);
                 }
@@ -619,6 +626,14 @@ mod tests {
         let reg = out("type=registry,name=127.0.0.1:5000/a").unwrap();
         assert_eq!(reg.kind, OutputKind::Image);
         assert_eq!(reg.attrs.get("push").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn output_names_repeat_or_list() {
+        let twice = out("type=image,name=r/a,name=r/b:2,push=true").unwrap();
+        assert_eq!(twice.attrs["name"], "r/a,r/b:2");
+        let listed = out("type=image,\"name=r/a,r/b:2\",push=true").unwrap();
+        assert_eq!(listed.attrs, twice.attrs);
     }
 
     #[test]

@@ -117,11 +117,16 @@ pub fn export(
         if !opts.quiet {
             eprintln!("pushing {target}");
         }
+        let started = std::time::Instant::now();
         let pushed = runtime
             .block_on(registry.push(&committed.manifest, &target))
             .with_context(|| format!("failed to push {target}"))?;
         if !opts.quiet {
-            eprintln!("{}", summary(&pushed));
+            eprintln!(
+                "{} in {:.2}s",
+                summary(&pushed),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();

@@ -281,7 +281,7 @@ fn several_names_and_mounts_across_repositories() {
         &reg.docker_config(),
         &[
             "--output",
-            &format!("type=image,\"name={a},{b}\",push=true"),
+            &format!("type=image,name={a},name={b},push=true"),
         ],
     ));
     // The second repository gets the blobs by mounting them from the first.
