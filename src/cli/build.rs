@@ -651,15 +651,15 @@ fn export(
             "WARNING: No output specified. Build result will only remain in the build cache. \
              To export it, use --output type=local,dest=DIR or --output type=tar,dest=FILE"
         );
-        return Ok(());
+        return write_metadata(opts, None);
     };
     if matches!(output.kind, OutputKind::Oci | OutputKind::Docker) {
         let metadata = export_image(opts, output, store, result, image)?;
-        return write_metadata(opts, &metadata);
+        return write_metadata(opts, Some(&metadata));
     }
     if build_push::is_push(output) {
         let metadata = build_push::export(opts, output, store, result, image)?;
-        return write_metadata(opts, &metadata);
+        return write_metadata(opts, Some(&metadata));
     }
     // Scratch is exported as an empty directory: an uncommitted snapshot,
     // removed again when `empty` is dropped.
@@ -688,13 +688,14 @@ fn export(
         }
         (kind, _) => bail!("not supported yet: --output type={}", kind.name()),
     }
-    Ok(())
+    write_metadata(opts, None)
 }
 
-/// `--metadata-file`: the image's digests, written atomically.
+/// `--metadata-file`: an image's digests (`{}` for other outputs),
+/// written atomically.
 fn write_metadata(
     opts: &BuildOpts,
-    metadata: &exporter::metadata::ImageMetadata,
+    metadata: Option<&exporter::metadata::ImageMetadata>,
 ) -> anyhow::Result<()> {
     if let Some(path) = &opts.metadata_file {
         exporter::metadata::write(path, metadata)?;

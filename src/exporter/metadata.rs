@@ -2,8 +2,8 @@
 //! (the exporter response buildx writes): `containerimage.digest` (the
 //! manifest's digest), `containerimage.config.digest`,
 //! `containerimage.descriptor` (the manifest's descriptor, as an object)
-//! and, when the image has names, `image.name` (comma separated). The
-//! file is replaced atomically. (`buildx.build.ref` names a build record
+//! and, when the image has names, `image.name` (comma separated); `{}`
+//! for outputs that are not images. The file is replaced atomically. (`buildx.build.ref` names a build record
 //! on a builder; bk keeps no build history, so it is left out.)
 //!
 //! Imports `crate::content` and `crate::util` only.
@@ -54,9 +54,14 @@ impl ImageMetadata {
     }
 }
 
-/// Writes `metadata` as indented JSON to `path`, atomically.
-pub fn write(path: &Path, metadata: &ImageMetadata) -> Result<(), MetadataError> {
-    let mut text = serde_json::to_vec_pretty(metadata).map_err(MetadataError::Encode)?;
+/// Writes `metadata` (`{}` for none) as indented JSON to `path`,
+/// atomically.
+pub fn write(path: &Path, metadata: Option<&ImageMetadata>) -> Result<(), MetadataError> {
+    let mut text = match metadata {
+        Some(m) => serde_json::to_vec_pretty(m),
+        None => serde_json::to_vec_pretty(&serde_json::json!({})),
+    }
+    .map_err(MetadataError::Encode)?;
     text.push(b'\n');
     ufs::write_atomic(path, &text).map_err(|source| MetadataError::Write {
         path: path.to_path_buf(),
@@ -84,7 +89,7 @@ mod tests {
         let manifest = desc("application/vnd.oci.image.manifest.v1+json", "sha256:m", 7);
         let config = desc("application/vnd.oci.image.config.v1+json", "sha256:c", 3);
         let names = ["r/a:1".to_string(), "r/b:2".to_string()];
-        write(&path, &ImageMetadata::new(&manifest, &config, &names)).unwrap();
+        write(&path, Some(&ImageMetadata::new(&manifest, &config, &names))).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["containerimage.digest"], "sha256:m");
         assert_eq!(v["containerimage.config.digest"], "sha256:c");
@@ -94,9 +99,11 @@ mod tests {
             "application/vnd.oci.image.manifest.v1+json"
         );
         assert_eq!(v["image.name"], "r/a:1,r/b:2");
-        write(&path, &ImageMetadata::new(&manifest, &config, &[])).unwrap();
+        write(&path, Some(&ImageMetadata::new(&manifest, &config, &[]))).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert!(v.get("image.name").is_none());
+        write(&path, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
         // Nothing but the file itself is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -4,7 +4,9 @@
 //! platforms' trees side by side in `dest/<os>_<arch>[_<variant>]/` as
 //! BuildKit's multi-platform local output does. [`layer`] turns one build
 //! step into an image layer blob and [`image`] assembles layers, config
-//! and manifest into `type=oci` / `type=docker` archives.
+//! and manifest into `type=oci` / `type=docker` archives (and into the
+//! content store, from where `registry::push` sends them). [`metadata`]
+//! writes `--metadata-file`.
 //!
 //! They read snapshot directories and never write into them, and none
 //! leaves a half-written file where the user looks: output is built

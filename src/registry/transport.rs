@@ -137,6 +137,9 @@ pub async fn connect(host: &str, insecure: &[String]) -> Result<Client, Transpor
             // of a few MiB each cost a round trip apiece.
             use_monolithic_push: true,
             user_agent: concat!("bk/", env!("CARGO_PKG_VERSION")),
+            // An unreachable host fails in seconds rather than hanging on
+            // the system's TCP timeout (minutes).
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
             ..ClientConfig::default()
         };
         Client::try_from(config).map_err(|source| TransportError::Client {

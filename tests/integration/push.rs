@@ -441,6 +441,49 @@ fn an_untrusted_certificate_is_refused() {
         .args(["--insecure-registry", &reg.host])
         .arg_path(Path::new("ctx"));
     ok(cmd.output());
+    // So does registry.insecure=true on the output.
+    let mut cmd = dir.bk();
+    cmd.env("BK_CERTS_DIR", dir.path().join("no-certs"))
+        .env("DOCKER_CONFIG", reg.docker_config())
+        .args(["build", "--progress=plain", "--output"])
+        .args([format!(
+            "type=registry,name={}/untrusted:v2,registry.insecure=true",
+            reg.host
+        )])
+        .arg_path(Path::new("ctx"));
+    ok(cmd.output());
+}
+
+#[test]
+fn a_pushed_image_is_a_base_for_the_next_build() {
+    let reg = secure_registry();
+    let dir = context();
+    let image = format!("{}/base-again:v1", reg.host);
+    ok(bk(
+        &dir,
+        reg,
+        &reg.docker_config(),
+        &["--push", "-t", &image],
+    ));
+    // Pulled back by bk over TLS with the same credentials, in a fresh store.
+    let next = Dir::new();
+    next.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {image}
+COPY more.txt /more.txt
+"
+        ),
+    );
+    next.create("ctx/more.txt", "more\n");
+    ok(bk(&next, reg, &reg.docker_config(), &["-o", "out"]));
+    let out = next.path().join("out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("opt/app/data.txt")).unwrap(),
+        "payload\n"
+    );
+    assert!(out.join("bin/busybox").is_file());
+    assert!(out.join("more.txt").is_file());
 }
 
 #[test]
@@ -537,4 +580,64 @@ fn a_corrupted_blob_is_refused_and_nothing_bad_is_kept() {
         std::fs::read_to_string(dir.path().join("out/unique")).unwrap(),
         unique
     );
+}
+
+#[test]
+fn metadata_file_for_archives_and_other_outputs() {
+    let dir = Dir::new();
+    dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a /a\n");
+    dir.create("ctx/a", "A\n");
+    let meta = dir.path().join("meta.json");
+    let read = || -> Value { serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap() };
+    for (kind, transport) in [("oci", "oci-archive"), ("docker", "docker-archive")] {
+        let dest = dir.path().join(format!("{kind}.tar"));
+        let out = dir
+            .bk()
+            .args(["build", "--progress=plain", "--metadata-file"])
+            .arg_path(&meta)
+            .args([
+                "-o".to_string(),
+                format!("type={kind},dest={},name=example.com/m:1", dest.display()),
+                "ctx".to_string(),
+            ])
+            .output();
+        ok(out);
+        let m = read();
+        let digest = m["containerimage.digest"].as_str().unwrap();
+        assert_eq!(m["containerimage.descriptor"]["digest"], digest, "{m}");
+        // Both archives carry an OCI index.json naming the manifest.
+        let index = tool(Command::new("tar").arg("-xOf").arg(&dest).arg("index.json"));
+        let index: Value = serde_json::from_str(&index).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], digest, "{index}");
+        let hex = digest.trim_start_matches("sha256:");
+        let manifest = tool(
+            Command::new("tar")
+                .arg("-xOf")
+                .arg(&dest)
+                .arg(format!("blobs/sha256/{hex}")),
+        );
+        let manifest: Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(
+            m["containerimage.config.digest"],
+            manifest["config"]["digest"]
+        );
+        // skopeo reads the same config from the archive.
+        let config = tool(
+            Command::new("skopeo")
+                .args(["inspect", "--config", "--raw"])
+                .arg(format!("{transport}:{}", dest.display())),
+        );
+        assert_eq!(
+            crate::registry_util::sha256(config.as_bytes()),
+            m["containerimage.config.digest"].as_str().unwrap()
+        );
+        assert_eq!(m["image.name"], "example.com/m:1");
+    }
+    ok(dir
+        .bk()
+        .args(["build", "--progress=plain", "--metadata-file"])
+        .arg_path(&meta)
+        .args(["-o", "out", "ctx"])
+        .output());
+    assert_eq!(read(), serde_json::json!({}));
 }
