@@ -500,7 +500,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
     let registry =
-        Arc::new(Registry::new(content).with_insecure(build_push::insecure_hosts(&opts)));
+        Arc::new(Registry::new(content).with_insecure(build_push::insecure_hosts(&opts)?));
     // Started before planning: the planner resolves base images (their
     // configs give ENV, WORKDIR, USER, ONBUILD) on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()

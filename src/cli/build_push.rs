@@ -30,26 +30,38 @@ fn flag(output: &Output, key: &str) -> bool {
         .is_some_and(|v| !matches!(v.as_str(), "false" | "0"))
 }
 
-/// Hosts to treat as insecure: `--insecure-registry` and the names of
-/// push outputs with `registry.insecure=true`.
-pub fn insecure_hosts(opts: &BuildOpts) -> Vec<String> {
+/// Checks the names of push outputs before anything is built, and
+/// returns the hosts to treat as insecure: `--insecure-registry` and the
+/// registries of push outputs with `registry.insecure=true`.
+pub fn insecure_hosts(opts: &BuildOpts) -> anyhow::Result<Vec<String>> {
     let mut hosts = opts.insecure_registries.clone();
     for output in opts.outputs.iter().filter(|o| is_push(o)) {
-        if !(flag(output, "registry.insecure") || flag(output, "insecure")) {
-            continue;
-        }
-        let names = output
+        let names: Vec<String> = output
             .attrs
             .get("name")
-            .map(|n| n.split(',').map(str::to_string).collect())
+            .map(|n| {
+                n.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_else(|| opts.tags.clone());
+        if names.is_empty() {
+            bail!(
+                "pushing needs an image name: give -t NAME or --output type=image,name=NAME,push=true"
+            );
+        }
+        let insecure = flag(output, "registry.insecure") || flag(output, "insecure");
         for name in names {
-            if let Ok(r) = Reference::parse_normalized(name.trim()) {
-                hosts.push(r.domain);
+            let reference = Reference::parse_normalized(&name)
+                .with_context(|| format!("invalid image name {name:?}"))?;
+            if insecure {
+                hosts.push(reference.domain);
             }
         }
     }
-    hosts
+    Ok(hosts)
 }
 
 /// What a push output asks for that bk cannot do yet, if anything.
@@ -161,6 +173,50 @@ mod tests {
 
     fn output(spec: &str) -> Output {
         spec.parse().unwrap()
+    }
+
+    fn opts(argv: &[&str]) -> BuildOpts {
+        let mut full = vec!["bk", "build"];
+        full.extend_from_slice(argv);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(full).unwrap();
+        match cli.command {
+            crate::cli::Command::Build(args) => BuildOpts::from_args(*args, |_| None).unwrap(),
+            _ => unreachable!("parsed as build"),
+        }
+    }
+
+    #[test]
+    fn names_are_checked_and_insecure_hosts_collected() {
+        let hosts = |argv: &[&str]| insecure_hosts(&opts(argv)).map_err(|e| format!("{e:#}"));
+        assert_eq!(
+            hosts(&[
+                "--push",
+                "-t",
+                "r:5000/a",
+                "--insecure-registry",
+                "h:1",
+                "."
+            ])
+            .unwrap(),
+            ["h:1"]
+        );
+        assert_eq!(
+            hosts(&[
+                "-o",
+                "type=registry,name=r:5000/a,name=q:1/b,registry.insecure=true",
+                "."
+            ])
+            .unwrap(),
+            ["r:5000", "q:1"]
+        );
+        assert!(hosts(&["--push", "."])
+            .unwrap_err()
+            .contains("needs an image name"));
+        assert!(hosts(&["-o", "type=registry,name=Bad/Name", "."])
+            .unwrap_err()
+            .contains("invalid image name"));
+        // Outputs that do not push are not checked here.
+        assert!(hosts(&["-o", "out", "."]).unwrap().is_empty());
     }
 
     #[test]
