@@ -749,6 +749,23 @@ mod tests {
     }
 
     #[test]
+    fn blob_sources_are_per_registry_and_survive_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(ContentStore::open(dir.path()).unwrap());
+        registry.note_sources("reg:5000", "base", ["sha256:a", "sha256:b"]);
+        registry.note_sources("reg:5000", "base", ["sha256:a"]);
+        registry.note_sources("other:1", "lib", ["sha256:a"]);
+        assert_eq!(registry.sources_on("reg:5000", "app", "sha256:a"), ["base"]);
+        // Not from the target repository itself, nor another registry.
+        assert!(registry
+            .sources_on("reg:5000", "base", "sha256:a")
+            .is_empty());
+        assert!(registry.sources_on("third:1", "app", "sha256:a").is_empty());
+        let renewed = registry.renewed();
+        assert_eq!(renewed.sources_on("other:1", "app", "sha256:a"), ["lib"]);
+    }
+
+    #[test]
     fn platforms_are_picked_from_an_index() {
         let index = [
             entry("unknown", "unknown", None, "att"),

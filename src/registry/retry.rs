@@ -12,7 +12,7 @@ use std::time::Duration;
 use oci_client::errors::OciDistributionError;
 
 /// Tries per request.
-pub const ATTEMPTS: u32 = 4;
+pub const ATTEMPTS: u32 = 5;
 /// The wait before the second try; doubled before each later one.
 pub const FIRST_WAIT: Duration = Duration::from_millis(200);
 

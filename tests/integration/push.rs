@@ -641,3 +641,61 @@ fn metadata_file_for_archives_and_other_outputs() {
         .output());
     assert_eq!(read(), serde_json::json!({}));
 }
+
+#[test]
+fn a_registry_that_comes_up_late_is_retried() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = Dir::new();
+    dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a /a\n");
+    dir.create("ctx/a", "late\n");
+    let config = dir.create(
+        "registry.yml",
+        &format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("storage").display()
+        ),
+    );
+    let image = format!("127.0.0.1:{port}/late:1");
+    let mut bk = std::process::Command::new(env!("CARGO_BIN_EXE_bk"))
+        .current_dir(dir.path())
+        .env("BK_ROOT", dir.path().join(".bk-root"))
+        .args(["build", "--progress=plain", "--push", "-t", &image, "ctx"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(bk.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let mut registry = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        // The push has started against a closed port; its first tries
+        // fail. Bring the registry up a little later: bk's retries (up
+        // to 3 s of back-off) must find it.
+        if line.starts_with("pushing ") && registry.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            registry = Some(
+                std::process::Command::new("docker-registry")
+                    .arg("serve")
+                    .arg(&config)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start docker-registry"),
+            );
+        }
+        log.push(line);
+    }
+    let status = bk.wait().unwrap();
+    if let Some(mut registry) = registry {
+        let _ = registry.kill();
+        let _ = registry.wait();
+    }
+    let log = log.join("\n");
+    assert!(status.success(), "{log}");
+    assert!(log.contains(&format!("pushed {image}@sha256:")), "{log}");
+}
