@@ -14,6 +14,7 @@
 //!                            └─ progress (events → tty / plain / rawjson)
 //!
 //! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)
+//! cli (type=image,push=true) ─► exporter::image ─► content ─► registry::push
 //! ```
 //!
 //! - [`cli`] turns command-line flags into typed requests; it is the only

@@ -13,7 +13,7 @@
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
 //! nothing here: a build always sees the tag's current digest.
 //!
-//! Imports `content` and `image` only.
+//! Imports `content`, `image` and `util` only.
 
 pub mod auth;
 pub mod push;

@@ -13,7 +13,7 @@
 //! every blob it names is there, under the tag — or, for a reference
 //! with a digest, by digest only (`push-by-digest`).
 //!
-//! Imports `content` and `image` (through the parent module) only.
+//! Imports `content`, `image` and `util` only.
 
 use std::sync::Arc;
 
