@@ -1,10 +1,10 @@
 //! Retrying registry requests that failed for a passing reason: the
 //! connection (refused, reset, timed out), a 5xx answer, or 429 (too many
-//! requests). Anything else — 401, 404, a digest the registry rejects —
-//! fails at once. Waits double from [`FIRST_WAIT`], [`ATTEMPTS`] tries in
+//! requests). Anything else — 401, 404, a digest the registry rejects, a
+//! certificate that does not verify — fails at once. Waits double from [`FIRST_WAIT`], [`ATTEMPTS`] tries in
 //! all.
 //!
-//! Imports nothing project-internal.
+//! Imports its sibling `transport` only.
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,7 +20,11 @@ pub const FIRST_WAIT: Duration = Duration::from_millis(200);
 pub fn is_transient(err: &OciDistributionError) -> bool {
     match err {
         OciDistributionError::RequestError(e) => {
-            e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+            (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+                && !super::transport::is_untrusted_certificate(err)
+                && !e
+                    .status()
+                    .is_some_and(|s| s.is_client_error() && s.as_u16() != 429)
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::IoError(_) => true,
