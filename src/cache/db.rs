@@ -9,13 +9,15 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use super::key::{CacheKey, Digest};
+use super::record_type::RecordType;
 use super::{schema, CacheError};
 use crate::util::fs;
 
@@ -41,7 +43,16 @@ pub struct CachedResult {
     pub last_used_at: SystemTime,
     /// How many times [`CacheDb::get`] returned this result.
     pub usage_count: u64,
+    /// What made the row.
+    pub kind: RecordType,
+    /// The snapshot this result was cloned from (shares its inodes).
+    pub parent: Option<String>,
 }
+
+/// Columns every query returning [`CachedResult`]s selects, in
+/// [`read_result`]'s order.
+const RESULT_COLUMNS: &str = "cache_key, snapshot_id, description, size, created_at, \
+     last_used_at, usage_count, record_type, parent_snapshot";
 
 /// The `lstat` fields a cached file checksum is valid for: if any of them
 /// differs, the file may have changed and must be read again.
@@ -63,6 +74,9 @@ pub struct FileStamp {
 pub struct CacheDb {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The process lease (see `lease`) that rows read or written through
+    /// this connection are pinned for; unset: nothing is pinned.
+    lease_owner: OnceLock<String>,
 }
 
 impl CacheDb {
@@ -90,7 +104,16 @@ impl CacheDb {
         Ok(CacheDb {
             path,
             conn: Mutex::new(conn),
+            lease_owner: OnceLock::new(),
         })
+    }
+
+    /// From now on, every snapshot [`CacheDb::get`] returns or
+    /// [`CacheDb::put`] records is leased to `owner` (a live process's
+    /// lease name), in the same transaction, so a concurrent prune cannot
+    /// remove it between the lookup and its use. Set once.
+    pub fn set_lease_owner(&self, owner: &str) {
+        let _ = self.lease_owner.set(owner.to_string());
     }
 
     /// The database file.
@@ -107,21 +130,39 @@ impl CacheDb {
     /// The result stored under `key`, counting this as a use (last-used
     /// time and use count are updated in the same statement).
     pub fn get(&self, key: &CacheKey) -> Result<Option<CachedResult>, CacheError> {
-        let conn = self.conn();
-        conn.prepare_cached(
-            "UPDATE results SET last_used_at = ?2, usage_count = coalesce(usage_count, 0) + 1
-             WHERE cache_key = ?1
-             RETURNING cache_key, snapshot_id, description, size, created_at, last_used_at,
-                       usage_count",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![key.as_str(), now_ms()], read_result)
-                .optional()
-        })
-        .map_err(|source| CacheError::Get {
+        let mut conn = self.conn();
+        let get_error = |source| CacheError::Get {
             key: key.clone(),
             source,
-        })
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(get_error)?;
+        let row = tx
+            .prepare_cached(&format!(
+                "UPDATE results SET last_used_at = ?2, usage_count = coalesce(usage_count, 0) + 1
+                 WHERE cache_key = ?1 RETURNING {RESULT_COLUMNS}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key.as_str(), now_ms()], read_result)
+                    .optional()
+            })
+            .map_err(get_error)?;
+        if let Some(row) = &row {
+            self.lease(&tx, &row.snapshot_id).map_err(get_error)?;
+        }
+        tx.commit().map_err(get_error)?;
+        Ok(row)
+    }
+
+    fn lease(&self, tx: &Connection, snapshot_id: &str) -> rusqlite::Result<()> {
+        match self.lease_owner.get() {
+            Some(owner) if !snapshot_id.is_empty() => tx
+                .prepare_cached("INSERT OR IGNORE INTO leases (owner, snapshot_id) VALUES (?1, ?2)")?
+                .execute(params![owner, snapshot_id])
+                .map(drop),
+            _ => Ok(()),
+        }
     }
 
     /// Records that `key`'s result is the committed snapshot `snapshot_id`.
@@ -135,6 +176,25 @@ impl CacheDb {
         snapshot_id: &str,
         description: &str,
         size: u64,
+    ) -> Result<Option<String>, CacheError> {
+        let kind = if snapshot_id.is_empty() {
+            RecordType::SourceLocal
+        } else {
+            RecordType::Regular
+        };
+        self.put_record(key, snapshot_id, description, size, kind, None)
+    }
+
+    /// [`CacheDb::put`] with the record's type and the snapshot it was
+    /// cloned from.
+    pub fn put_record(
+        &self,
+        key: &CacheKey,
+        snapshot_id: &str,
+        description: &str,
+        size: u64,
+        kind: RecordType,
+        parent: Option<&str>,
     ) -> Result<Option<String>, CacheError> {
         let size = i64::try_from(size).map_err(|_| CacheError::StoreSize { size })?;
         let mut conn = self.conn();
@@ -156,10 +216,13 @@ impl CacheDb {
         let now = now_ms();
         tx.execute(
             "INSERT INTO results
-                 (cache_key, snapshot_id, description, size, created_at, last_used_at, usage_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)
+                 (cache_key, snapshot_id, description, size, created_at, last_used_at, usage_count,
+                  record_type, parent_snapshot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?7)
              ON CONFLICT (cache_key) DO UPDATE SET
                  description = excluded.description,
+                 record_type = excluded.record_type,
+                 parent_snapshot = excluded.parent_snapshot,
                  size = excluded.size,
                  last_used_at = excluded.last_used_at,
                  created_at = CASE WHEN snapshot_id = excluded.snapshot_id
@@ -167,9 +230,18 @@ impl CacheDb {
                  usage_count = CASE WHEN snapshot_id = excluded.snapshot_id
                                     THEN usage_count ELSE 0 END,
                  snapshot_id = excluded.snapshot_id",
-            params![key.as_str(), snapshot_id, description, size, now],
+            params![
+                key.as_str(),
+                snapshot_id,
+                description,
+                size,
+                now,
+                kind.as_str(),
+                parent
+            ],
         )
         .map_err(put_error)?;
+        self.lease(&tx, snapshot_id).map_err(put_error)?;
         tx.commit().map_err(put_error)?;
         Ok(previous.filter(|old| old != snapshot_id))
     }
@@ -179,9 +251,7 @@ impl CacheDb {
     pub fn remove(&self, key: &CacheKey) -> Result<Option<CachedResult>, CacheError> {
         let conn = self.conn();
         conn.prepare_cached(
-            "DELETE FROM results WHERE cache_key = ?1
-             RETURNING cache_key, snapshot_id, description, size, created_at, last_used_at,
-                       usage_count",
+            &format!("DELETE FROM results WHERE cache_key = ?1 RETURNING {RESULT_COLUMNS}"),
         )
         .and_then(|mut stmt| stmt.query_row([key.as_str()], read_result).optional())
         .map_err(|source| CacheError::Remove {
@@ -195,15 +265,118 @@ impl CacheDb {
     pub fn list(&self) -> Result<Vec<CachedResult>, CacheError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT cache_key, snapshot_id, description, size, created_at, last_used_at,
-                        usage_count
-                 FROM results ORDER BY last_used_at, cache_key",
-            )
+            .prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS} FROM results ORDER BY last_used_at, cache_key"
+            ))
             .map_err(CacheError::List)?;
         let rows = stmt.query_map([], read_result).map_err(CacheError::List)?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(CacheError::List)
+    }
+
+    /// The owners that hold at least one lease.
+    pub fn lease_owners(&self) -> Result<Vec<String>, CacheError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT owner FROM leases")
+            .map_err(CacheError::Lease)?;
+        let rows = stmt
+            .query_map([], |row| row.get(0))
+            .map_err(CacheError::Lease)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(CacheError::Lease)
+    }
+
+    /// Drops every lease `owner` holds (at exit, or for a dead process).
+    pub fn release_leases(&self, owner: &str) -> Result<(), CacheError> {
+        self.conn()
+            .prepare_cached("DELETE FROM leases WHERE owner = ?1")
+            .and_then(|mut stmt| stmt.execute([owner]))
+            .map(drop)
+            .map_err(CacheError::Lease)
+    }
+
+    /// The snapshots leased by any of `live` (the owners whose processes
+    /// are running).
+    pub fn leased_snapshots(&self, live: &HashSet<String>) -> Result<HashSet<String>, CacheError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT owner, snapshot_id FROM leases")
+            .map_err(CacheError::Lease)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))
+            .map_err(CacheError::Lease)?;
+        let mut out = HashSet::new();
+        for row in rows {
+            let (owner, snapshot) = row.map_err(CacheError::Lease)?;
+            if live.contains(&owner) {
+                out.insert(snapshot);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the rows of `keys` whose snapshot no process in `live`
+    /// leases, checking the leases and deleting in one write transaction
+    /// (so a build's [`CacheDb::get`] either leased the snapshot first or
+    /// finds the row gone). Returns the deleted rows and, of their
+    /// snapshots, those no remaining row names (the caller removes them).
+    pub fn remove_unleased(
+        &self,
+        keys: &[CacheKey],
+        live: &HashSet<String>,
+    ) -> Result<(Vec<CachedResult>, Vec<String>), CacheError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(CacheError::Prune)?;
+        let mut removed = Vec::new();
+        let mut freed = Vec::new();
+        {
+            let mut leased_stmt = tx
+                .prepare_cached("SELECT owner FROM leases WHERE snapshot_id = ?1")
+                .map_err(CacheError::Prune)?;
+            let mut delete = tx
+                .prepare_cached(&format!(
+                    "DELETE FROM results WHERE cache_key = ?1 RETURNING {RESULT_COLUMNS}"
+                ))
+                .map_err(CacheError::Prune)?;
+            let mut still_named = tx
+                .prepare_cached("SELECT 1 FROM results WHERE snapshot_id = ?1 LIMIT 1")
+                .map_err(CacheError::Prune)?;
+            for key in keys {
+                let snapshot: Option<String> = tx
+                    .query_row(
+                        "SELECT snapshot_id FROM results WHERE cache_key = ?1",
+                        [key.as_str()],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(CacheError::Prune)?;
+                let Some(snapshot) = snapshot else { continue };
+                let owners = leased_stmt
+                    .query_map([&snapshot], |row| row.get::<_, String>(0))
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(CacheError::Prune)?;
+                if owners.iter().any(|o| live.contains(o)) {
+                    continue;
+                }
+                let row = delete
+                    .query_row([key.as_str()], read_result)
+                    .map_err(CacheError::Prune)?;
+                removed.push(row);
+                let named = still_named
+                    .exists([&snapshot])
+                    .map_err(CacheError::Prune)?;
+                if !snapshot.is_empty() && !named {
+                    freed.push(snapshot);
+                }
+            }
+        }
+        tx.commit().map_err(CacheError::Prune)?;
+        freed.sort();
+        freed.dedup();
+        Ok((removed, freed))
     }
 
     /// The remembered content digest of each file, or `None` where there is
@@ -308,6 +481,10 @@ fn read_result(row: &Row<'_>) -> rusqlite::Result<CachedResult> {
     let count: Option<i64> = row.get(6)?;
     let count = u64::try_from(count.unwrap_or(0))
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, Type::Integer, Box::new(e)))?;
+    let kind: String = row.get(7)?;
+    let kind = kind
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e)))?;
     Ok(CachedResult {
         key,
         snapshot_id: row.get(1)?,
@@ -316,6 +493,8 @@ fn read_result(row: &Row<'_>) -> rusqlite::Result<CachedResult> {
         created_at: from_ms(row.get(4)?),
         last_used_at: from_ms(row.get(5)?),
         usage_count: count,
+        kind,
+        parent: row.get(8)?,
     })
 }
 
@@ -452,7 +631,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
@@ -464,7 +643,56 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["file_checksums", "results"]);
+        assert_eq!(tables, ["file_checksums", "leases", "results"]);
+    }
+
+    #[test]
+    fn a_v1_database_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = raw(dir.path());
+            conn.execute_batch(schema::V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO results VALUES (?1, '', 'load context', 0, 1, 1, 0),
+                                            (?2, 'ab', 'layer sha256:00', 0, 1, 1, 0),
+                                            (?3, 'cd', 'COPY a b', 9, 1, 2, 3)",
+                params![key(1).as_str(), key(2).as_str(), key(3).as_str()],
+            )
+            .unwrap();
+        }
+        let db = CacheDb::open(dir.path()).unwrap();
+        let kind = |n| db.get(&key(n)).unwrap().unwrap().kind;
+        assert_eq!(kind(1), RecordType::SourceLocal);
+        assert_eq!(kind(2), RecordType::Frozen);
+        assert_eq!(kind(3), RecordType::Regular);
+        assert_eq!(db.get(&key(3)).unwrap().unwrap().usage_count, 4);
+    }
+
+    #[test]
+    fn leased_rows_survive_removal_until_their_owner_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = CacheDb::open(dir.path()).unwrap();
+        db.set_lease_owner("me");
+        db.put(&key(1), "aa", "x", 1).unwrap();
+        let other = CacheDb::open(dir.path()).unwrap();
+        other.put(&key(2), "bb", "y", 1).unwrap();
+        other.put(&key(3), "bb", "z", 1).unwrap();
+        let live: HashSet<String> = ["me".to_string()].into();
+        let (removed, freed) = other
+            .remove_unleased(&[key(1), key(2)], &live)
+            .unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].key, key(2));
+        // `bb` is still named by key 3.
+        assert!(freed.is_empty());
+        let (_, freed) = other.remove_unleased(&[key(3)], &live).unwrap();
+        assert_eq!(freed, ["bb"]);
+        // Once "me" is dead, its lease counts for nothing.
+        let (removed, freed) = other.remove_unleased(&[key(1)], &HashSet::new()).unwrap();
+        assert_eq!((removed.len(), freed), (1, vec!["aa".to_string()]));
+        db.release_leases("me").unwrap();
+        assert!(db.lease_owners().unwrap().is_empty());
     }
 
     #[test]
@@ -477,7 +705,7 @@ mod tests {
         match CacheDb::open(dir.path()) {
             Err(CacheError::CheckSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 path,
             }) => assert_eq!(path, dir.path().join(DB_FILE_NAME)),
             other => panic!("{other:?}"),

@@ -13,12 +13,17 @@
 
 mod db;
 mod key;
+mod lease;
+mod record_type;
 mod schema;
+pub mod units;
 
 use std::path::PathBuf;
 
 pub use db::{CacheDb, CachedResult, FileStamp, DB_FILE_NAME};
 pub use key::{CacheKey, Digest, KeyProblem};
+pub use lease::{clean_key_locks, live_processes, lock_key, KeyLock, LiveProcesses, ProcessLease};
+pub use record_type::{RecordType, UnknownRecordType};
 pub use schema::SCHEMA_VERSION;
 
 use crate::util::fs::FsError;
@@ -95,6 +100,13 @@ pub enum CacheError {
     },
     #[error("failed to list cached results")]
     List(#[source] rusqlite::Error),
+    /// A process or cache-key lock file could not be made or taken.
+    #[error("failed to take a store lock")]
+    ProcessLock(#[source] FsError),
+    #[error("failed to read or update build leases")]
+    Lease(#[source] rusqlite::Error),
+    #[error("failed to remove cached results")]
+    Prune(#[source] rusqlite::Error),
     #[error("failed to look up cached file checksums")]
     LookupFileChecksums(#[source] rusqlite::Error),
     #[error("failed to record file checksums")]

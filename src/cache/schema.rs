@@ -18,7 +18,7 @@ use super::CacheError;
 /// Unix paths are bytes, not necessarily UTF-8. `ctime_ns` is in the key as
 /// well as `mtime_ns` because tools that restore mtimes (`cp -p`, `rsync
 /// -t`, `tar x`) cannot restore the change time.
-const V1: &str = "
+pub(super) const V1: &str = "
 CREATE TABLE results (
     cache_key    TEXT PRIMARY KEY NOT NULL,
     snapshot_id  TEXT NOT NULL,
@@ -42,7 +42,33 @@ CREATE TABLE file_checksums (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: what `bk du` and pruning need.
+///
+/// `record_type` says what made a row (`regular`, `source.local` for a
+/// context read in place — those rows have an empty `snapshot_id` and
+/// nothing on disk —, `frozen` for an unpacked image layer,
+/// `exec.cachemount`); V1 rows get it from what V1 wrote. `parent_snapshot`
+/// is the snapshot a result was cloned from: the two share every inode the
+/// step did not change, so removing the parent frees only what the child
+/// does not share (sizes are measured from the inodes, not stored).
+/// `leases` pins a snapshot for a running `bk` process; `owner` names the
+/// process's lock file under `<root>/locks/proc/`, and a lease whose
+/// owner's lock is no longer held (the process died) counts for nothing.
+const V2: &str = "
+ALTER TABLE results ADD COLUMN record_type TEXT NOT NULL DEFAULT 'regular';
+ALTER TABLE results ADD COLUMN parent_snapshot TEXT;
+UPDATE results SET record_type = 'source.local' WHERE snapshot_id = '';
+UPDATE results SET record_type = 'frozen' WHERE description LIKE 'layer sha256:%';
+CREATE INDEX results_by_snapshot ON results (snapshot_id);
+CREATE TABLE leases (
+    owner       TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    PRIMARY KEY (owner, snapshot_id)
+) WITHOUT ROWID;
+CREATE INDEX leases_by_snapshot ON leases (snapshot_id);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
