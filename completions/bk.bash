@@ -19,14 +19,32 @@ _bk() {
             bk,build)
                 cmd="bk__subcmd__build"
                 ;;
+            bk,cache)
+                cmd="bk__subcmd__cache"
+                ;;
             bk,completion)
                 cmd="bk__subcmd__completion"
                 ;;
             bk,debug)
                 cmd="bk__subcmd__debug"
                 ;;
+            bk,du)
+                cmd="bk__subcmd__du"
+                ;;
             bk,help)
                 cmd="bk__subcmd__help"
+                ;;
+            bk__subcmd__cache,help)
+                cmd="bk__subcmd__cache__subcmd__help"
+                ;;
+            bk__subcmd__cache,prune)
+                cmd="bk__subcmd__cache__subcmd__prune"
+                ;;
+            bk__subcmd__cache__subcmd__help,help)
+                cmd="bk__subcmd__cache__subcmd__help__subcmd__help"
+                ;;
+            bk__subcmd__cache__subcmd__help,prune)
+                cmd="bk__subcmd__cache__subcmd__help__subcmd__prune"
                 ;;
             bk__subcmd__debug,dump-llb)
                 cmd="bk__subcmd__debug__subcmd__dump__subcmd__llb"
@@ -49,14 +67,23 @@ _bk() {
             bk__subcmd__help,build)
                 cmd="bk__subcmd__help__subcmd__build"
                 ;;
+            bk__subcmd__help,cache)
+                cmd="bk__subcmd__help__subcmd__cache"
+                ;;
             bk__subcmd__help,completion)
                 cmd="bk__subcmd__help__subcmd__completion"
                 ;;
             bk__subcmd__help,debug)
                 cmd="bk__subcmd__help__subcmd__debug"
                 ;;
+            bk__subcmd__help,du)
+                cmd="bk__subcmd__help__subcmd__du"
+                ;;
             bk__subcmd__help,help)
                 cmd="bk__subcmd__help__subcmd__help"
+                ;;
+            bk__subcmd__help__subcmd__cache,prune)
+                cmd="bk__subcmd__help__subcmd__cache__subcmd__prune"
                 ;;
             bk__subcmd__help__subcmd__debug,dump-llb)
                 cmd="bk__subcmd__help__subcmd__debug__subcmd__dump__subcmd__llb"
@@ -71,7 +98,7 @@ _bk() {
 
     case "${cmd}" in
         bk)
-            opts="-h -V --root --debug --help --version build completion debug help"
+            opts="-h -V --root --debug --help --version build du cache completion debug help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -180,6 +207,96 @@ _bk() {
                     return 0
                     ;;
                 --annotation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__cache)
+            opts="-h -V --root --debug --help --version prune help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__cache__subcmd__help)
+            opts="prune help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__cache__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__cache__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__cache__subcmd__prune)
+            opts="-a -f -h -V --all --keep-storage --keep-duration --filter --force --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep-storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --filter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -342,8 +459,30 @@ _bk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bk__subcmd__du)
+            opts="-v -h -V --filter --verbose --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --filter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bk__subcmd__help)
-            opts="build completion debug help"
+            opts="build du cache completion debug help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +498,34 @@ _bk() {
         bk__subcmd__help__subcmd__build)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__cache)
+            opts="prune"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__cache__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -415,6 +582,20 @@ _bk() {
         bk__subcmd__help__subcmd__debug__subcmd__parse)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__du)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -7,9 +7,9 @@
 //! `SQLITE_BUSY` without waiting when another process wrote in between.
 //! Imports only `util` and its siblings.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -158,7 +158,9 @@ impl CacheDb {
     fn lease(&self, tx: &Connection, snapshot_id: &str) -> rusqlite::Result<()> {
         match self.lease_owner.get() {
             Some(owner) if !snapshot_id.is_empty() => tx
-                .prepare_cached("INSERT OR IGNORE INTO leases (owner, snapshot_id) VALUES (?1, ?2)")?
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO leases (owner, snapshot_id) VALUES (?1, ?2)",
+                )?
                 .execute(params![owner, snapshot_id])
                 .map(drop),
             _ => Ok(()),
@@ -250,9 +252,9 @@ impl CacheDb {
     /// caller's to release.
     pub fn remove(&self, key: &CacheKey) -> Result<Option<CachedResult>, CacheError> {
         let conn = self.conn();
-        conn.prepare_cached(
-            &format!("DELETE FROM results WHERE cache_key = ?1 RETURNING {RESULT_COLUMNS}"),
-        )
+        conn.prepare_cached(&format!(
+            "DELETE FROM results WHERE cache_key = ?1 RETURNING {RESULT_COLUMNS}"
+        ))
         .and_then(|mut stmt| stmt.query_row([key.as_str()], read_result).optional())
         .map_err(|source| CacheError::Remove {
             key: key.clone(),
@@ -271,6 +273,25 @@ impl CacheDb {
             .map_err(CacheError::List)?;
         let rows = stmt.query_map([], read_result).map_err(CacheError::List)?;
         rows.collect::<Result<Vec<_>, _>>()
+            .map_err(CacheError::List)
+    }
+
+    /// The sum of the recorded tree sizes (an upper bound of the space the
+    /// snapshots take: shared inodes count in every tree) and the oldest
+    /// last-used time, for deciding cheaply whether GC has work.
+    pub fn totals(&self) -> Result<(u64, Option<SystemTime>), CacheError> {
+        self.conn()
+            .query_row(
+                "SELECT coalesce(sum(size), 0), min(last_used_at) FROM results",
+                [],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)),
+            )
+            .map(|(sum, oldest)| {
+                (
+                    u64::try_from(sum).unwrap_or(0),
+                    oldest.map(Some).map(from_ms),
+                )
+            })
             .map_err(CacheError::List)
     }
 
@@ -365,9 +386,7 @@ impl CacheDb {
                     .query_row([key.as_str()], read_result)
                     .map_err(CacheError::Prune)?;
                 removed.push(row);
-                let named = still_named
-                    .exists([&snapshot])
-                    .map_err(CacheError::Prune)?;
+                let named = still_named.exists([&snapshot]).map_err(CacheError::Prune)?;
                 if !snapshot.is_empty() && !named {
                     freed.push(snapshot);
                 }
@@ -666,7 +685,7 @@ mod tests {
         assert_eq!(kind(1), RecordType::SourceLocal);
         assert_eq!(kind(2), RecordType::Frozen);
         assert_eq!(kind(3), RecordType::Regular);
-        assert_eq!(db.get(&key(3)).unwrap().unwrap().usage_count, 4);
+        assert_eq!(db.get(&key(3)).unwrap().unwrap().usage_count, 5);
     }
 
     #[test]
@@ -679,9 +698,7 @@ mod tests {
         other.put(&key(2), "bb", "y", 1).unwrap();
         other.put(&key(3), "bb", "z", 1).unwrap();
         let live: HashSet<String> = ["me".to_string()].into();
-        let (removed, freed) = other
-            .remove_unleased(&[key(1), key(2)], &live)
-            .unwrap();
+        let (removed, freed) = other.remove_unleased(&[key(1), key(2)], &live).unwrap();
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].key, key(2));
         // `bb` is still named by key 3.

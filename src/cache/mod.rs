@@ -9,22 +9,31 @@
 //! place before the row naming it is committed here, so a row never points
 //! at a half-written snapshot. It must not import the frontend
 //! (`dockerfile`), the context reader (`source`), the solver or the CLI;
-//! only `util`.
+//! only `snapshot` (to measure and remove the trees rows name) and `util`.
+//!
+//! Several processes share one store with no daemon: `lease` says which
+//! are alive and serialises work on one cache key, `usage` measures what
+//! `bk du` shows, `prune` removes records without touching what a live
+//! build uses.
 
 mod db;
 mod key;
 mod lease;
+mod prune;
 mod record_type;
 mod schema;
 pub mod units;
+mod usage;
 
 use std::path::PathBuf;
 
 pub use db::{CacheDb, CachedResult, FileStamp, DB_FILE_NAME};
 pub use key::{CacheKey, Digest, KeyProblem};
 pub use lease::{clean_key_locks, live_processes, lock_key, KeyLock, LiveProcesses, ProcessLease};
+pub use prune::{prune, FilterError, Filters, PruneOptions, Pruned};
 pub use record_type::{RecordType, UnknownRecordType};
 pub use schema::SCHEMA_VERSION;
+pub use usage::{leased_snapshots, measure, RecordUsage, Usage};
 
 use crate::util::fs::FsError;
 
@@ -103,6 +112,12 @@ pub enum CacheError {
     /// A process or cache-key lock file could not be made or taken.
     #[error("failed to take a store lock")]
     ProcessLock(#[source] FsError),
+    /// Listing the snapshot store failed.
+    #[error("failed to measure the store")]
+    Measure(#[source] crate::snapshot::SnapshotError),
+    /// Walking a snapshot or the content store failed.
+    #[error("failed to measure the store")]
+    Walk(#[source] FsError),
     #[error("failed to read or update build leases")]
     Lease(#[source] rusqlite::Error),
     #[error("failed to remove cached results")]

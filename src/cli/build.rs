@@ -18,7 +18,6 @@ use super::build_opts::{
     self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
 };
 use super::{build_push, SourceError};
-use crate::cache::CacheDb;
 use crate::content::ContentStore;
 use crate::dockerfile;
 use crate::exporter;
@@ -526,8 +525,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let store = Store::open(&root)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
-    let cache = CacheDb::open(&root)
-        .with_context(|| format!("failed to open the build cache at {}", root.display()))?;
+    let session = super::cache::start_build(&root)?;
     let context_dir = Path::new(&opts.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
     let dockerignore =
@@ -538,7 +536,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
     let ctx = SolveContext {
         store: store.clone(),
-        cache: std::sync::Arc::new(cache),
+        cache: session.db.clone(),
         context: Some(std::sync::Arc::new(context)),
         // Lowering already marked the vertices --no-cache and
         // --no-cache-filter select; this covers sources too.
@@ -565,6 +563,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         registry: &registry,
     };
     export(&opts, &store, &result, &image)?;
+    super::cache::after_build(&root, &store, &session);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -602,7 +601,7 @@ fn lower_options(opts: &BuildOpts) -> dockerfile::LowerOptions {
 }
 
 /// `--root` / `BK_ROOT`, else `$XDG_DATA_HOME/bk` (`~/.local/share/bk`).
-fn store_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn store_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(root) = flag {
         return Ok(root.to_path_buf());
     }

@@ -4,9 +4,11 @@
 mod build;
 pub mod build_opts;
 mod build_push;
+mod cache;
 mod completion;
 pub mod csv;
 mod debug;
+mod gc_config;
 mod source_error;
 
 use std::path::PathBuf;
@@ -36,6 +38,11 @@ pub struct Cli {
 pub enum Command {
     /// Build from a Dockerfile and a context
     Build(Box<build::BuildArgs>),
+    /// Show disk usage of the build cache
+    Du(cache::DuArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Print a shell completion script
     Completion(completion::CompletionArgs),
     /// Developer tools: inspect what bk makes of a Dockerfile
@@ -52,6 +59,8 @@ pub fn parse() -> Cli {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(*args, cli.root.as_deref()),
+        Command::Du(args) => cache::du(args, &build::store_root(cli.root.as_deref())?),
+        Command::Cache(cmd) => cache::run(cmd, &build::store_root(cli.root.as_deref())?),
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
     }

@@ -51,6 +51,13 @@ pub enum ContentError {
     /// A committed blob's bytes no longer hash to its name.
     #[error("blob {digest} is corrupt: its content hashes to {actual}")]
     Corrupt { digest: String, actual: String },
+    /// Deleting a blob failed.
+    #[error("cannot remove blob {digest}")]
+    Remove {
+        digest: String,
+        #[source]
+        source: FsError,
+    },
     /// A digest that is not `sha256:` and 64 lowercase hex digits.
     #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
     InvalidDigest(String),
@@ -277,6 +284,96 @@ impl ContentStore {
             })?;
         writer.commit().await
     }
+}
+
+/// A committed blob as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: String,
+    /// Allocated bytes.
+    pub size: u64,
+    /// When it was renamed into `blobs/` (its change time).
+    pub committed: std::time::SystemTime,
+}
+
+impl ContentStore {
+    /// Every committed blob.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, ContentError> {
+        use std::os::unix::fs::MetadataExt;
+        let fail = |e| ContentError::Open(FsError::new("read", &self.blobs, e));
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.blobs).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let Some(hex) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            if hex.len() != 64 || !meta.is_file() {
+                continue;
+            }
+            out.push(BlobInfo {
+                digest: format!("sha256:{hex}"),
+                size: meta.blocks() * 512,
+                committed: std::time::UNIX_EPOCH
+                    + std::time::Duration::new(meta.ctime().max(0) as u64, 0),
+            });
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// Deletes blob `digest` (a missing one is not an error).
+    pub fn remove(&self, digest: &str) -> Result<(), ContentError> {
+        let path = self.path(digest)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ContentError::Remove {
+                digest: digest.to_string(),
+                source: FsError::new("remove", &path, e),
+            }),
+        }
+    }
+
+    /// Removes ingest files of writers that died (`kill -9`, power loss):
+    /// their names carry the writer's process id, and a file whose
+    /// process no longer runs is garbage. A running process with a reused
+    /// id keeps its (foreign) file until it exits: garbage kept, never a
+    /// live writer's file removed. Returns how many were removed.
+    pub fn clean_stale_ingest(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.ingest) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(ingest_pid) else {
+                continue;
+            };
+            let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+                Ok(()) => true,
+                Err(nix::errno::Errno::ESRCH) => false,
+                Err(_) => true,
+            };
+            if !alive && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// The writer's process id in an ingest file name: `<pid>-<rand>` or
+/// `<64 hex>-<pid>-<n>`.
+fn ingest_pid(name: &str) -> Option<i32> {
+    let mut parts = name.split('-');
+    let first = parts.next()?;
+    let pid = if first.len() == 64 {
+        parts.next()?
+    } else {
+        first
+    };
+    pid.parse().ok().filter(|&p: &i32| p > 0)
 }
 
 fn random_suffix() -> String {

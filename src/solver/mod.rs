@@ -23,8 +23,14 @@
 //! stamp); its key covers that checksum. Its result is read in place, so
 //! it has no snapshot: its row is recorded with an empty snapshot id and
 //! only says "this content was loaded before", which is what makes the
-//! source report `VertexCached` on a rebuild. Anything that prunes rows
-//! must skip empty ids (there is nothing to release).
+//! source report `VertexCached` on a rebuild (record type
+//! `source.local`). Anything that prunes rows must skip empty ids (there
+//! is nothing to release).
+//!
+//! On a miss, the solver takes the store-wide lock of the key
+//! (`cache::lock_key`) and looks again before executing: when several
+//! `bk` processes build the same step at once, one computes it and the
+//! others wait and reuse its result.
 
 pub mod cache_key;
 mod error;
@@ -36,7 +42,7 @@ mod tests;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{CacheDb, CacheKey};
+use crate::cache::{CacheDb, CacheKey, RecordType};
 use crate::image::Platform;
 use crate::llb::{Definition, Op, SourceOp};
 use crate::progress;
@@ -234,8 +240,16 @@ impl Solver {
         }
         let key = self.key(task, &input_keys, None);
         let base = base_chain(&task.vertex.op, &task.inputs);
+        let mut _key_lock = None;
         if use_cache {
-            if let Some(id) = self.lookup(&key).await? {
+            let mut hit = self.lookup(&key).await?;
+            if hit.is_none() {
+                // Another process may be computing this very key: wait
+                // for it, then take its result instead of redoing it.
+                _key_lock = Some(self.lock_key(&key).await?);
+                hit = self.lookup(&key).await?;
+            }
+            if let Some(id) = hit {
                 self.progress.cached(&digest, &task.name);
                 return Ok(Done {
                     key,
@@ -245,6 +259,10 @@ impl Solver {
                 });
             }
         }
+        let parent = match task.inputs.first().map(|d| &d.out) {
+            Some(Ref::Snapshot(id)) => Some(id.clone()),
+            _ => None,
+        };
         self.progress.started(&digest, &task.name);
         *started = true;
         let inputs: Vec<InputDir> = task
@@ -292,7 +310,8 @@ impl Solver {
             }
             Op::Source(_) => unreachable!("sources returned above"),
         };
-        self.record(&key, Some(&id), &task.name).await?;
+        self.record(&key, Some(&id), parent.as_ref(), &task.name)
+            .await?;
         self.progress.completed(&digest);
         Ok(Done {
             key,
@@ -340,7 +359,7 @@ impl Solver {
         if seen {
             self.progress.cached(&digest, &task.name);
         } else {
-            self.record(&key, None, &task.name).await?;
+            self.record(&key, None, None, &task.name).await?;
             self.progress.completed(&digest);
         }
         Ok(Done {
@@ -378,8 +397,14 @@ impl Solver {
             .await
             .map_err(pull_err)?;
         let key = self.key(task, &[], Some(&resolved.manifest_digest));
+        let mut _key_lock = None;
         if use_cache {
-            if let Some(id) = self.lookup(&key).await? {
+            let mut hit = self.lookup(&key).await?;
+            if hit.is_none() {
+                _key_lock = Some(self.lock_key(&key).await?);
+                hit = self.lookup(&key).await?;
+            }
+            if let Some(id) = hit {
                 self.progress.cached(&digest, &task.name);
                 return Ok(Done {
                     key,
@@ -437,7 +462,7 @@ impl Solver {
             None => Ref::Scratch,
         };
         if let Some(id) = &unpacked.top {
-            self.record(&key, Some(id), &task.name).await?;
+            self.record(&key, Some(id), None, &task.name).await?;
         }
         self.progress.completed(&digest);
         Ok(Done {
@@ -477,6 +502,20 @@ impl Solver {
             .await?
     }
 
+    /// Waits for (and takes) the store-wide lock on `key`: held by
+    /// whichever process is computing that key's result.
+    async fn lock_key(&self, key: &CacheKey) -> Result<crate::cache::KeyLock, VertexError> {
+        let root = self.store.root().to_path_buf();
+        let hex = key
+            .as_str()
+            .strip_prefix("sha256:")
+            .unwrap_or(key.as_str())
+            .to_string();
+        self.blocking
+            .run(move || crate::cache::lock_key(&root, &hex).map_err(VertexError::CacheLookup))
+            .await?
+    }
+
     /// Whether a row exists under `key` (for sources, which have no
     /// snapshot).
     async fn seen(&self, key: &CacheKey) -> Result<bool, VertexError> {
@@ -496,10 +535,12 @@ impl Solver {
         &self,
         key: &CacheKey,
         id: Option<&SnapshotId>,
+        parent: Option<&SnapshotId>,
         name: &str,
     ) -> Result<(), VertexError> {
         let (cache, store, key) = (self.cache.clone(), self.store.clone(), key.clone());
         let (id, name) = (id.cloned(), name.to_string());
+        let parent = parent.map(|p| p.as_str().to_string());
         self.blocking
             .run(move || {
                 let size = match &id {
@@ -507,10 +548,16 @@ impl Solver {
                     None => 0,
                 };
                 let id = id.as_ref().map_or("", SnapshotId::as_str);
+                let kind = if id.is_empty() {
+                    RecordType::SourceLocal
+                } else {
+                    RecordType::Regular
+                };
                 // The replaced snapshot, if any, stays on disk: another
-                // build may be reading it, and pruning is not built yet.
+                // build may be reading it; a prune removes it once no row
+                // names it and no build leases it.
                 cache
-                    .put(&key, id, &name, size)
+                    .put_record(&key, id, &name, size, kind, parent.as_deref())
                     .map(drop)
                     .map_err(VertexError::CacheRecord)
             })

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{CacheDb, CacheError, CacheKey, Digest};
+use crate::cache::{CacheDb, CacheError, CacheKey, Digest, RecordType};
 use crate::image::reference::ReferenceError;
 use crate::image::Reference;
 use crate::registry::unpack::{self, UnpackError};
@@ -138,6 +138,7 @@ pub fn unpack(
             out.top = Some(id);
             continue;
         }
+        let active_parent = out.top.clone();
         let active = store
             .prepare(out.top.as_ref())
             .map_err(|source| ImageOpError::Prepare {
@@ -158,13 +159,23 @@ pub fn unpack(
             digest: digest.clone(),
             source,
         })?;
-        // Size 0: the layer's bytes are counted once, in the content
-        // store; pruning by size is not built yet.
-        db.put(&key, id.as_str(), &format!("layer {digest}"), 0)
-            .map_err(|source| ImageOpError::LayerCache {
-                digest: digest.clone(),
-                source,
-            })?;
+        let size = store.size(&id).map_err(|source| ImageOpError::Commit {
+            digest: digest.clone(),
+            source,
+        })?;
+        let parent = active_parent.as_ref().map(SnapshotId::as_str);
+        db.put_record(
+            &key,
+            id.as_str(),
+            &format!("layer {digest}"),
+            size,
+            RecordType::Frozen,
+            parent,
+        )
+        .map_err(|source| ImageOpError::LayerCache {
+            digest: digest.clone(),
+            source,
+        })?;
         out.unpacked += 1;
         out.top = Some(id);
     }
