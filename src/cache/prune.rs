@@ -13,7 +13,7 @@
 //!
 //! Imports `snapshot`, `util` and its siblings.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -164,6 +164,13 @@ pub fn prune(
     });
     let mut pruned = Pruned::default();
     let mut remaining = usage.shared + usage.private;
+    // How many rows still name each snapshot: a snapshot frees its bytes
+    // only with the last of them.
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for r in &usage.records {
+        *names.entry(r.record.snapshot_id.as_str()).or_default() += 1;
+    }
+    let mut inodes = usage.inodes.clone();
     let mut chosen = Vec::new();
     for r in candidates {
         if opts.keep_storage.is_some_and(|keep| remaining <= keep) {
@@ -173,10 +180,17 @@ pub fn prune(
             pruned.skipped_in_use += 1;
             continue;
         }
-        remaining = remaining.saturating_sub(r.size);
-        chosen.push(r);
+        let left = names.entry(r.record.snapshot_id.as_str()).or_default();
+        *left = left.saturating_sub(1);
+        let frees = if *left == 0 {
+            inodes.release(&r.record.snapshot_id)
+        } else {
+            0
+        };
+        remaining = remaining.saturating_sub(frees);
+        chosen.push((r, frees));
     }
-    let keys: Vec<_> = chosen.iter().map(|r| r.record.key.clone()).collect();
+    let keys: Vec<_> = chosen.iter().map(|(r, _)| r.record.key.clone()).collect();
     let (removed, freed) = db.remove_unleased(&keys, &live.owners)?;
     let removed_keys: HashSet<_> = removed.iter().map(|r| r.key.clone()).collect();
     let mut gone = HashSet::new();
@@ -190,12 +204,15 @@ pub fn prune(
             gone.insert(id.as_str().to_string());
         }
     }
-    for r in chosen {
+    for (r, frees) in chosen {
         if removed_keys.contains(&r.record.key) {
+            // What it freed, given everything removed before it.
             let mut r = r.clone();
-            if !gone.contains(&r.record.snapshot_id) {
-                r.size = 0;
-            }
+            r.size = if gone.contains(&r.record.snapshot_id) {
+                frees
+            } else {
+                0
+            };
             pruned.removed.push(r);
         }
     }

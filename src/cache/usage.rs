@@ -62,6 +62,9 @@ pub struct Usage {
     pub unrecorded: Vec<(SnapshotId, u64)>,
     /// Bytes of committed blobs in the content store.
     pub blobs: u64,
+    /// Which inodes each snapshot holds, for working out what removing a
+    /// set of snapshots frees.
+    pub(super) inodes: InodeMap,
 }
 
 impl Usage {
@@ -71,34 +74,74 @@ impl Usage {
     }
 }
 
-#[derive(Default, Clone, Copy)]
-struct Tree {
-    total: u64,
-    private: u64,
+/// Every inode of every snapshot: its bytes and how many snapshots hold
+/// it, and per snapshot (by id) its inodes and its directories' bytes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct InodeMap {
+    bytes: Vec<u64>,
+    holders: Vec<u32>,
+    trees: HashMap<String, (Vec<u32>, u64)>,
+}
+
+impl InodeMap {
+    /// Forgets snapshot `id` and returns the bytes that frees (inodes no
+    /// other remaining snapshot holds, and its directories).
+    pub(super) fn release(&mut self, id: &str) -> u64 {
+        let Some((inodes, dir_bytes)) = self.trees.remove(id) else {
+            return 0;
+        };
+        let mut freed = dir_bytes;
+        for i in inodes {
+            let h = &mut self.holders[i as usize];
+            *h = h.saturating_sub(1);
+            if *h == 0 {
+                freed += self.bytes[i as usize];
+            }
+        }
+        freed
+    }
 }
 
 /// Measures every snapshot and record. `leased` is the set of snapshot
 /// ids live processes lease.
 pub fn measure(store: &Store, db: &CacheDb, leased: &HashSet<String>) -> Result<Usage, CacheError> {
     let ids = store.list().map_err(CacheError::Measure)?;
-    // inode -> (bytes, index of the first snapshot holding it, held by more)
-    let mut inodes: HashMap<(u64, u64), (u64, u32, bool)> = HashMap::new();
-    let mut trees = vec![Tree::default(); ids.len()];
-    let mut usage = Usage::default();
-    for (n, id) in ids.iter().enumerate() {
-        let dir_bytes = walk(&store.path(id), n as u32, &mut inodes, &mut trees[n].total)?;
-        // Directories are never shared: a clone recreates them.
-        trees[n].private += dir_bytes;
-        usage.private += dir_bytes;
+    let mut index: HashMap<(u64, u64), u32> = HashMap::new();
+    let mut map = InodeMap::default();
+    let mut tree_inodes = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let (inodes, dir_bytes) = walk(&store.path(id), &mut index, &mut map)?;
+        tree_inodes.push((inodes, dir_bytes));
     }
-    for &(bytes, first, multi) in inodes.values() {
-        if multi {
-            usage.shared += bytes;
-        } else {
-            trees[first as usize].private += bytes;
-            usage.private += bytes;
+    let mut usage = Usage::default();
+    let mut trees = vec![Tree::default(); ids.len()];
+    for (n, (inodes, dir_bytes)) in tree_inodes.iter().enumerate() {
+        // Directories are never shared: a clone recreates them.
+        trees[n].total = *dir_bytes;
+        trees[n].private = *dir_bytes;
+        usage.private += dir_bytes;
+        for &i in inodes {
+            let bytes = map.bytes[i as usize];
+            trees[n].total += bytes;
+            if map.holders[i as usize] == 1 {
+                trees[n].private += bytes;
+                usage.private += bytes;
+            }
         }
     }
+    usage.shared = map
+        .bytes
+        .iter()
+        .zip(&map.holders)
+        .filter(|(_, &h)| h > 1)
+        .map(|(b, _)| b)
+        .sum();
+    map.trees = ids
+        .iter()
+        .map(|id| id.as_str().to_string())
+        .zip(tree_inodes)
+        .collect();
+    usage.inodes = map;
     let by_id: HashMap<&str, usize> = ids
         .iter()
         .enumerate()
@@ -145,30 +188,39 @@ pub fn measure(store: &Store, db: &CacheDb, leased: &HashSet<String>) -> Result<
     Ok(usage)
 }
 
-/// Walks tree `n`, adding its inodes to `inodes` and their bytes (each
-/// once) to `total`; returns the bytes of its directories.
+#[derive(Default, Clone, Copy)]
+struct Tree {
+    total: u64,
+    private: u64,
+}
+
+/// Walks one tree, adding its inodes to `map`; returns the indices of
+/// its inodes (each once) and the bytes of its directories.
 fn walk(
     root: &Path,
-    n: u32,
-    inodes: &mut HashMap<(u64, u64), (u64, u32, bool)>,
-    total: &mut u64,
-) -> Result<u64, CacheError> {
+    index: &mut HashMap<(u64, u64), u32>,
+    map: &mut InodeMap,
+) -> Result<(Vec<u32>, u64), CacheError> {
+    let fail = |op, path: &Path, e| CacheError::Walk(FsError::new(op, path, e));
     let mut dir_bytes = 0;
     let mut seen = HashSet::new();
-    let fail = |op, path: &Path, e| CacheError::Walk(FsError::new(op, path, e));
+    let mut inodes = Vec::new();
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let meta = match fs::symlink_metadata(&dir) {
             Ok(m) => m,
             // Removed by a concurrent prune: it holds nothing any more.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => {
+                return Ok((Vec::new(), 0))
+            }
             Err(e) => return Err(fail("inspect", &dir, e)),
         };
         dir_bytes += meta.blocks() * 512;
-        *total += meta.blocks() * 512;
         let entries = match fsx::read_dir_sorted(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => {
+                return Ok((Vec::new(), 0))
+            }
             Err(e) => return Err(fail("read", &dir, e)),
         };
         for (name, ft) in entries {
@@ -178,21 +230,20 @@ fn walk(
                 continue;
             }
             let meta = fs::symlink_metadata(&path).map_err(|e| fail("inspect", &path, e))?;
-            let bytes = meta.blocks() * 512;
-            if seen.insert((meta.dev(), meta.ino())) {
-                *total += bytes;
+            let key = (meta.dev(), meta.ino());
+            if !seen.insert(key) {
+                continue;
             }
-            inodes
-                .entry((meta.dev(), meta.ino()))
-                .and_modify(|e| {
-                    if e.1 != n {
-                        e.2 = true;
-                    }
-                })
-                .or_insert((bytes, n, false));
+            let i = *index.entry(key).or_insert_with(|| {
+                map.bytes.push(meta.blocks() * 512);
+                map.holders.push(0);
+                (map.bytes.len() - 1) as u32
+            });
+            map.holders[i as usize] += 1;
+            inodes.push(i);
         }
     }
-    Ok(dir_bytes)
+    Ok((inodes, dir_bytes))
 }
 
 fn blob_bytes(dir: &Path) -> Result<u64, CacheError> {

@@ -1,6 +1,7 @@
 //! One integration binary; a module per feature.
 
 mod build;
+mod cache_gc;
 mod cli;
 mod conformance;
 mod frontend;
