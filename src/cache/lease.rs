@@ -129,22 +129,32 @@ pub fn live_processes(root: &Path) -> Result<LiveProcesses, CacheError> {
     Ok(live)
 }
 
-/// Removes `locks/new-*` files nobody holds (a process killed between
-/// creating and renaming its lock file).
+/// Removes `locks/new-<pid>-…` files of processes that no longer run (a
+/// process killed between creating and renaming its lock file). Not by
+/// trying their lock: a starting process creates the file before it can
+/// lock it, and taking that moment for death would pull its file away.
 fn clean_staging(root: &Path) {
     let dir = locks_dir(root);
     let Ok(entries) = fs::read_dir(&dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with("new-") {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("new-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|&p| p > 0)
+        else {
             continue;
-        }
-        let path = entry.path();
-        if let Ok(file) = File::open(&path) {
-            if Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok() {
-                let _ = fs::remove_file(&path);
-            }
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone {
+            let _ = fs::remove_file(entry.path());
         }
     }
 }

@@ -511,9 +511,13 @@ impl Solver {
             .strip_prefix("sha256:")
             .unwrap_or(key.as_str())
             .to_string();
-        self.blocking
-            .run(move || crate::cache::lock_key(&root, &hex).map_err(VertexError::CacheLookup))
-            .await?
+        // Not on `self.blocking`: a wait there would hold one of the
+        // per-core permits, and two processes whose permits all wait for
+        // keys the other holds (and needs a permit to finish) deadlock.
+        tokio::task::spawn_blocking(move || crate::cache::lock_key(&root, &hex))
+            .await
+            .map_err(|_| VertexError::WorkerPoolClosed)?
+            .map_err(VertexError::CacheLookup)
     }
 
     /// Whether a row exists under `key` (for sources, which have no

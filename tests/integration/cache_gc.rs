@@ -318,7 +318,7 @@ pub fn stress(dir: &Dir, procs: usize, rounds: usize, seed: u64) -> (usize, usiz
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let kill_at = (rng.next(3) == 0).then(|| Duration::from_millis(rng.next(400)));
+            let kill_at = (rng.next(3) == 0).then(|| Duration::from_millis(rng.next(150)));
             children.push((child, ctx, out, kill_at));
         }
         let start = Instant::now();
