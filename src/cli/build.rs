@@ -1,10 +1,17 @@
 //! `bk build`: flags → [`BuildOpts`] → read and check the Dockerfile →
-//! plan (base images resolved on the registry) → lower → solve (with
-//! progress) → export. `--check` stops after planning and contacts no
-//! registry. Flags whose feature is not built yet fail with "not supported
-//! yet" before anything is built, rather than being silently dropped.
-//! `--pull` is accepted and changes nothing: every tag is resolved on
-//! the registry once per build anyway.
+//! plan (base images resolved in the local image store, then on the
+//! registry) → lower → solve (with progress) → export. `--check` stops
+//! after planning and contacts no registry. Flags whose feature is not
+//! built yet fail with "not supported yet" before anything is built,
+//! rather than being silently dropped. `--pull` skips the local image
+//! store for base images; tags are resolved on the registry once per
+//! build anyway.
+//!
+//! `-t NAME` with no other output, `--output type=image` (not pushed) and
+//! `--load` store the image in the local image store ([`local_image`]);
+//! `-q` then prints its ID.
+
+mod local_image;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,12 +31,14 @@ use crate::dockerfile;
 use crate::exporter;
 use crate::exporter::image as image_exp;
 use crate::image::Platform;
+use crate::imagestore::ImageStore;
 use crate::llb::NetMode;
 use crate::progress;
 use crate::registry::Registry;
 use crate::snapshot::Store;
 use crate::solver::{self, SolveContext, SolveError};
 use crate::source::dockerignore::Dockerignore;
+use crate::source::image::Images;
 use crate::source::LocalContext;
 
 /// The flags of `bk build`, as clap reads them.
@@ -219,6 +228,10 @@ impl BuildOpts {
         if args.load {
             outputs.push("type=docker".parse()?);
         }
+        // `docker build -t app .`: the image goes to the local store.
+        if outputs.is_empty() && !tags.is_empty() {
+            outputs.push("type=image".parse()?);
+        }
         if outputs.len() > 1 {
             bail!("multiple outputs are not supported yet: give one --output (or --push / --load)");
         }
@@ -389,7 +402,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             OutputKind::Image if output.attrs.get("push").is_some_and(|v| v != "false") => {
                 return Some("--push (pushing to a registry)".into());
             }
-            OutputKind::Oci | OutputKind::Docker => {
+            OutputKind::Oci | OutputKind::Docker | OutputKind::Image => {
                 if let Some(what) = unsupported_image_attr(output) {
                     return Some(what);
                 }
@@ -431,21 +444,19 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
 /// What an oci/docker output asks for that bk cannot do yet, if anything.
 fn unsupported_image_attr(output: &Output) -> Option<String> {
     let kind = output.kind.name();
-    if output.dest.is_none() {
-        return Some(match output.kind {
-            OutputKind::Docker => {
-                "--load / --output type=docker without dest= (loading into a local image store)"
-                    .into()
-            }
-            _ => format!("--output type={kind} without dest="),
-        });
+    // type=docker without dest= is `--load`: the local image store.
+    if output.dest.is_none() && output.kind == OutputKind::Oci {
+        return Some(format!("--output type={kind} without dest="));
     }
     for (key, value) in &output.attrs {
         let off = matches!(value.as_str(), "false" | "0");
         let ok = match key.as_str() {
             "name" | "compression" | "compression-level" | "force-compression"
-            | "oci-mediatypes" => true,
-            "rewrite-timestamp" | "buildinfo" => off,
+            | "oci-mediatypes" | "rewrite-timestamp" => true,
+            // Only reached unpushed (see unsupported_flag); the store is
+            // always written.
+            "push" | "store" | "unpack" => output.kind == OutputKind::Image,
+            "buildinfo" => off,
             k => image_annotation(k).is_some(),
         };
         if !ok {
@@ -492,7 +503,18 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
-    let registry = Arc::new(Registry::new(content));
+    let registry = Arc::new(Registry::new(content.clone()));
+    // Base images come from the local store first, as with Docker,
+    // unless --pull asks for the registry's.
+    let local = if opts.pull {
+        None
+    } else {
+        Some(
+            ImageStore::open(&root)
+                .with_context(|| format!("failed to open the image store at {}", root.display()))?,
+        )
+    };
+    let images = Arc::new(Images::new(registry, content, local));
     // Started before planning: the planner resolves base images (their
     // configs give ENV, WORKDIR, USER, ONBUILD) on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -500,7 +522,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the build's thread pool")?;
     let resolver = ImageResolver {
-        registry: registry.clone(),
+        images: images.clone(),
         runtime: runtime.handle().clone(),
     };
     // Semantic errors fail here too, before anything would be built.
@@ -537,7 +559,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         no_cache: opts.no_cache,
         progress: sender,
         parallelism: 0,
-        registry: Some(registry),
+        images: Some(images),
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -555,16 +577,24 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         image: &lowered.image,
         epoch: plan.epoch,
     };
-    export(&opts, &store, &result, &image)?;
+    let image_id = export(&opts, &store, &result, &image)?;
+    // `docker build -q`: the image ID, unless stdout carries the output.
+    let stdout_taken = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.dest, Some(Dest::Stdout)));
+    if let (true, false, Some(id)) = (opts.quiet, stdout_taken, image_id) {
+        println!("{id}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Base-image configs for the planner, from the registry. A failure
-/// gives `None` (an empty config) here; the same resolution, remembered
-/// by the registry, then fails the image's vertex in the solver, where
-/// the error gets the FROM line's snippet.
+/// Base-image configs for the planner, from the local image store or
+/// the registry. A failure gives `None` (an empty config) here; the same
+/// resolution, remembered per build, then fails the image's vertex in
+/// the solver, where the error gets the FROM line's snippet.
 struct ImageResolver {
-    registry: Arc<Registry>,
+    images: Arc<Images>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -572,9 +602,9 @@ impl dockerfile::BaseImageResolver for ImageResolver {
     fn resolve(&self, reference: &str, platform: &Platform) -> Option<crate::image::Image> {
         let reference = solver::ops::image::reference(reference).ok()?;
         self.runtime
-            .block_on(self.registry.resolve(&reference, platform))
+            .block_on(self.images.resolve(&reference, platform))
             .ok()
-            .map(|resolved| resolved.config.clone())
+            .map(|found| found.resolved.config.clone())
     }
 }
 
@@ -630,22 +660,29 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Writes the result where `--output` says, or warns that it stays in the
-/// cache as buildx does when no output is given.
+/// cache as buildx does when no output is given. Returns the image ID
+/// (`sha256:` of the config) when the output is an image.
 fn export(
     opts: &BuildOpts,
     store: &Store,
     result: &solver::SolveResult,
     image: &ImageExport<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let Some(output) = opts.outputs.first() else {
         eprintln!(
             "WARNING: No output specified. Build result will only remain in the build cache. \
              To export it, use --output type=local,dest=DIR or --output type=tar,dest=FILE"
         );
-        return Ok(());
+        return Ok(None);
     };
-    if matches!(output.kind, OutputKind::Oci | OutputKind::Docker) {
-        return export_image(opts, output, store, result, image);
+    match (output.kind, &output.dest) {
+        (OutputKind::Image, _) | (OutputKind::Docker, None) => {
+            return local_image::store(opts, output, store, result, image).map(Some);
+        }
+        (OutputKind::Oci | OutputKind::Docker, _) => {
+            return export_image(opts, output, store, result, image).map(Some);
+        }
+        _ => {}
     }
     // Scratch is exported as an empty directory: an uncommitted snapshot,
     // removed again when `empty` is dropped.
@@ -674,7 +711,7 @@ fn export(
         }
         (kind, _) => bail!("not supported yet: --output type={}", kind.name()),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// What an image export needs besides the solve result.
@@ -710,8 +747,9 @@ fn image_options(
         level,
     )
     .context("invalid compression")?;
-    // The docker exporter defaults to Docker media types, as BuildKit's.
-    let oci_mediatypes = flag("oci-mediatypes", output.kind == OutputKind::Oci);
+    // The docker exporter defaults to Docker media types, as BuildKit's;
+    // the image exporter to OCI's.
+    let oci_mediatypes = flag("oci-mediatypes", output.kind != OutputKind::Docker);
     let names: Vec<String> = match attrs.get("name") {
         Some(list) => list
             .split(',')
@@ -764,6 +802,17 @@ fn image_options(
             )
         }
     };
+    // BuildKit warns and writes the layers as they are when no epoch is
+    // known.
+    let clamp_mtime = match (flag("rewrite-timestamp", false), epoch) {
+        (true, None) => {
+            eprintln!(
+                "WARNING: rewrite-timestamp is specified, but no SOURCE_DATE_EPOCH was found"
+            );
+            None
+        }
+        (rewrite, epoch) => epoch.filter(|_| rewrite),
+    };
     Ok(image_exp::ImageOptions {
         compression,
         oci_mediatypes,
@@ -771,31 +820,31 @@ fn image_options(
         manifest_annotations,
         descriptor_annotations,
         created,
+        clamp_mtime,
+        force_compression: flag("force-compression", false),
     })
 }
 
 /// `--output type=oci|docker`: layers from the solve's main chain (one
-/// layer of the whole root when the chain is unknown), stored in the
-/// content store, then written as one archive.
+/// layer of the whole root when the chain is unknown; a base image's
+/// layers as they are), stored in the content store, then written as one
+/// archive. Returns the image ID.
 fn export_image(
     opts: &BuildOpts,
     output: &Output,
     store: &Store,
     result: &solver::SolveResult,
     image: &ImageExport<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let options = image_options(opts, output, image.epoch)?;
-    let trees: Vec<PathBuf> = match &result.chain {
-        Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
-        None => result.dir(store).into_iter().collect(),
-    };
+    let layers = local_image::layer_sources(store, result);
     let content = ContentStore::open(image.root).with_context(|| {
         format!(
             "failed to open the content store in {}",
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &trees, image.image, &options)
+    let committed = image_exp::commit(&content, &layers, image.image, &options)
         .context("failed to make the image")?;
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
@@ -811,7 +860,7 @@ fn export_image(
     };
     image_exp::write_archive(&content, &committed, format, &options, &dest)
         .with_context(|| format!("failed to export the image to {shown}"))?;
-    Ok(())
+    Ok(committed.config.digest)
 }
 
 #[cfg(test)]
@@ -840,7 +889,8 @@ mod tests {
         assert!(flag(&["-t", "a", "--push", "."])
             .unwrap()
             .starts_with("--push"));
-        assert!(flag(&["--load", "."]).unwrap().contains("--load"));
+        assert_eq!(flag(&["--load", "."]), None);
+        assert_eq!(flag(&["-o", "type=image,name=a,push=false", "."]), None);
         // Image archives are supported, except what is not built yet.
         assert_eq!(flag(&["-o", "type=oci,dest=x", "."]), None);
         assert_eq!(
@@ -857,7 +907,6 @@ mod tests {
         );
         assert!(flag(&["-o", "type=oci", "."]).unwrap().contains("dest="));
         for attr in [
-            "rewrite-timestamp=true",
             "buildinfo-attrs=true",
             "annotation-index.k=v",
             "annotation-manifest[linux/amd64].k=v",

@@ -1,12 +1,20 @@
 //! Image exporters: `--output type=oci` (an OCI image layout as a tar)
-//! and `type=docker` (a `docker load` archive). Both make the same image:
-//! one layer per step of the build's main chain ([`super::layer`]), an
-//! image config whose `rootfs.diff_ids` and non-empty `history` entries
-//! match those layers one to one (skopeo and umoci check this), and a
-//! manifest (OCI media types, or Docker schema 2 with
-//! `oci-mediatypes=false`, the docker exporter's default). Every blob
-//! goes through the [`ContentStore`] first and is copied into the archive
-//! from there, checked against its digest on the way.
+//! and `type=docker` (a `docker load` archive); [`commit`] alone makes
+//! the image for the local image store. All make the same image: a base
+//! image's layers exactly as it has them (same blobs, same digests, only
+//! the media type renamed to the manifest's flavour, as BuildKit does),
+//! then one layer per later step of the build's main chain
+//! ([`super::layer`]), an image config whose `rootfs.diff_ids` and
+//! non-empty `history` entries match those layers one to one (skopeo and
+//! umoci check this), and a manifest (OCI media types, or Docker schema 2
+//! with `oci-mediatypes=false`, the docker exporter's default). Every
+//! blob goes through the [`ContentStore`] first and is copied into the
+//! archive from there, checked against its digest on the way.
+//!
+//! `force-compression=true` recompresses base layers whose compression
+//! differs from the one asked for (same tar, so same diff_id);
+//! `rewrite-timestamp=true` clamps the mtimes in the build's own layers
+//! to `SOURCE_DATE_EPOCH` and leaves base layers alone, as BuildKit.
 //!
 //! The archive holds, in this order: `blobs/`, `blobs/sha256/`, each blob
 //! (by digest), `oci-layout`, `index.json` and, for `type=docker`,
@@ -115,6 +123,32 @@ pub struct ImageOptions {
     pub descriptor_annotations: BTreeMap<String, String>,
     /// The image's creation time, RFC 3339 (SOURCE_DATE_EPOCH or now).
     pub created: String,
+    /// `rewrite-timestamp`: new layers' mtimes later than this (seconds
+    /// since the epoch) are written as this.
+    pub clamp_mtime: Option<i64>,
+    /// `force-compression`: base layers are recompressed when their
+    /// compression differs from [`ImageOptions::compression`].
+    pub force_compression: bool,
+}
+
+/// One layer of the image to make, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSource {
+    /// The full tree up to and including this layer (the next layer is
+    /// diffed against it).
+    pub tree: PathBuf,
+    /// A base image's blob for this layer, reused as is when it is in the
+    /// content store; `None` for a build step (diffed against the layer
+    /// below).
+    pub blob: Option<BaseBlob>,
+}
+
+/// A base image layer's blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseBlob {
+    pub descriptor: Descriptor,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
 }
 
 /// A stored image: its manifest, config and layers.
@@ -190,29 +224,69 @@ pub fn finish_config(image: &Image, diff_ids: Vec<String>, created: &str) -> Ima
     img
 }
 
-/// Makes the layers of `chain` (full trees, bottom first: layer i is the
+/// Makes the layers of `chain` (bottom first: a base blob reused, or the
 /// change from `chain[i-1]` to `chain[i]`), the config and the manifest,
 /// all stored in `content`.
 pub fn commit(
     content: &ContentStore,
-    chain: &[PathBuf],
+    chain: &[LayerSource],
     image: &Image,
     opts: &ImageOptions,
 ) -> Result<Committed, ImageError> {
     let mut layers = Vec::with_capacity(chain.len());
     let mut diff_ids = Vec::with_capacity(chain.len());
-    for (index, child) in chain.iter().enumerate() {
-        let parent = index.checked_sub(1).map(|i| chain[i].as_path());
-        let layer = layer::write_layer(
-            content,
-            parent,
-            child,
-            opts.compression,
-            opts.oci_mediatypes,
-        )
-        .map_err(|source| ImageError::Layer { index, source })?;
-        diff_ids.push(layer.diff_id);
-        layers.push(layer.descriptor);
+    for (index, link) in chain.iter().enumerate() {
+        let fail = |source| ImageError::Layer { index, source };
+        // A base blob missing from the store (removed by hand) is made
+        // again from the trees: a valid layer, if not the same bytes.
+        let reused = link
+            .blob
+            .as_ref()
+            .filter(|b| content.exists(&b.descriptor.digest));
+        let (descriptor, diff_id) = match reused {
+            Some(base) => {
+                let want = opts.compression.media_type(opts.oci_mediatypes);
+                match layer::convert_media_type(&base.descriptor.media_type, opts.oci_mediatypes) {
+                    Some(media_type) if !opts.force_compression || media_type == want => {
+                        let mut d = base.descriptor.clone();
+                        d.media_type = media_type;
+                        d.annotations.clear();
+                        (d, base.diff_id.clone())
+                    }
+                    _ if opts.force_compression => {
+                        let d = layer::recompress(
+                            content,
+                            &base.descriptor,
+                            &base.diff_id,
+                            opts.compression,
+                            opts.oci_mediatypes,
+                        )
+                        .map_err(fail)?;
+                        (d, base.diff_id.clone())
+                    }
+                    // A media type bk does not know (foreign layers):
+                    // kept exactly.
+                    _ => (base.descriptor.clone(), base.diff_id.clone()),
+                }
+            }
+            None => {
+                let parent = index.checked_sub(1).map(|i| chain[i].tree.as_path());
+                let layer = layer::write_layer(
+                    content,
+                    parent,
+                    &link.tree,
+                    &layer::LayerOptions {
+                        compression: opts.compression,
+                        oci: opts.oci_mediatypes,
+                        clamp_mtime: opts.clamp_mtime,
+                    },
+                )
+                .map_err(fail)?;
+                (layer.descriptor, layer.diff_id)
+            }
+        };
+        diff_ids.push(diff_id);
+        layers.push(descriptor);
     }
     let config = finish_config(image, diff_ids, &opts.created);
     let config_bytes = serde_json::to_vec(&config).map_err(|source| ImageError::Encode {

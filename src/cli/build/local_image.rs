@@ -1,0 +1,83 @@
+//! Images kept on this machine: `-t NAME` with no other output,
+//! `--output type=image` (not pushed) and `--load` make the image
+//! (blobs in the content store) and name it in the local image store,
+//! where `bk images` lists it and `FROM NAME` finds it.
+//!
+//! Also turns a solve's main chain into the layers an image exporter
+//! makes ([`layer_sources`]), shared with the archive outputs.
+
+use anyhow::Context;
+
+use super::{image_options, BuildOpts, ImageExport};
+use crate::cli::build_opts::Output;
+use crate::content::ContentStore;
+use crate::exporter::image as image_exp;
+use crate::imagestore::ImageStore;
+use crate::snapshot::Store;
+use crate::solver::SolveResult;
+
+/// The layers of `result`'s image: a base image's blobs, then one layer
+/// per build step; one layer of the whole root when the chain is unknown.
+pub(super) fn layer_sources(store: &Store, result: &SolveResult) -> Vec<image_exp::LayerSource> {
+    match &result.chain {
+        Some(chain) => chain
+            .iter()
+            .map(|layer| image_exp::LayerSource {
+                tree: store.path(&layer.snapshot),
+                blob: layer.blob.as_ref().map(|b| image_exp::BaseBlob {
+                    descriptor: crate::content::Descriptor {
+                        media_type: b.media_type.clone(),
+                        digest: b.digest.clone(),
+                        size: b.size,
+                        annotations: Default::default(),
+                    },
+                    diff_id: b.diff_id.clone(),
+                }),
+            })
+            .collect(),
+        None => result
+            .dir(store)
+            .into_iter()
+            .map(|tree| image_exp::LayerSource { tree, blob: None })
+            .collect(),
+    }
+}
+
+/// Makes the image and points each of its names at it in the local
+/// image store. Returns the image ID (`sha256:` of the config).
+pub(super) fn store(
+    opts: &BuildOpts,
+    output: &Output,
+    store: &Store,
+    result: &SolveResult,
+    image: &ImageExport<'_>,
+) -> anyhow::Result<String> {
+    let options = image_options(opts, output, image.epoch)?;
+    let layers = layer_sources(store, result);
+    let content = ContentStore::open(image.root).with_context(|| {
+        format!(
+            "failed to open the content store in {}",
+            image.root.display()
+        )
+    })?;
+    let committed = image_exp::commit(&content, &layers, image.image, &options)
+        .context("failed to make the image")?;
+    let images = ImageStore::open(image.root)
+        .with_context(|| format!("failed to open the image store in {}", image.root.display()))?;
+    let id = committed.config.digest.clone();
+    if options.names.is_empty() && !opts.quiet {
+        eprintln!(
+            "WARNING: the image has no name (give -t NAME or name=), so `bk images` does not \
+             list it; its ID is {id}"
+        );
+    }
+    for name in &options.names {
+        images
+            .tag(name, &committed.manifest)
+            .with_context(|| format!("failed to name the image {name}"))?;
+        if !opts.quiet {
+            eprintln!("naming to {name} done");
+        }
+    }
+    Ok(id)
+}
