@@ -623,7 +623,7 @@ fn lower_options(opts: &BuildOpts) -> dockerfile::LowerOptions {
 }
 
 /// `--root` / `BK_ROOT`, else `$XDG_DATA_HOME/bk` (`~/.local/share/bk`).
-fn store_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn store_root(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(root) = flag {
         return Ok(root.to_path_buf());
     }

@@ -6,7 +6,11 @@ pub mod build_opts;
 mod completion;
 pub mod csv;
 mod debug;
+mod images;
+mod local_images;
+mod rmi;
 mod source_error;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +44,12 @@ pub enum Command {
     /// Developer tools: inspect what bk makes of a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// List the images in the local image store
+    Images(images::ImagesArgs),
+    /// Remove names from the local image store (blobs stay until pruned)
+    Rmi(rmi::RmiArgs),
+    /// Give a local image another name
+    Tag(tag::TagArgs),
 }
 
 /// Parses the process arguments (exits with a usage message on error).
@@ -53,6 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(*args, cli.root.as_deref()),
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
+        Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
+        Command::Tag(args) => tag::run(args, cli.root.as_deref()),
     }
 }
 
