@@ -9,10 +9,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
 # tar and chattr (e2fsprogs) serve as independent checks of exported trees,
-# skopeo and umoci of exported images; docker-registry, busybox-static and
-# skopeo build and serve the images the pull tests read from a registry on
-# 127.0.0.1.
-packages=(tar e2fsprogs skopeo umoci docker-registry busybox-static)
+# skopeo, umoci and podman (which loads docker archives) of exported
+# images; docker-registry, busybox-static and skopeo build and serve the
+# images the pull tests read from a registry on 127.0.0.1.
+packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

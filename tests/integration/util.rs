@@ -58,6 +58,11 @@ impl BkCommand {
         self
     }
 
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.cmd.env(key, value);
+        self
+    }
+
     pub fn arg_path(&mut self, path: &Path) -> &mut Self {
         self.cmd.arg(path);
         self
