@@ -490,6 +490,93 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_timestamp_clamps_only_later_mtimes() {
+        let (_d, store, content) = setup();
+        let a = store.prepare(None).unwrap();
+        fs::write(a.path().join("old"), "o").unwrap();
+        fs::write(a.path().join("new"), "n").unwrap();
+        let set = |name: &str, secs| {
+            let t = filetime::FileTime::from_unix_time(secs, 0);
+            filetime::set_file_mtime(a.path().join(name), t).unwrap();
+        };
+        set("old", 1_000);
+        set("new", 2_000_000_000);
+        let a = a.commit().unwrap();
+        let mut o = opts(Compression::Uncompressed, true);
+        o.clamp_mtime = Some(1_700_000_000);
+        let layer = write_layer(&content, None, &store.path(&a), &o).unwrap();
+        let bytes = content.read(&layer.descriptor.digest).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let times: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                (name, e.header().mtime().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [
+                ("new".to_string(), 1_700_000_000),
+                ("old".to_string(), 1_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn media_types_convert_between_flavours() {
+        let docker_gz = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let oci_gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(convert_media_type(docker_gz, true).as_deref(), Some(oci_gz));
+        assert_eq!(
+            convert_media_type(oci_gz, false).as_deref(),
+            Some(docker_gz)
+        );
+        assert_eq!(
+            convert_media_type("application/vnd.oci.image.layer.v1.tar", false).as_deref(),
+            Some("application/vnd.docker.image.rootfs.diff.tar")
+        );
+        let foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+        assert_eq!(convert_media_type(foreign, true), None);
+    }
+
+    #[test]
+    fn recompressing_keeps_the_tar_and_checks_the_diff_id() {
+        let (_d, store, content) = setup();
+        let a = store.prepare(None).unwrap();
+        fs::write(a.path().join("x"), "x".repeat(5000)).unwrap();
+        let a = a.commit().unwrap();
+        let gz = write_layer(
+            &content,
+            None,
+            &store.path(&a),
+            &opts(Compression::Gzip(6), true),
+        )
+        .unwrap();
+        let plain = recompress(
+            &content,
+            &gz.descriptor,
+            &gz.diff_id,
+            Compression::Uncompressed,
+            true,
+        )
+        .unwrap();
+        assert_eq!(plain.digest, gz.diff_id);
+        assert_eq!(plain.media_type, "application/vnd.oci.image.layer.v1.tar");
+        let err = recompress(
+            &content,
+            &gz.descriptor,
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            Compression::Zstd(3),
+            true,
+        )
+        .unwrap_err();
+        assert!(matches!(err, LayerError::DiffId { .. }), "{err}");
+    }
+
+    #[test]
     fn an_empty_change_set_is_an_empty_tar() {
         let (_d, store, content) = setup();
         let a = store.prepare(None).unwrap().commit().unwrap();

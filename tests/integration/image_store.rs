@@ -464,3 +464,55 @@ fn source_date_epoch_and_rewrite_timestamp_give_the_same_image_from_two_stores()
         .collect();
     assert_ne!(ids[0], ids[1]);
 }
+
+#[test]
+fn force_compression_recompresses_base_layers_keeping_their_diff_ids() {
+    let (base, base_diff_id) = push_base("recompress");
+    let dir = Dir::new();
+    dir.create("ctx/Dockerfile", &format!("FROM {base}\nCOPY a.txt /\n"));
+    dir.create("ctx/a.txt", "a\n");
+    let layers = |output: &str| -> Vec<Value> {
+        bk(&dir, &["build", "-o", output, "ctx"]);
+        let target = format!("oci-archive:{}", dir.path().join("img.tar").display());
+        let config = skopeo(&["--config"], &target);
+        assert_eq!(config["rootfs"]["diff_ids"][0], base_diff_id.as_str());
+        let raw = json(&run(Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(&target)));
+        raw["layers"].as_array().unwrap().clone()
+    };
+    let types = |layers: &[Value]| -> Vec<String> {
+        layers
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let plain = "application/vnd.oci.image.layer.v1.tar";
+    assert_eq!(
+        types(&layers("type=oci,dest=img.tar,name=r,compression=zstd")),
+        [gzip, zstd],
+        "the base layer is kept as it is"
+    );
+    let forced =
+        layers("type=oci,dest=img.tar,name=r,compression=uncompressed,force-compression=true");
+    assert_eq!(types(&forced), [plain, plain]);
+    // Uncompressed, the base blob is its tar: its digest is the diff_id.
+    assert_eq!(forced[0]["digest"], base_diff_id.as_str());
+    // umoci (which reads no zstd) applies the recompressed layer.
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(dir.path().join("img.tar"))
+        .arg("-C")
+        .arg(&layout));
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle));
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    assert!(bundle.join("rootfs/a.txt").is_file());
+}
