@@ -410,7 +410,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 7] = [
+    let checks: [(bool, &str); 6] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -423,7 +423,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
         (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
         (opts.metadata_file.is_some(), "--metadata-file"),
-        (opts.iidfile.is_some(), "--iidfile"),
     ];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
         return Some((*flag).to_string());
@@ -583,6 +582,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         .outputs
         .iter()
         .any(|o| matches!(o.dest, Some(Dest::Stdout)));
+    if let Some(path) = &opts.iidfile {
+        // As buildx: the config digest, or nothing when no image was made.
+        crate::util::fs::write_atomic(path, image_id.as_deref().unwrap_or_default().as_bytes())
+            .context("failed to write the image ID file")?;
+    }
     if let (true, false, Some(id)) = (opts.quiet, stdout_taken, image_id) {
         println!("{id}");
     }
@@ -933,7 +937,6 @@ mod tests {
             (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
             (&["--metadata-file", "m.json", "."][..], "--metadata-file"),
-            (&["--iidfile", "id", "."][..], "--iidfile"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],
                 "--platform",

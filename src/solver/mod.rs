@@ -66,7 +66,8 @@ pub struct SolveResult {
     pub root: Ref,
     /// The layers of the root's main chain, bottom first, ending with
     /// the root: from the root, each file op's base input (the first
-    /// action's) and each merge's first input, back to scratch or a base
+    /// action's), each merge's first input and each exec's root mount's
+    /// input, back to scratch or a base
     /// image (whose layers come first, one element each). Image
     /// exporters make one layer per element, as BuildKit makes one per
     /// step, and reuse base images' blobs as they are. `None` when the
@@ -168,7 +169,8 @@ pub(crate) struct Done {
 
 /// The main chain of a vertex's base input (without the vertex's own
 /// result): the first action's input for a file op (none: scratch), the
-/// first input for a merge. `None` when it is unknown.
+/// first input for a merge, the root mount's input for an exec. `None`
+/// when it is unknown.
 fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<ChainLayer>> {
     let base = match op {
         Op::File(file) => match file.actions.first().and_then(|a| a.input) {
@@ -178,6 +180,14 @@ fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<ChainLayer>> {
         Op::Merge(merge) => match merge.inputs.first() {
             None => return Some(Vec::new()),
             Some(&i) => i,
+        },
+        // A RUN's layer is the change of its root mount.
+        Op::Exec(exec) => match exec.mounts.iter().find(|m| m.dest == "/") {
+            Some(root) => match root.input {
+                None => return Some(Vec::new()),
+                Some(i) => i,
+            },
+            None => return None,
         },
         _ => return None,
     };

@@ -161,6 +161,10 @@ fn load_and_image_outputs_store_the_image() {
     assert_eq!(manifest("i"), "application/vnd.oci.image.manifest.v1+json");
     // An output that is not an image prints no ID.
     assert_eq!(bk(&dir, &["build", "-q", "-o", "out", "ctx"]), "");
+    // --iidfile gets the same ID.
+    bk(&dir, &["build", "--iidfile", "id.txt", "-t", "x", "ctx"]);
+    let written = std::fs::read_to_string(dir.path().join("id.txt")).unwrap();
+    assert_eq!(written, loaded.trim());
 }
 
 #[test]
