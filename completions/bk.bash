@@ -515,7 +515,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__rmi)
-            opts="-h -V --root --debug --help --version"
+            opts="-f -h -V --force --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -99,6 +99,7 @@ complete -c bk -n "__fish_bk_using_subcommand images" -l debug -d 'Print debug l
 complete -c bk -n "__fish_bk_using_subcommand images" -s h -l help -d 'Print help'
 complete -c bk -n "__fish_bk_using_subcommand images" -s V -l version -d 'Print version'
 complete -c bk -n "__fish_bk_using_subcommand rmi" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand rmi" -s f -l force -d 'Remove every name of an image given by ID'
 complete -c bk -n "__fish_bk_using_subcommand rmi" -l debug -d 'Print debug logs'
 complete -c bk -n "__fish_bk_using_subcommand rmi" -s h -l help -d 'Print help'
 complete -c bk -n "__fish_bk_using_subcommand rmi" -s V -l version -d 'Print version'

@@ -966,6 +966,21 @@ mod tests {
     }
 
     #[test]
+    fn tag_flag_alone_stores_the_image_locally() {
+        let o = opts(&["-t", "a", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].kind, OutputKind::Image);
+        assert!(o.outputs[0].attrs.is_empty());
+        let o = opts(&["-t", "a", "-o", "out", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].kind, OutputKind::Local);
+        let o = opts(&["--load", "."]).unwrap();
+        assert_eq!(o.outputs[0].kind, OutputKind::Docker);
+        assert_eq!(o.outputs[0].dest, None);
+        assert!(opts(&["."]).unwrap().outputs.is_empty());
+    }
+
+    #[test]
     fn platform_flag() {
         let o = opts(&["--platform", "linux/amd64,linux/arm64", "."]).unwrap();
         assert_eq!(o.platforms.len(), 2);

@@ -3,7 +3,8 @@
 //! (the config's time, relative) and SIZE (the bytes the image's blobs
 //! take in the content store, compressed, in Docker's decimal units),
 //! newest first. `-q` prints only IDs, `--digests` adds the manifest
-//! digest, `--no-trunc` shows whole IDs.
+//! digest, `--no-trunc` shows whole IDs; `bk images app` or
+//! `bk images app:1` shows only that repository or name.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,10 +13,14 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::local_images::{familiar_repository, short_id, LocalImages};
+use crate::image::Reference;
 use crate::imagestore;
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
+    /// Only images of this repository (and tag)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
@@ -38,8 +43,23 @@ struct Row {
 
 pub fn run(args: ImagesArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let local = LocalImages::open(root)?;
+    // As docker: a name without a tag means every tag of the repository.
+    let filter = args
+        .filter
+        .as_deref()
+        .map(|f| {
+            Reference::parse_normalized(f)
+                .map_err(|e| anyhow::anyhow!("invalid reference {f:?}: {e}"))
+        })
+        .transpose()?;
     let mut rows = Vec::new();
     for tagged in local.names.list()? {
+        if let Some(want) = &filter {
+            let tag_ok = want.tag.is_none() || want.tag == tagged.name.tag;
+            if want.name() != tagged.name.name() || !tag_ok {
+                continue;
+            }
+        }
         // An image whose blobs cannot be read is still listed, so that
         // it can be seen and removed.
         let image = imagestore::read_image(&local.content, &tagged.manifest);

@@ -10,7 +10,9 @@
 //! exclusive `flock` on `<root>/images/lock` around read-modify-write, so
 //! two `bk` processes tagging at once both land. Removing a name never
 //! removes blobs: several names (and the build cache) may share them, and
-//! reclaiming unreferenced blobs is the job of a later prune.
+//! reclaiming unreferenced blobs is the job of a later prune, for which
+//! every blob reachable from a name here (manifest, config, layers) is a
+//! root to keep.
 //!
 //! [`ImageStore::get`] gives a name's manifest [`Descriptor`];
 //! [`read_image`] reads that manifest and its config back from the

@@ -97,6 +97,12 @@ fn tagged_builds_are_listed_retagged_and_removed() {
         "{listed}"
     );
     assert_eq!(bk(&dir, &["images", "-q"]).lines().count(), 3);
+    let only = bk(&dir, &["images", "me/app"]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+    assert!(only.contains("me/app "), "{only}");
+    // An ID names several images: refused without -f.
+    let err = dir.bk().args(["rmi", &id[7..19]]).fails();
+    assert!(err.contains("has 3 names"), "{err}");
 
     // rmi untags what it knows, fails for the rest, keeps blobs.
     let out = dir.bk().args(["rmi", "app", "nope"]).output();
