@@ -679,8 +679,9 @@ fn export(
         );
         return Ok(None);
     };
+    let pushed = output.attrs.get("push").is_some_and(|v| v != "false");
     match (output.kind, &output.dest) {
-        (OutputKind::Image, _) | (OutputKind::Docker, None) => {
+        (OutputKind::Image, _) | (OutputKind::Docker, None) if !pushed => {
             return local_image::store(opts, output, store, result, image).map(Some);
         }
         (OutputKind::Oci | OutputKind::Docker, _) => {

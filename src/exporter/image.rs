@@ -247,13 +247,16 @@ pub fn commit(
             Some(base) => {
                 let want = opts.compression.media_type(opts.oci_mediatypes);
                 match layer::convert_media_type(&base.descriptor.media_type, opts.oci_mediatypes) {
+                    // A media type bk does not know (foreign layers):
+                    // kept exactly.
+                    None => (base.descriptor.clone(), base.diff_id.clone()),
                     Some(media_type) if !opts.force_compression || media_type == want => {
                         let mut d = base.descriptor.clone();
                         d.media_type = media_type;
                         d.annotations.clear();
                         (d, base.diff_id.clone())
                     }
-                    _ if opts.force_compression => {
+                    Some(_) => {
                         let d = layer::recompress(
                             content,
                             &base.descriptor,
@@ -264,9 +267,6 @@ pub fn commit(
                         .map_err(fail)?;
                         (d, base.diff_id.clone())
                     }
-                    // A media type bk does not know (foreign layers):
-                    // kept exactly.
-                    _ => (base.descriptor.clone(), base.diff_id.clone()),
                 }
             }
             None => {

@@ -67,13 +67,12 @@ pub struct SolveResult {
     /// The layers of the root's main chain, bottom first, ending with
     /// the root: from the root, each file op's base input (the first
     /// action's), each merge's first input and each exec's root mount's
-    /// input, back to scratch or a base
-    /// image (whose layers come first, one element each). Image
-    /// exporters make one layer per element, as BuildKit makes one per
-    /// step, and reuse base images' blobs as they are. `None` when the
-    /// chain does not start from scratch or an image (the root is the
-    /// context itself, or a step builds on it): the exporter then makes
-    /// one layer of the whole root.
+    /// input, back to scratch or a base image (whose layers come first,
+    /// one element each). Image exporters make one layer per element, as
+    /// BuildKit makes one per step, and reuse base images' blobs as they
+    /// are. `None` when the chain does not start from scratch or an image
+    /// (the root is the context itself, or a step builds on it): the
+    /// exporter then makes one layer of the whole root.
     pub chain: Option<Vec<ChainLayer>>,
 }
 
