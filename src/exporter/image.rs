@@ -545,6 +545,7 @@ fn copy_blob<W: Write>(content: &ContentStore, blob: &Descriptor, out: &mut W) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exporter::layer::Compression;
 
     fn history(created_by: &str, empty: bool) -> History {
         History {
@@ -580,6 +581,86 @@ mod tests {
         let non_empty = more.history.iter().filter(|h| !h.empty_layer).count();
         assert_eq!(non_empty, 3);
         assert_eq!(more.created.as_deref(), Some("T"));
+    }
+
+    fn options(oci: bool) -> ImageOptions {
+        ImageOptions {
+            compression: Compression::Gzip(6),
+            oci_mediatypes: oci,
+            names: Vec::new(),
+            manifest_annotations: BTreeMap::new(),
+            descriptor_annotations: BTreeMap::new(),
+            created: "T".into(),
+            clamp_mtime: None,
+            force_compression: false,
+        }
+    }
+
+    #[test]
+    fn base_blobs_are_reused_and_missing_ones_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::snapshot::Store::open(&dir.path().join("s")).unwrap();
+        let content = ContentStore::open(dir.path()).unwrap();
+        let base = store.prepare(None).unwrap();
+        fs::write(base.path().join("base"), "b").unwrap();
+        let base = base.commit().unwrap();
+        let step = store.prepare(Some(&base)).unwrap();
+        fs::write(step.path().join("new"), "n").unwrap();
+        let step = step.commit().unwrap();
+        // The base layer as a registry would have it: Docker media type.
+        let pulled = layer::write_layer(
+            &content,
+            None,
+            &store.path(&base),
+            &layer::LayerOptions {
+                compression: Compression::Gzip(1),
+                oci: false,
+                clamp_mtime: None,
+            },
+        )
+        .unwrap();
+        let chain = |blob: Descriptor| {
+            vec![
+                LayerSource {
+                    tree: store.path(&base),
+                    blob: Some(BaseBlob {
+                        descriptor: blob,
+                        diff_id: pulled.diff_id.clone(),
+                    }),
+                },
+                LayerSource {
+                    tree: store.path(&step),
+                    blob: None,
+                },
+            ]
+        };
+        let image = Image::default();
+        let made = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &options(true),
+        )
+        .unwrap();
+        assert_eq!(made.layers.len(), 2);
+        assert_eq!(made.layers[0].digest, pulled.descriptor.digest, "same blob");
+        assert_eq!(
+            made.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let config: Image =
+            serde_json::from_slice(&content.read(&made.config.digest).unwrap()).unwrap();
+        assert_eq!(config.rootfs.diff_ids[0], pulled.diff_id);
+        // A blob no longer in the store: the layer is made from the tree
+        // (level 6 here, so other bytes), with the same content.
+        let mut gone = pulled.descriptor.clone();
+        gone.digest = crate::content::sha256_digest(b"not stored");
+        let remade = commit(&content, &chain(gone.clone()), &image, &options(true)).unwrap();
+        assert_ne!(remade.layers[0].digest, gone.digest);
+        assert!(content.exists(&remade.layers[0].digest));
+        let config: Image =
+            serde_json::from_slice(&content.read(&remade.config.digest).unwrap()).unwrap();
+        assert_eq!(config.rootfs.diff_ids[0], pulled.diff_id);
     }
 
     #[test]
