@@ -851,6 +851,7 @@ fn export_image(
     })?;
     let committed = image_exp::commit(&content, &layers, image.image, &options)
         .context("failed to make the image")?;
+    local_image::remember_layers(image.root, result, &committed, &options);
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
         _ => image_exp::Format::Oci,

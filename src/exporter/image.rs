@@ -157,6 +157,8 @@ pub struct Committed {
     pub manifest: Descriptor,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The layers' uncompressed digests, as the config lists them.
+    pub diff_ids: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -288,7 +290,7 @@ pub fn commit(
         diff_ids.push(diff_id);
         layers.push(descriptor);
     }
-    let config = finish_config(image, diff_ids, &opts.created);
+    let config = finish_config(image, diff_ids.clone(), &opts.created);
     let config_bytes = serde_json::to_vec(&config).map_err(|source| ImageError::Encode {
         what: "config",
         source,
@@ -326,6 +328,7 @@ pub fn commit(
         manifest: manifest_desc,
         config: config_desc,
         layers,
+        diff_ids,
     })
 }
 

@@ -191,10 +191,22 @@ fn from_a_local_image_needs_no_registry() {
     );
     dir.create("app/b.txt", "b\n");
     dir.create("app/trigger.txt", "t\n");
-    bk(
-        &dir,
-        &["build", "-o", "type=oci,dest=app.tar,name=app", "app"],
-    );
+    let out = dir
+        .bk()
+        .args([
+            "build",
+            "--progress=plain",
+            "-o",
+            "type=oci,dest=app.tar,name=app",
+            "app",
+        ])
+        .output();
+    assert!(out.status.success(), "{}", describe(&out));
+    // The base's layers are the snapshots its build made: nothing to
+    // unpack.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("in the local store"), "{log}");
+    assert!(log.contains(": 0 of 2 layers"), "{log}");
     bk(&dir, &["build", "-o", "type=oci,dest=base.tar", "base"]);
     let app = format!("oci-archive:{}", dir.path().join("app.tar").display());
     let base = format!("oci-archive:{}", dir.path().join("base.tar").display());

@@ -4,16 +4,20 @@
 //! where `bk images` lists it and `FROM NAME` finds it.
 //!
 //! Also turns a solve's main chain into the layers an image exporter
-//! makes ([`layer_sources`]), shared with the archive outputs.
+//! makes ([`layer_sources`]) and remembers which snapshot holds which
+//! layers ([`remember_layers`]), both shared with the archive outputs:
+//! `FROM` an image bk made then finds its layers already unpacked.
 
 use anyhow::Context;
 
 use super::{image_options, BuildOpts, ImageExport};
+use crate::cache::CacheDb;
 use crate::cli::build_opts::Output;
 use crate::content::ContentStore;
 use crate::exporter::image as image_exp;
 use crate::imagestore::ImageStore;
 use crate::snapshot::Store;
+use crate::solver::ops::image::remember_layers as remember;
 use crate::solver::SolveResult;
 
 /// The layers of `result`'s image: a base image's blobs, then one layer
@@ -62,6 +66,7 @@ pub(super) fn store(
     })?;
     let committed = image_exp::commit(&content, &layers, image.image, &options)
         .context("failed to make the image")?;
+    remember_layers(image.root, result, &committed, &options);
     let images = ImageStore::open(image.root)
         .with_context(|| format!("failed to open the image store in {}", image.root.display()))?;
     let id = committed.config.digest.clone();
@@ -80,4 +85,27 @@ pub(super) fn store(
         }
     }
     Ok(id)
+}
+
+/// Records the snapshots of `result`'s chain as the unpacked layers of
+/// `committed`, when they are exactly that: not when `rewrite-timestamp`
+/// changed the layers' times, nor when the chain is unknown. A failure
+/// only costs an unpack later, so it is a warning.
+pub(super) fn remember_layers(
+    root: &std::path::Path,
+    result: &SolveResult,
+    committed: &image_exp::Committed,
+    options: &image_exp::ImageOptions,
+) {
+    let Some(chain) = &result.chain else { return };
+    if options.clamp_mtime.is_some() || chain.len() != committed.diff_ids.len() {
+        return;
+    }
+    let snapshots: Vec<_> = chain.iter().map(|l| l.snapshot.clone()).collect();
+    let recorded = CacheDb::open(root)
+        .map_err(anyhow::Error::new)
+        .and_then(|db| Ok(remember(&db, &committed.diff_ids, &snapshots)?));
+    if let Err(err) = recorded {
+        eprintln!("WARNING: cannot remember the image's layers: {err:#}");
+    }
 }

@@ -172,6 +172,34 @@ pub fn unpack(
     Ok(out)
 }
 
+/// Records that `snapshots[i]` holds the layers `diff_ids[..=i]`
+/// stacked, so that an image made from these snapshots, used as a base
+/// later (`FROM` the tag, or the image pulled back), unpacks nothing: its
+/// layers are found by chain ID as if they had been unpacked. Blocking.
+pub fn remember_layers(
+    db: &CacheDb,
+    diff_ids: &[String],
+    snapshots: &[SnapshotId],
+) -> Result<(), ImageOpError> {
+    let rootfs = crate::image::config::RootFs {
+        kind: "layers".into(),
+        diff_ids: diff_ids.to_vec(),
+    };
+    for ((chain_id, diff_id), id) in rootfs.chain_ids().iter().zip(diff_ids).zip(snapshots) {
+        db.put(
+            &layer_key(chain_id),
+            id.as_str(),
+            &format!("layer {diff_id}"),
+            0,
+        )
+        .map_err(|source| ImageOpError::LayerCache {
+            digest: diff_id.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// The snapshot of each of `resolved`'s layers when all are cached and
 /// still exist (`None` otherwise: the caller unpacks). Blocking.
 pub fn cached_layers(
