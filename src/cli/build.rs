@@ -539,8 +539,10 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let store = Store::open(&root)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
-    let cache = CacheDb::open(&root)
-        .with_context(|| format!("failed to open the build cache at {}", root.display()))?;
+    let cache = Arc::new(
+        CacheDb::open(&root)
+            .with_context(|| format!("failed to open the build cache at {}", root.display()))?,
+    );
     let context_dir = Path::new(&opts.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
     let dockerignore =
@@ -551,7 +553,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
     let ctx = SolveContext {
         store: store.clone(),
-        cache: std::sync::Arc::new(cache),
+        cache: cache.clone(),
         context: Some(std::sync::Arc::new(context)),
         // Lowering already marked the vertices --no-cache and
         // --no-cache-filter select; this covers sources too.
@@ -575,6 +577,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         root: &root,
         image: &lowered.image,
         epoch: plan.epoch,
+        cache: &cache,
     };
     let image_id = export(&opts, &store, &result, &image)?;
     // `docker build -q`: the image ID, unless stdout carries the output.
@@ -727,6 +730,8 @@ struct ImageExport<'a> {
     image: &'a crate::image::Image,
     /// SOURCE_DATE_EPOCH, for the image's creation time.
     epoch: Option<i64>,
+    /// Where layer blobs made from snapshots are remembered.
+    cache: &'a CacheDb,
 }
 
 /// The image options an oci/docker output's attributes and the flags
@@ -849,9 +854,9 @@ fn export_image(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options)
+    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
         .context("failed to make the image")?;
-    local_image::remember_layers(image.root, result, &committed, &options);
+    local_image::remember_layers(image.cache, result, &committed, &options);
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
         _ => image_exp::Format::Oci,

@@ -25,8 +25,9 @@
 //! builds of the same inputs give byte-identical archives.
 //!
 //! Imports `crate::content`, `crate::image`, `crate::snapshot` (through
-//! the layer writer) and the tar writer; must not import the solver or
-//! the CLI — the caller passes the trees of the chain and the config.
+//! the layer writer), `crate::cache` (the layer blob memo) and the tar
+//! writer; must not import the solver or the CLI — the caller passes the
+//! trees of the chain and the config.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -38,10 +39,11 @@ use serde::Serialize;
 
 use super::layer::{self, Compression, LayerError};
 use super::tar as tarw;
+use crate::cache::{CacheDb, CacheKey, Digest, LayerBlob};
 use crate::content::{digest_hex, ContentError, ContentStore, Descriptor, HashingWriter};
 use crate::image::config::{History, RootFs};
 use crate::image::{Image, Reference};
-use crate::snapshot::fsx;
+use crate::snapshot::{fsx, SnapshotId};
 use crate::util::fs::FsError;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -137,6 +139,9 @@ pub struct LayerSource {
     /// The full tree up to and including this layer (the next layer is
     /// diffed against it).
     pub tree: PathBuf,
+    /// The snapshot `tree` is, when it is one: the blob made from it is
+    /// then remembered for the next export (see [`commit`]).
+    pub snapshot: Option<SnapshotId>,
     /// A base image's blob for this layer, reused as is when it is in the
     /// content store; `None` for a build step (diffed against the layer
     /// below).
@@ -228,12 +233,15 @@ pub fn finish_config(image: &Image, diff_ids: Vec<String>, created: &str) -> Ima
 
 /// Makes the layers of `chain` (bottom first: a base blob reused, or the
 /// change from `chain[i-1]` to `chain[i]`), the config and the manifest,
-/// all stored in `content`.
+/// all stored in `content`. With `memo`, a step's layer made before from
+/// the same two snapshots with the same compression and clamp is reused
+/// rather than made again, and new ones are remembered.
 pub fn commit(
     content: &ContentStore,
     chain: &[LayerSource],
     image: &Image,
     opts: &ImageOptions,
+    memo: Option<&CacheDb>,
 ) -> Result<Committed, ImageError> {
     let mut layers = Vec::with_capacity(chain.len());
     let mut diff_ids = Vec::with_capacity(chain.len());
@@ -272,19 +280,63 @@ pub fn commit(
                 }
             }
             None => {
-                let parent = index.checked_sub(1).map(|i| chain[i].tree.as_path());
-                let layer = layer::write_layer(
-                    content,
-                    parent,
-                    &link.tree,
-                    &layer::LayerOptions {
-                        compression: opts.compression,
-                        oci: opts.oci_mediatypes,
-                        clamp_mtime: opts.clamp_mtime,
-                    },
-                )
-                .map_err(fail)?;
-                (layer.descriptor, layer.diff_id)
+                let below = index.checked_sub(1).map(|i| &chain[i]);
+                let key = memo.zip(link.snapshot.as_ref()).and_then(|(db, id)| {
+                    let parent = match below {
+                        None => None,
+                        // Below is a directory bk does not own: nothing
+                        // to key the layer by.
+                        Some(b) => Some(b.snapshot.as_ref()?),
+                    };
+                    Some((db, id, blob_key(parent, id, opts)))
+                });
+                // The memo is only a shortcut: a failed lookup or record
+                // makes the layer again, or again next time.
+                let remembered = key
+                    .as_ref()
+                    .and_then(|(db, _, key)| db.layer_blob(key).ok().flatten())
+                    .filter(|b| content.exists(&b.digest));
+                match remembered {
+                    Some(blob) => (
+                        Descriptor {
+                            media_type: layer::convert_media_type(
+                                &blob.media_type,
+                                opts.oci_mediatypes,
+                            )
+                            .unwrap_or(blob.media_type),
+                            digest: blob.digest,
+                            size: blob.size,
+                            annotations: BTreeMap::new(),
+                        },
+                        blob.diff_id,
+                    ),
+                    None => {
+                        let layer = layer::write_layer(
+                            content,
+                            below.map(|b| b.tree.as_path()),
+                            &link.tree,
+                            &layer::LayerOptions {
+                                compression: opts.compression,
+                                oci: opts.oci_mediatypes,
+                                clamp_mtime: opts.clamp_mtime,
+                            },
+                        )
+                        .map_err(fail)?;
+                        if let Some((db, id, key)) = &key {
+                            let _ = db.put_layer_blob(
+                                key,
+                                &LayerBlob {
+                                    snapshot_id: id.as_str().to_string(),
+                                    media_type: layer.descriptor.media_type.clone(),
+                                    digest: layer.descriptor.digest.clone(),
+                                    size: layer.descriptor.size,
+                                    diff_id: layer.diff_id.clone(),
+                                },
+                            );
+                        }
+                        (layer.descriptor, layer.diff_id)
+                    }
+                }
             }
         };
         diff_ids.push(diff_id);
@@ -330,6 +382,22 @@ pub fn commit(
         layers,
         diff_ids,
     })
+}
+
+/// The memo key of the layer from `parent` (None: the empty tree) to
+/// `child`: snapshots are immutable, so these and the options that shape
+/// the bytes (compression with its level, time clamp) fix the blob.
+fn blob_key(parent: Option<&SnapshotId>, child: &SnapshotId, opts: &ImageOptions) -> CacheKey {
+    CacheKey::from(Digest::of(
+        format!(
+            "bk.layer-blob.v1 {} {} {:?} {:?}",
+            parent.map_or("-", SnapshotId::as_str),
+            child.as_str(),
+            opts.compression,
+            opts.clamp_mtime
+        )
+        .as_bytes(),
+    ))
 }
 
 /// Where an archive goes.
@@ -626,6 +694,7 @@ mod tests {
             vec![
                 LayerSource {
                     tree: store.path(&base),
+                    snapshot: Some(base.clone()),
                     blob: Some(BaseBlob {
                         descriptor: blob,
                         diff_id: pulled.diff_id.clone(),
@@ -633,16 +702,19 @@ mod tests {
                 },
                 LayerSource {
                     tree: store.path(&step),
+                    snapshot: Some(step.clone()),
                     blob: None,
                 },
             ]
         };
         let image = Image::default();
+        let db = CacheDb::open(dir.path()).unwrap();
         let made = commit(
             &content,
             &chain(pulled.descriptor.clone()),
             &image,
             &options(true),
+            Some(&db),
         )
         .unwrap();
         assert_eq!(made.layers.len(), 2);
@@ -658,12 +730,44 @@ mod tests {
         // (level 6 here, so other bytes), with the same content.
         let mut gone = pulled.descriptor.clone();
         gone.digest = crate::content::sha256_digest(b"not stored");
-        let remade = commit(&content, &chain(gone.clone()), &image, &options(true)).unwrap();
+        let remade = commit(&content, &chain(gone.clone()), &image, &options(true), None).unwrap();
         assert_ne!(remade.layers[0].digest, gone.digest);
         assert!(content.exists(&remade.layers[0].digest));
         let config: Image =
             serde_json::from_slice(&content.read(&remade.config.digest).unwrap()).unwrap();
         assert_eq!(config.rootfs.diff_ids[0], pulled.diff_id);
+
+        // The step's layer was remembered: made again from nothing (its
+        // tree emptied here, which a snapshot never is), the remembered
+        // blob is used, in the Docker flavour asked for now.
+        for entry in fs::read_dir(store.path(&step)).unwrap() {
+            let _ = entry.map(|e| e.path()).map(fs::remove_file);
+        }
+        let again = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &options(false),
+            Some(&db),
+        )
+        .unwrap();
+        assert_eq!(again.layers[1].digest, made.layers[1].digest);
+        assert_eq!(
+            again.layers[1].media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        // Another compression is another blob.
+        let mut zstd = options(true);
+        zstd.compression = Compression::Zstd(3);
+        let other = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &zstd,
+            Some(&db),
+        )
+        .unwrap();
+        assert_ne!(other.layers[1].digest, made.layers[1].digest);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(super) fn layer_sources(store: &Store, result: &SolveResult) -> Vec<image_ex
             .iter()
             .map(|layer| image_exp::LayerSource {
                 tree: store.path(&layer.snapshot),
+                snapshot: Some(layer.snapshot.clone()),
                 blob: layer.blob.as_ref().map(|b| image_exp::BaseBlob {
                     descriptor: crate::content::Descriptor {
                         media_type: b.media_type.clone(),
@@ -42,7 +43,11 @@ pub(super) fn layer_sources(store: &Store, result: &SolveResult) -> Vec<image_ex
         None => result
             .dir(store)
             .into_iter()
-            .map(|tree| image_exp::LayerSource { tree, blob: None })
+            .map(|tree| image_exp::LayerSource {
+                tree,
+                snapshot: None,
+                blob: None,
+            })
             .collect(),
     }
 }
@@ -64,9 +69,9 @@ pub(super) fn store(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options)
+    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
         .context("failed to make the image")?;
-    remember_layers(image.root, result, &committed, &options);
+    remember_layers(image.cache, result, &committed, &options);
     let images = ImageStore::open(image.root)
         .with_context(|| format!("failed to open the image store in {}", image.root.display()))?;
     let id = committed.config.digest.clone();
@@ -92,7 +97,7 @@ pub(super) fn store(
 /// changed the layers' times, nor when the chain is unknown. A failure
 /// only costs an unpack later, so it is a warning.
 pub(super) fn remember_layers(
-    root: &std::path::Path,
+    cache: &CacheDb,
     result: &SolveResult,
     committed: &image_exp::Committed,
     options: &image_exp::ImageOptions,
@@ -102,10 +107,10 @@ pub(super) fn remember_layers(
         return;
     }
     let snapshots: Vec<_> = chain.iter().map(|l| l.snapshot.clone()).collect();
-    let recorded = CacheDb::open(root)
-        .map_err(anyhow::Error::new)
-        .and_then(|db| Ok(remember(&db, &committed.diff_ids, &snapshots)?));
-    if let Err(err) = recorded {
-        eprintln!("WARNING: cannot remember the image's layers: {err:#}");
+    if let Err(err) = remember(cache, &committed.diff_ids, &snapshots) {
+        eprintln!(
+            "WARNING: cannot remember the image's layers: {:#}",
+            anyhow::Error::new(err)
+        );
     }
 }
