@@ -538,3 +538,48 @@ fn force_compression_recompresses_base_layers_keeping_their_diff_ids() {
     assert!(bundle.join("rootfs/bin/busybox").is_file());
     assert!(bundle.join("rootfs/a.txt").is_file());
 }
+
+/// Every blob in the store with its modification time.
+fn blob_mtimes(dir: &Dir) -> Vec<(String, std::time::SystemTime)> {
+    let blobs = dir.path().join(".bk-root/content/blobs/sha256");
+    let mut all: Vec<_> = std::fs::read_dir(blobs)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().modified().unwrap())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn a_cached_rebuild_writes_no_layer_again() {
+    let dir = Dir::new();
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n",
+    );
+    dir.create("ctx/a.txt", &"a".repeat(100_000));
+    dir.create("ctx/b.txt", "b");
+    bk(&dir, &["build", "-t", "app", "ctx"]);
+    let before = blob_mtimes(&dir);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    bk(&dir, &["build", "-t", "app", "ctx"]);
+    let after = blob_mtimes(&dir);
+    // Blobs may be added (the config carries a new time), none rewritten.
+    for blob in &before {
+        assert!(after.contains(blob), "{blob:?} was written again");
+    }
+    // A docker archive reuses the same layer blobs under Docker names.
+    bk(&dir, &["build", "-o", "type=docker,dest=d.tar", "ctx"]);
+    let layers: Vec<_> = blob_mtimes(&dir)
+        .into_iter()
+        .filter(|b| !after.contains(b))
+        .collect();
+    assert!(
+        layers.len() <= 2,
+        "only a config and a manifest: {layers:?}"
+    );
+}
