@@ -80,4 +80,32 @@ mod tests {
     fn clap_definition_is_consistent() {
         super::command().debug_assert();
     }
+
+    #[test]
+    fn image_store_commands_parse() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| super::Cli::try_parse_from(argv).map(|c| c.command);
+        match parse(&["bk", "images", "-q", "--digests", "--no-trunc", "app"]) {
+            Ok(super::Command::Images(a)) => {
+                assert!(a.quiet && a.digests && a.no_trunc);
+                assert_eq!(a.filter.as_deref(), Some("app"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bk", "rmi", "-f", "a", "b:1"]) {
+            Ok(super::Command::Rmi(a)) => {
+                assert!(a.force);
+                assert_eq!(a.names, ["a", "b:1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "rmi"]).is_err(), "rmi needs a name");
+        match parse(&["bk", "tag", "a", "me/a:2"]) {
+            Ok(super::Command::Tag(a)) => {
+                assert_eq!((a.source.as_str(), a.target.as_str()), ("a", "me/a:2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "tag", "a"]).is_err(), "tag needs two names");
+    }
 }
