@@ -149,6 +149,19 @@ impl ImageStore {
         let _lock: Flock<File> = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
             ImageStoreError::Lock(FsError::new("lock", &lock_path, io::Error::from(e)))
         })?;
+        // Under the lock no one else is writing: a temporary index left
+        // here is a crashed writer's, and goes.
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".index.json.tmp")
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
         index.version = INDEX_VERSION;
@@ -391,6 +404,12 @@ mod tests {
             .filter(|n| n != "index.json" && n != "lock")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+        // A crashed writer's temporary index is cleaned by the next one.
+        let stale = dir.path().join("images/.index.json.tmp-999999");
+        fs::write(&stale, b"half").unwrap();
+        store.tag(&name("after"), &desc).unwrap();
+        assert!(!stale.exists());
+        assert_eq!(store.list().unwrap().len(), 81);
     }
 
     #[test]
