@@ -9,11 +9,12 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the suite uses, installed only when missing.
 # tar and chattr (e2fsprogs) serve as independent checks of exported trees,
-# skopeo and umoci of exported images; docker-registry, busybox-static and
-# skopeo build and serve the images the pull tests read from a registry on
-# 127.0.0.1; openssl (a CA and a server certificate) and apache2-utils
-# (htpasswd) set up the TLS + basic-auth registry the push tests use.
-packages=(tar e2fsprogs skopeo umoci docker-registry busybox-static openssl apache2-utils)
+# skopeo, umoci and podman (which loads docker archives) of exported
+# images; docker-registry, busybox-static and skopeo build and serve the
+# images the pull tests read from a registry on 127.0.0.1; openssl (a CA
+# and a server certificate) and apache2-utils (htpasswd) set up the TLS +
+# basic-auth registry the push tests use.
+packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

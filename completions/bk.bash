@@ -28,6 +28,15 @@ _bk() {
             bk,help)
                 cmd="bk__subcmd__help"
                 ;;
+            bk,images)
+                cmd="bk__subcmd__images"
+                ;;
+            bk,rmi)
+                cmd="bk__subcmd__rmi"
+                ;;
+            bk,tag)
+                cmd="bk__subcmd__tag"
+                ;;
             bk__subcmd__debug,dump-llb)
                 cmd="bk__subcmd__debug__subcmd__dump__subcmd__llb"
                 ;;
@@ -58,6 +67,15 @@ _bk() {
             bk__subcmd__help,help)
                 cmd="bk__subcmd__help__subcmd__help"
                 ;;
+            bk__subcmd__help,images)
+                cmd="bk__subcmd__help__subcmd__images"
+                ;;
+            bk__subcmd__help,rmi)
+                cmd="bk__subcmd__help__subcmd__rmi"
+                ;;
+            bk__subcmd__help,tag)
+                cmd="bk__subcmd__help__subcmd__tag"
+                ;;
             bk__subcmd__help__subcmd__debug,dump-llb)
                 cmd="bk__subcmd__help__subcmd__debug__subcmd__dump__subcmd__llb"
                 ;;
@@ -71,7 +89,7 @@ _bk() {
 
     case "${cmd}" in
         bk)
-            opts="-h -V --root --debug --help --version build completion debug help"
+            opts="-h -V --root --debug --help --version build completion debug images rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,7 +361,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__help)
-            opts="build completion debug help"
+            opts="build completion debug images rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,6 +451,102 @@ _bk() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__images)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__rmi)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__tag)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__images)
+            opts="-q -h -V --quiet --digests --no-trunc --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__rmi)
+            opts="-f -h -V --force --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__tag)
+            opts="-h -V --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -22,6 +22,7 @@
 //! - [`dockerfile`] is the frontend: text → syntax tree → typed
 //!   instructions → stage plan → build graph.
 //! - [`content`] stores blobs by digest for the image exporters.
+//! - [`imagestore`] names images built with `-t` (blobs in `content`).
 //! - [`llb`], [`image`], [`progress`] and [`util`] are leaves.
 //!
 //! Lower layers never import higher ones.
@@ -33,6 +34,7 @@ pub mod dockerfile;
 pub mod exporter;
 pub mod fileop;
 pub mod image;
+pub mod imagestore;
 pub mod llb;
 pub mod pattern;
 pub mod progress;

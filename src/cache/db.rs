@@ -98,7 +98,7 @@ impl CacheDb {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so the connection is still usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
@@ -452,7 +452,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
@@ -464,7 +464,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["file_checksums", "results"]);
+        assert_eq!(tables, ["file_checksums", "layer_blobs", "results"]);
     }
 
     #[test]
@@ -477,7 +477,7 @@ mod tests {
         match CacheDb::open(dir.path()) {
             Err(CacheError::CheckSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 path,
             }) => assert_eq!(path, dir.path().join(DB_FILE_NAME)),
             other => panic!("{other:?}"),

@@ -13,12 +13,14 @@
 
 mod db;
 mod key;
+mod layer_blobs;
 mod schema;
 
 use std::path::PathBuf;
 
 pub use db::{CacheDb, CachedResult, FileStamp, DB_FILE_NAME};
 pub use key::{CacheKey, Digest, KeyProblem};
+pub use layer_blobs::LayerBlob;
 pub use schema::SCHEMA_VERSION;
 
 use crate::util::fs::FsError;
@@ -99,4 +101,8 @@ pub enum CacheError {
     LookupFileChecksums(#[source] rusqlite::Error),
     #[error("failed to record file checksums")]
     RecordFileChecksums(#[source] rusqlite::Error),
+    #[error("failed to look up a layer blob")]
+    GetLayerBlob(#[source] rusqlite::Error),
+    #[error("failed to record a layer blob")]
+    PutLayerBlob(#[source] rusqlite::Error),
 }

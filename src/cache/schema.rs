@@ -42,7 +42,22 @@ CREATE TABLE file_checksums (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: `layer_blobs` remembers the image layer blob made from a
+/// snapshot (diffed against its parent, with one compression), so that
+/// exporting an unchanged build again compresses nothing. `snapshot_id`
+/// is the child snapshot the blob was made from.
+const V2: &str = "
+CREATE TABLE layer_blobs (
+    layer_key   TEXT PRIMARY KEY NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    media_type  TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    diff_id     TEXT NOT NULL
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

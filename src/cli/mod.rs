@@ -7,7 +7,11 @@ mod build_push;
 mod completion;
 pub mod csv;
 mod debug;
+mod images;
+mod local_images;
+mod rmi;
 mod source_error;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +45,12 @@ pub enum Command {
     /// Developer tools: inspect what bk makes of a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// List the images in the local image store
+    Images(images::ImagesArgs),
+    /// Remove names from the local image store (blobs stay until pruned)
+    Rmi(rmi::RmiArgs),
+    /// Give a local image another name
+    Tag(tag::TagArgs),
 }
 
 /// Parses the process arguments (exits with a usage message on error).
@@ -54,6 +64,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(*args, cli.root.as_deref()),
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
+        Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
+        Command::Tag(args) => tag::run(args, cli.root.as_deref()),
     }
 }
 
@@ -67,5 +80,33 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         super::command().debug_assert();
+    }
+
+    #[test]
+    fn image_store_commands_parse() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| super::Cli::try_parse_from(argv).map(|c| c.command);
+        match parse(&["bk", "images", "-q", "--digests", "--no-trunc", "app"]) {
+            Ok(super::Command::Images(a)) => {
+                assert!(a.quiet && a.digests && a.no_trunc);
+                assert_eq!(a.filter.as_deref(), Some("app"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bk", "rmi", "-f", "a", "b:1"]) {
+            Ok(super::Command::Rmi(a)) => {
+                assert!(a.force);
+                assert_eq!(a.names, ["a", "b:1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "rmi"]).is_err(), "rmi needs a name");
+        match parse(&["bk", "tag", "a", "me/a:2"]) {
+            Ok(super::Command::Tag(a)) => {
+                assert_eq!((a.source.as_str(), a.target.as_str()), ("a", "me/a:2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "tag", "a"]).is_err(), "tag needs two names");
     }
 }

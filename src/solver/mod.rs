@@ -40,8 +40,8 @@ use crate::cache::{CacheDb, CacheKey};
 use crate::image::Platform;
 use crate::llb::{Definition, Op, SourceOp};
 use crate::progress;
-use crate::registry::Registry;
 use crate::snapshot::{SnapshotId, Store};
+use crate::source::image::Images;
 use crate::source::LocalContext;
 
 pub use error::{LineRange, SolveError, VertexError};
@@ -64,14 +64,38 @@ pub enum Ref {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SolveResult {
     pub root: Ref,
-    /// The snapshots of the root's main chain, bottom first, ending with
+    /// The layers of the root's main chain, bottom first, ending with
     /// the root: from the root, each file op's base input (the first
-    /// action's) and each merge's first input, back to scratch. Image
-    /// exporters make one layer per element, as BuildKit makes one per
-    /// step. `None` when the chain does not start from scratch (the root
-    /// is the context itself, or a step builds on it): the exporter then
-    /// makes one layer of the whole root.
-    pub chain: Option<Vec<SnapshotId>>,
+    /// action's), each merge's first input and each exec's root mount's
+    /// input, back to scratch or a base image (whose layers come first,
+    /// one element each). Image exporters make one layer per element, as
+    /// BuildKit makes one per step, and reuse base images' blobs as they
+    /// are. `None` when the chain does not start from scratch or an image
+    /// (the root is the context itself, or a step builds on it): the
+    /// exporter then makes one layer of the whole root.
+    pub chain: Option<Vec<ChainLayer>>,
+}
+
+/// One layer of a result's main chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLayer {
+    /// The tree up to and including this layer.
+    pub snapshot: SnapshotId,
+    /// For a base image's layer, the blob it was unpacked from (to be
+    /// exported unchanged); `None` for a build step, which the exporter
+    /// diffs against the layer below.
+    pub blob: Option<LayerBlob>,
+}
+
+/// A base image layer's blob, as its manifest and config name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub media_type: String,
+    /// `sha256:` of the (compressed) blob.
+    pub digest: String,
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
 }
 
 impl SolveResult {
@@ -98,9 +122,10 @@ pub struct SolveContext {
     pub progress: progress::Sender,
     /// Blocking jobs at once; 0 means one per core.
     pub parallelism: usize,
-    /// Pulls `docker-image://` sources; shared with the planner so each
-    /// image is resolved once per build. `None`: image sources fail.
-    pub registry: Option<Arc<Registry>>,
+    /// Resolves `docker-image://` sources (local store, then registry);
+    /// shared with the planner so each image is resolved once per build.
+    /// `None`: image sources fail.
+    pub images: Option<Arc<Images>>,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -119,7 +144,7 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
             n => Blocking::new(n),
         },
         context_turn: tokio::sync::Mutex::new(()),
-        registry: ctx.registry.clone(),
+        images: ctx.images.clone(),
     });
     let root = scheduler::run(def, solver).await?;
     Ok(SolveResult {
@@ -138,13 +163,14 @@ pub(crate) struct Done {
     /// For context sources: what was selected, to read it from.
     selection: Option<Arc<Selection>>,
     /// This result's main chain (see [`SolveResult::chain`]).
-    chain: Option<Arc<[SnapshotId]>>,
+    chain: Option<Arc<[ChainLayer]>>,
 }
 
 /// The main chain of a vertex's base input (without the vertex's own
 /// result): the first action's input for a file op (none: scratch), the
-/// first input for a merge. `None` when it is unknown.
-fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
+/// first input for a merge, the root mount's input for an exec. `None`
+/// when it is unknown.
+fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<ChainLayer>> {
     let base = match op {
         Op::File(file) => match file.actions.first().and_then(|a| a.input) {
             None => return Some(Vec::new()),
@@ -154,16 +180,27 @@ fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
             None => return Some(Vec::new()),
             Some(&i) => i,
         },
+        // A RUN's layer is the change of its root mount.
+        Op::Exec(exec) => match exec.mounts.iter().find(|m| m.dest == "/") {
+            Some(root) => match root.input {
+                None => return Some(Vec::new()),
+                Some(i) => i,
+            },
+            None => return None,
+        },
         _ => return None,
     };
     let done = inputs.get(base as usize)?;
     done.chain.as_ref().map(|c| c.to_vec())
 }
 
-/// `base` followed by `id`.
-fn extend_chain(base: Option<Vec<SnapshotId>>, id: &SnapshotId) -> Option<Arc<[SnapshotId]>> {
+/// `base` followed by the build step that made `id`.
+fn extend_chain(base: Option<Vec<ChainLayer>>, id: &SnapshotId) -> Option<Arc<[ChainLayer]>> {
     base.map(|mut c| {
-        c.push(id.clone());
+        c.push(ChainLayer {
+            snapshot: id.clone(),
+            blob: None,
+        });
         c.into()
     })
 }
@@ -184,7 +221,7 @@ struct Solver {
     blocking: Blocking,
     /// Serialises context reads (see `load_context`).
     context_turn: tokio::sync::Mutex<()>,
-    registry: Option<Arc<Registry>>,
+    images: Option<Arc<Images>>,
 }
 
 impl Runner for Solver {
@@ -352,8 +389,9 @@ impl Solver {
     }
 
     /// Resolves an image source to its manifest digest (its cache key's
-    /// content), then reuses the snapshot cached under that key or
-    /// downloads the missing layers and unpacks them.
+    /// content), locally or on the registry, then reuses the snapshots
+    /// cached for its layers or fetches the missing layers and unpacks
+    /// them. The result's chain lists the image's layers with their blobs.
     async fn load_image(
         &self,
         task: &Task<Done>,
@@ -364,8 +402,8 @@ impl Solver {
         use ops::image::{self, ImageOpError};
         let digest = task.digest.to_string();
         let reference = image::reference(&op.identifier)?;
-        let registry = self
-            .registry
+        let images = self
+            .images
             .clone()
             .ok_or_else(|| ImageOpError::NoRegistry(reference.to_string()))?;
         let platform = task.vertex.platform.clone().unwrap_or_else(Platform::host);
@@ -373,35 +411,39 @@ impl Solver {
             reference: reference.to_string(),
             source,
         };
-        let resolved = registry
+        let found = images
             .resolve(&reference, &platform)
             .await
             .map_err(pull_err)?;
+        let resolved = found.resolved.clone();
         let key = self.key(task, &[], Some(&resolved.manifest_digest));
-        if use_cache {
-            if let Some(id) = self.lookup(&key).await? {
+        if use_cache && self.lookup(&key).await?.is_some() {
+            let (store, cache, resolved2) =
+                (self.store.clone(), self.cache.clone(), resolved.clone());
+            let layers = self
+                .blocking
+                .run(move || image::cached_layers(&store, &cache, &resolved2))
+                .await??;
+            // A layer snapshot gone since: unpack again below.
+            if let Some(layers) = layers {
                 self.progress.cached(&digest, &task.name);
-                return Ok(Done {
-                    key,
-                    out: Ref::Snapshot(id),
-                    selection: None,
-                    // Image layers are not traced as a chain yet: an
-                    // exporter then writes the whole tree as one layer.
-                    chain: None,
-                });
+                return Ok(image_done(key, &resolved, layers));
             }
         }
         self.progress.started(&digest, &task.name);
         *started = true;
-        self.progress.status(
-            &digest,
-            "resolve",
-            &format!("resolve {reference} to {}", resolved.manifest_digest),
-            (0, 0),
-            true,
-        );
-        let blobs = registry
-            .fetch_layers(&reference, &resolved)
+        let what = if found.local {
+            format!(
+                "{reference} is {} in the local store",
+                resolved.manifest_digest
+            )
+        } else {
+            format!("resolve {reference} to {}", resolved.manifest_digest)
+        };
+        self.progress
+            .status(&digest, "resolve", &what, (0, 0), true);
+        let blobs = images
+            .fetch_layers(&reference, &found)
             .await
             .map_err(|e| pull_err(Arc::new(e)))?;
         let (store, cache, resolved2) = (self.store.clone(), self.cache.clone(), resolved.clone());
@@ -432,20 +474,11 @@ impl Solver {
             (0, 0),
             true,
         );
-        let out = match &unpacked.top {
-            Some(id) => Ref::Snapshot(id.clone()),
-            None => Ref::Scratch,
-        };
-        if let Some(id) = &unpacked.top {
+        if let Some(id) = unpacked.layers.last() {
             self.record(&key, Some(id), &task.name).await?;
         }
         self.progress.completed(&digest);
-        Ok(Done {
-            key,
-            out,
-            selection: None,
-            chain: None,
-        })
+        Ok(image_done(key, &resolved, unpacked.layers))
     }
 
     fn key(&self, task: &Task<Done>, inputs: &[CacheKey], content: Option<&str>) -> CacheKey {
@@ -515,6 +548,38 @@ impl Solver {
                     .map_err(VertexError::CacheRecord)
             })
             .await?
+    }
+}
+
+/// An image source's result: its top layer, and its layers as the
+/// bottom of a chain, each with its blob.
+fn image_done(
+    key: CacheKey,
+    resolved: &crate::registry::Resolved,
+    layers: Vec<SnapshotId>,
+) -> Done {
+    let out = layers
+        .last()
+        .map_or(Ref::Scratch, |id| Ref::Snapshot(id.clone()));
+    let chain: Vec<ChainLayer> = layers
+        .into_iter()
+        .zip(&resolved.manifest.layers)
+        .zip(&resolved.config.rootfs.diff_ids)
+        .map(|((snapshot, desc), diff_id)| ChainLayer {
+            snapshot,
+            blob: Some(LayerBlob {
+                media_type: desc.media_type.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+                diff_id: diff_id.clone(),
+            }),
+        })
+        .collect();
+    Done {
+        key,
+        out,
+        selection: None,
+        chain: Some(chain.into()),
     }
 }
 

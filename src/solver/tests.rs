@@ -54,7 +54,7 @@ impl Env {
             no_cache,
             progress: sender,
             parallelism: 2,
-            registry: None,
+            images: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -322,9 +322,13 @@ fn the_main_chain_lists_each_step_bottom_first_cached_or_not() {
     let result = result.unwrap();
     let chain = result.chain.clone().expect("a chain from scratch");
     assert_eq!(chain.len(), 2);
-    assert_eq!(result.root, Ref::Snapshot(chain[1].clone()));
+    assert_eq!(result.root, Ref::Snapshot(chain[1].snapshot.clone()));
+    assert!(
+        chain.iter().all(|l| l.blob.is_none()),
+        "build steps have no blob"
+    );
     // The first step's snapshot has only /a; the second adds /b.
-    let first = env.store.path(&chain[0]);
+    let first = env.store.path(&chain[0].snapshot);
     assert!(first.join("a").exists() && !first.join("b").exists());
     // A cached rebuild reports the same chain.
     let (again, _) = env.solve(&def, false);

@@ -62,15 +62,10 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
             "--secret",
         ),
         (
-            &[
-                "build",
-                "-o",
-                "type=oci,dest=out,rewrite-timestamp=true",
-                ".",
-            ],
-            "--output attribute rewrite-timestamp=true",
+            &["build", "-o", "type=oci,dest=out,buildinfo=true", "."],
+            "--output attribute buildinfo=true",
         ),
-        (&["build", "--load", "."], "--load"),
+        (&["build", "--ssh", "default", "."], "--ssh"),
     ] {
         let err = dir.bk().args(args).fails();
         assert!(

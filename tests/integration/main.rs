@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod frontend;
 mod image_out;
+mod image_store;
 mod llb;
 mod parse;
 mod push;
