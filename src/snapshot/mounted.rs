@@ -420,6 +420,9 @@ mod tests {
         let root = mounted.root().to_path_buf();
         assert_eq!(fingerprint(&root).len(), before.len());
         run_step(&root, chown);
+        // Writing may clear set-id bits (it does for a writer without
+        // CAP_FSETID): the snapshot keeps what the step saw.
+        let tool_mode = fs::symlink_metadata(root.join("bin/tool")).unwrap().mode() & 0o7777;
         let child = mounted.commit().unwrap();
         assert!(!root.exists(), "the mount directory is gone");
 
@@ -467,7 +470,10 @@ mod tests {
             b"#!/bin/sh\necho hi\n"
         };
         assert_eq!(read("bin/tool-alias"), alias);
-        assert_eq!(mode("bin/tool"), 0o4755);
+        assert_eq!(mode("bin/tool"), tool_mode);
+        if nix::unistd::geteuid().is_root() && Privilege::current() == Privilege::Root {
+            assert_eq!(tool_mode, 0o4755);
+        }
         assert_eq!(read("new.txt"), b"fresh");
         assert!(!c.join("to-delete").exists());
         let fresh: Vec<_> = fsx::read_dir_sorted(&c.join("opt/dir"))
@@ -522,7 +528,295 @@ mod tests {
     }
 
     #[test]
+    fn fuse_overlayfs_commit_applies_exactly_the_step() {
+        check_backend(Backend::FuseOverlay, true);
+    }
+
+    #[test]
     fn native_commit_applies_exactly_the_step() {
         check_backend(Backend::Native, true);
+    }
+
+    /// The store's `tmp/` is empty and nothing is mounted under `dir`.
+    fn assert_clean(dir: &Path) {
+        let tmp = dir.join("tmp");
+        assert!(
+            fsx::read_dir_sorted(&tmp).unwrap().is_empty(),
+            "{:?}",
+            fsx::read_dir_sorted(&tmp).unwrap()
+        );
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let needle = dir.to_string_lossy().into_owned();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&needle)),
+            "still mounted under {needle}"
+        );
+    }
+
+    fn every_backend() -> [Backend; 3] {
+        [Backend::Overlay, Backend::FuseOverlay, Backend::Native]
+    }
+
+    #[test]
+    fn a_root_without_parent_starts_empty_and_commits() {
+        for backend in every_backend() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), Selection::Only(backend)).unwrap();
+            let mounted = store.prepare_mounted(None).unwrap();
+            assert_eq!(mounted.parent(), None);
+            let root = mounted.root().to_path_buf();
+            assert!(fsx::read_dir_sorted(&root).unwrap().is_empty(), "{backend}");
+            assert_eq!(
+                fs::symlink_metadata(&root).unwrap().mode() & 0o7777,
+                0o755,
+                "{backend}"
+            );
+            fs::create_dir(root.join("etc")).unwrap();
+            fs::write(root.join("etc/motd"), b"hi").unwrap();
+            let id = mounted.commit().unwrap();
+            let changes = diff(None, &store.path(&id)).unwrap();
+            assert_eq!(summary(&changes), ["A etc", "A etc/motd"], "{backend}");
+            assert_eq!(fs::read(store.path(&id).join("etc/motd")).unwrap(), b"hi");
+            assert_clean(dir.path());
+        }
+    }
+
+    #[test]
+    fn discard_and_drop_unmount_and_leave_nothing() {
+        for backend in every_backend() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), Selection::Only(backend)).unwrap();
+            let id = parent(&store);
+            let before = fingerprint(&store.path(&id));
+            let mounted = store.prepare_mounted(Some(&id)).unwrap();
+            run_step(mounted.root(), true);
+            mounted.discard().unwrap();
+            assert_clean(dir.path());
+            let mounted = store.prepare_mounted(Some(&id)).unwrap();
+            run_step(mounted.root(), true);
+            drop(mounted);
+            assert_clean(dir.path());
+            assert_eq!(fingerprint(&store.path(&id)), before, "{backend}");
+            assert_eq!(store.list().unwrap(), vec![id], "{backend}");
+        }
+    }
+
+    #[test]
+    fn a_mounted_parent_cannot_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), Selection::Only(Backend::Overlay)).unwrap();
+        let id = parent(&store);
+        let mounted = store.prepare_mounted(Some(&id)).unwrap();
+        assert!(matches!(
+            store.remove(&id),
+            Err(SnapshotError::Remove { .. })
+        ));
+        drop(mounted);
+        store.remove(&id).unwrap();
+    }
+
+    #[test]
+    fn a_commit_refuses_a_mount_still_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), Selection::Only(Backend::Overlay)).unwrap();
+        let id = parent(&store);
+        let mounted = store.prepare_mounted(Some(&id)).unwrap();
+        let busy = fs::File::open(mounted.root().join("etc/passwd")).unwrap();
+        let err = mounted.commit().unwrap_err();
+        assert!(matches!(err, SnapshotError::Unmount(_)), "{err:?}");
+        drop(busy);
+        // The failed commit dropped the snapshot: detached and removed.
+        assert_clean(dir.path());
+        assert_eq!(store.list().unwrap(), vec![id]);
+    }
+
+    /// Runs this test binary again for the ignored test `name`, under
+    /// `wrapper` (a command and its arguments, or nothing).
+    fn rerun(name: &str, wrapper: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        cmd.args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Not a test of its own: prepares a writable snapshot in the store
+    /// `BK_TEST_CRASH_ROOT` over `BK_TEST_CRASH_PARENT` and dies without
+    /// any cleanup, as a killed bk would.
+    #[test]
+    #[ignore = "run in a child process by open_cleans_up_after_a_killed_run"]
+    fn crash_helper() {
+        let (Some(root), Ok(parent), Ok(backend)) = (
+            std::env::var_os("BK_TEST_CRASH_ROOT"),
+            std::env::var("BK_TEST_CRASH_PARENT"),
+            std::env::var("BK_TEST_CRASH_BACKEND"),
+        ) else {
+            return;
+        };
+        let store = Store::open_with(Path::new(&root), backend.parse().unwrap()).unwrap();
+        let id = SnapshotId::new(parent).unwrap();
+        let mounted = store.prepare_mounted(Some(&id)).unwrap();
+        fs::write(mounted.root().join("written"), b"x").unwrap();
+        println!("ROOT={}", mounted.root().display());
+        std::process::abort();
+    }
+
+    #[test]
+    fn open_cleans_up_after_a_killed_run() {
+        for backend in every_backend() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), Selection::Only(backend)).unwrap();
+            let id = parent(&store);
+            let before = fingerprint(&store.path(&id));
+            let out = rerun(
+                "snapshot::mounted::tests::crash_helper",
+                &[],
+                &[
+                    ("BK_TEST_CRASH_ROOT", dir.path().to_str().unwrap()),
+                    ("BK_TEST_CRASH_PARENT", id.as_str()),
+                    ("BK_TEST_CRASH_BACKEND", backend.name()),
+                ],
+            );
+            assert!(!out.status.success(), "the helper dies");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let root = stdout
+                .lines()
+                .find_map(|l| l.split_once("ROOT=").map(|(_, r)| r))
+                .unwrap_or_else(|| panic!("{backend}: {stdout}"));
+            let root = PathBuf::from(root);
+            // The killed run left its tree (and, for overlays, its mount:
+            // this test runs without a mount namespace of its own).
+            assert!(root.join("written").exists(), "{backend}");
+            if backend != Backend::Native {
+                assert!(overlay::is_mount_point(&root).unwrap(), "{backend}");
+            }
+            let again = Store::open_with(dir.path(), Selection::Only(backend)).unwrap();
+            assert_clean(dir.path());
+            assert_eq!(fingerprint(&again.path(&id)), before, "{backend}");
+            if backend == Backend::FuseOverlay {
+                assert!(!fuse_server_running(&root), "the fuse server is stopped");
+            }
+        }
+    }
+
+    /// Whether a fuse-overlayfs process serving `merged` is still alive
+    /// after a short grace period.
+    fn fuse_server_running(merged: &Path) -> bool {
+        for _ in 0..50 {
+            let running = fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    let text = String::from_utf8_lossy(&c);
+                    text.contains("fuse-overlayfs") && text.contains(&*merged.to_string_lossy())
+                })
+            });
+            if !running {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Not a test of its own: the checks an unprivileged user runs inside
+    /// a user namespace it made (see overlay_and_native_work_rootless).
+    #[test]
+    #[ignore = "run in a user namespace by overlay_and_native_work_rootless"]
+    fn rootless_helper() {
+        if std::env::var_os("BK_TEST_ROOTLESS").is_none() {
+            return;
+        }
+        assert_eq!(Privilege::current(), Privilege::UserNamespace);
+        check_backend(Backend::Overlay, false);
+        check_backend(Backend::Native, false);
+        // Detection finds overlayfs (with userxattr) here.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.backend(),
+            Backend::Overlay,
+            "{:?}",
+            store.backend_notes()
+        );
+        // The overlay keeps its markers in user.* xattrs.
+        let id = parent(&store);
+        let mounted = store.prepare_mounted(Some(&id)).unwrap();
+        fs::remove_dir_all(mounted.root().join("opt/dir")).unwrap();
+        fs::create_dir(mounted.root().join("opt/dir")).unwrap();
+        let State::Overlay(o) = &mounted.state else {
+            panic!("an overlay")
+        };
+        let opaque = CString::new("user.overlay.opaque").unwrap();
+        assert_eq!(
+            fsx::get_xattr(&o.dirs.upper.join("opt/dir"), &opaque)
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
+        drop(mounted);
+        // /dev/fuse is root's only: fuse-overlayfs falls back, saying why.
+        if fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_err()
+        {
+            let store =
+                Store::open_with(dir.path(), Selection::Only(Backend::FuseOverlay)).unwrap();
+            assert_eq!(store.backend(), Backend::Native);
+            let notes = store.backend_notes().join("\n");
+            assert!(notes.contains("/dev/fuse"), "{notes}");
+        }
+        println!("ROOTLESS CHECKS PASSED");
+    }
+
+    #[test]
+    fn overlay_and_native_work_rootless() {
+        // An unprivileged user (nobody) makes a user namespace mapping
+        // itself to root, as rootless bk does, and runs the checks there.
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(tmp.path(), Some(65534), Some(65534)).unwrap();
+        let out = rerun(
+            "snapshot::mounted::tests::rootless_helper",
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--mount",
+            ],
+            &[
+                ("BK_TEST_ROOTLESS", "1"),
+                ("TMPDIR", tmp.path().to_str().unwrap()),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ROOTLESS CHECKS PASSED"),
+            "{}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! `index` are off so that the upper directory is self-contained: every
 //! changed file is there whole, and a renamed lower directory is copied,
 //! not redirected. Inside a user namespace `userxattr` makes overlay keep
-//! its markers in `user.overlay.*` (kernel ≥ 5.11).
+//! its markers in `user.overlay.*` (kernel ≥ 5.11); it implies no
+//! redirects (and the kernel refuses an explicit `redirect_dir` with it).
 //!
 //! Imports `fsx` and `crate::util` only.
 
@@ -109,14 +110,18 @@ fn mount_kernel(lower: &Path, dirs: &Dirs, userxattr: bool) -> io::Result<()> {
     );
     let mut opts = format!(
         "lowerdir=/proc/self/fd/{},upperdir=/proc/self/fd/{},workdir=/proc/self/fd/{},\
-         redirect_dir=off,metacopy=off,index=off",
+         metacopy=off,index=off",
         l.as_raw_fd(),
         u.as_raw_fd(),
         w.as_raw_fd()
     );
-    if userxattr {
-        opts.push_str(",userxattr");
-    }
+    // userxattr already rules redirects out, and the kernel refuses it
+    // together with any redirect_dir value.
+    opts.push_str(if userxattr {
+        ",userxattr"
+    } else {
+        ",redirect_dir=off"
+    });
     nix::mount::mount(
         Some("overlay"),
         &dirs.merged,

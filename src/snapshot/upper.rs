@@ -22,6 +22,12 @@
 //! more links in the upper tree was linked during the step and is always
 //! moved, so that its names stay one inode.
 //!
+//! fuse-overlayfs gives a directory it copies up the current time; such
+//! a directory whose names did not change (and whose mode and owner are
+//! the lower one's) keeps the lower directory's times, so that writing
+//! `/etc/x` does not also report `/etc` as changed. (A `touch` of such a
+//! directory alone is lost with fuse-overlayfs.)
+//!
 //! overlay's own bookkeeping xattrs (`trusted.overlay.*`,
 //! `user.overlay.*`, fuse-overlayfs's) never reach the snapshot.
 //!
@@ -123,17 +129,22 @@ fn remove_any(path: &Path) -> Result<bool, FsError> {
     }
 }
 
+/// Applies one upper directory to its clone; returns whether names in
+/// `target` itself were added, removed or changed kind (which moves a
+/// directory's mtime).
 fn apply_dir(
     upper: &Path,
     target: &Path,
     markers: Markers,
     applied: &mut Applied,
-) -> Result<(), FsError> {
+) -> Result<bool, FsError> {
+    let mut names_changed = false;
     if is_opaque(upper, markers)? {
         let old = fsx::read_dir_sorted(target).map_err(|e| FsError::new("read", target, e))?;
         for (name, _) in old {
             if remove_any(&target.join(&name))? {
                 applied.removed += 1;
+                names_changed = true;
             }
         }
     }
@@ -146,25 +157,44 @@ fn apply_dir(
                 let hidden = OsStr::from_bytes(&bytes[WHITEOUT_PREFIX.len()..]);
                 if remove_any(&target.join(hidden))? {
                     applied.removed += 1;
+                    names_changed = true;
                 }
             }
             continue;
         }
         let to = target.join(&name);
         if ft.is_dir() {
-            match fs::symlink_metadata(&to) {
-                Ok(m) if m.is_dir() => {}
+            let existing = match fs::symlink_metadata(&to) {
+                Ok(m) if m.is_dir() => Some(m),
                 Ok(_) => {
                     fs::remove_file(&to).map_err(|e| FsError::new("remove", &to, e))?;
                     make_dir(&to)?;
+                    names_changed = true;
+                    None
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => make_dir(&to)?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    make_dir(&to)?;
+                    names_changed = true;
+                    None
+                }
                 Err(e) => return Err(FsError::new("inspect", &to, e)),
+            };
+            // An opaque directory was removed and made again here.
+            if existing.is_some() && is_opaque(&from, markers)? {
+                names_changed = true;
             }
             // Read before the entries move out, which changes its mtime.
-            let meta =
+            let mut meta =
                 fs::symlink_metadata(&from).map_err(|e| FsError::new("inspect", &from, e))?;
-            apply_dir(&from, &to, markers, applied)?;
+            let inner_changed = apply_dir(&from, &to, markers, applied)?;
+            // fuse-overlayfs stamps a directory it copies up with the
+            // current time; when its names did not change, the lower
+            // directory's times are the right ones.
+            if let Some(lower) = existing {
+                if markers == Markers::Fuse && !inner_changed && same_dir_attrs(&meta, &lower) {
+                    meta = lower;
+                }
+            }
             sync_dir_metadata(&from, &meta, &to)?;
             continue;
         }
@@ -172,6 +202,7 @@ fn apply_dir(
         if is_whiteout(&meta) {
             if remove_any(&to)? {
                 applied.removed += 1;
+                names_changed = true;
             }
             continue;
         }
@@ -179,14 +210,26 @@ fn apply_dir(
             applied.unchanged += 1;
             continue;
         }
-        if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
-            fsx::remove_tree(&to).map_err(|e| FsError::new("remove", &to, e))?;
+        match fs::symlink_metadata(&to) {
+            Ok(m) if m.is_dir() => {
+                fsx::remove_tree(&to).map_err(|e| FsError::new("remove", &to, e))?;
+                names_changed = true;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => names_changed = true,
+            Err(e) => return Err(FsError::new("inspect", &to, e)),
         }
         fs::rename(&from, &to).map_err(|e| FsError::new("move into the snapshot", &from, e))?;
         strip_private_xattrs(&to)?;
         applied.moved += 1;
     }
-    Ok(())
+    Ok(names_changed)
+}
+
+/// Whether two directories agree in mode and owner (what a copy-up
+/// keeps).
+fn same_dir_attrs(a: &Metadata, b: &Metadata) -> bool {
+    (a.mode(), a.uid(), a.gid()) == (b.mode(), b.uid(), b.gid())
 }
 
 fn make_dir(path: &Path) -> Result<(), FsError> {
