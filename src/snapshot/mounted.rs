@@ -31,8 +31,8 @@
 //! unmount it; if bk dies first, the mount dies with its namespace and
 //! the next [`Store::open`] removes the directory.
 //!
-//! Imports the store, `clone`, `native`, `overlay`, `upper`, `fsx` and
-//! `crate::util` only.
+//! Imports the store, `backend`, `clone`, `native`, `overlay`, `upper`,
+//! `fsx` and `crate::util` only.
 
 use std::fs::{DirBuilder, File};
 use std::os::unix::fs::DirBuilderExt;
