@@ -386,6 +386,12 @@ mod tests {
         for f in ["keep", "gone", "dir/a", "dir/b", "other/x"] {
             fs::write(r.join(f), f.as_bytes()).unwrap();
         }
+        // Old times, so that a directory the upper tree makes "now" never
+        // shares them (the kernel's clock ticks every few milliseconds).
+        let old = filetime::FileTime::from_unix_time(1_234_567_890, 0);
+        for d in ["dir", "other", ""] {
+            filetime::set_symlink_file_times(r.join(d), old, old).unwrap();
+        }
         let id = base.commit().unwrap();
         let upper = dir.path().join("upper");
         fs::create_dir(&upper).unwrap();
