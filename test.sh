@@ -13,8 +13,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # images; docker-registry, busybox-static and skopeo build and serve the
 # images the pull tests read from a registry on 127.0.0.1; openssl (a CA
 # and a server certificate) and apache2-utils (htpasswd) set up the TLS +
-# basic-auth registry the push tests use.
-packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils)
+# basic-auth registry the push tests use. fuse-overlayfs serves the fuse
+# snapshotter's tests.
+packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
