@@ -28,7 +28,7 @@ use crate::image::Platform;
 use crate::llb::NetMode;
 use crate::progress;
 use crate::registry::Registry;
-use crate::snapshot::Store;
+use crate::snapshot::{Selection, Store};
 use crate::solver::{self, SolveContext, SolveError};
 use crate::source::dockerignore::Dockerignore;
 use crate::source::LocalContext;
@@ -160,6 +160,15 @@ pub struct BuildArgs {
     /// Check the Dockerfile without building
     #[arg(long)]
     pub check: bool,
+
+    /// How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)
+    #[arg(
+        long,
+        default_value = "auto",
+        env = "BK_SNAPSHOTTER",
+        value_name = "NAME"
+    )]
+    pub snapshotter: Selection,
 }
 
 /// `bk build`'s request, every value validated.
@@ -190,6 +199,7 @@ pub struct BuildOpts {
     pub annotations: Vec<(String, String)>,
     pub quiet: bool,
     pub check: bool,
+    pub snapshotter: Selection,
 }
 
 impl BuildOpts {
@@ -273,6 +283,7 @@ impl BuildOpts {
             annotations: kv("annotation", &args.annotations)?,
             quiet: args.quiet,
             check: args.check,
+            snapshotter: args.snapshotter,
         })
     }
 }
@@ -536,8 +547,13 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
 
-    let store = Store::open(&root)
+    let store = Store::open_with(&root, opts.snapshotter)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
+    // Resolved now (probed once per store) so that a fallback is said
+    // up front, on one line each.
+    for note in store.backend_notes() {
+        eprintln!("note: {note}");
+    }
     let cache = CacheDb::open(&root)
         .with_context(|| format!("failed to open the build cache at {}", root.display()))?;
     let context_dir = Path::new(&opts.context);
@@ -1012,5 +1028,17 @@ mod tests {
         assert!(opts(&["--label", "novalue", "."]).is_err());
         assert!(opts(&["-q", "--progress", "plain", "."]).is_err());
         assert!(opts(&["-o", "a", "-o", "b", "."]).is_err());
+    }
+
+    #[test]
+    fn snapshotter_flag() {
+        use crate::snapshot::Backend;
+        assert_eq!(opts(&["."]).unwrap().snapshotter, Selection::Auto);
+        let o = opts(&["--snapshotter", "fuse-overlayfs", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::FuseOverlay));
+        let o = opts(&["--snapshotter", "native", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::Native));
+        let err = opts(&["--snapshotter", "zfs", "."]).unwrap_err();
+        assert!(format!("{err:#}").contains("zfs"), "{err:#}");
     }
 }

@@ -1,5 +1,5 @@
 //! Exec ops (`RUN`): the root mount's input snapshot → a writable root
-//! file system → the process, run by [`crate::rootless`] with its output
+//! file system ([`Store::prepare_mounted`]) → the process, run by [`crate::rootless`] with its output
 //! streamed to the vertex's progress log → on exit 0 the root is
 //! committed as the op's result; otherwise it is discarded and the step
 //! fails as BuildKit words it (`process "/bin/sh -c false" did not
@@ -13,12 +13,10 @@
 //! Imports `llb`, `snapshot`, `rootless` and `progress`; never `cli` or
 //! `dockerfile`.
 
-use std::path::{Path, PathBuf};
-
 use crate::llb::{Definition, ExecOp, NetMode, Op, SecurityMode};
 use crate::progress;
 use crate::rootless::{self, spec, Exit, RunError, Stream};
-use crate::snapshot::{self, Active, SnapshotError, SnapshotId, Store};
+use crate::snapshot::{SnapshotError, SnapshotId, Store};
 use crate::solver::{InputDir, LineRange, SolveError, VertexError};
 
 /// `--allow`: what RUN steps may ask for beyond the default sandbox.
@@ -126,7 +124,9 @@ pub(crate) fn run(
             None => return Err(ExecError::Base("a missing input").into()),
         },
     };
-    let rootfs = Rootfs::prepare(store, base.as_ref()).map_err(ExecError::Prepare)?;
+    let rootfs = store
+        .prepare_mounted(base.as_ref())
+        .map_err(ExecError::Prepare)?;
     let mut env = exec.meta.env.clone();
     env.extend(exec.meta.proxy_env.iter().cloned());
     let spec = spec::Spec {
@@ -143,7 +143,7 @@ pub(crate) fn run(
             NetMode::None => spec::Network::None,
             NetMode::Sandbox | NetMode::Host => spec::Network::Host,
         },
-        rootfs: rootfs.path().to_path_buf(),
+        rootfs: rootfs.root().to_path_buf(),
         mounts: extra_mounts,
         readonly_rootfs: false,
         all_caps: exec.security == SecurityMode::Insecure,
@@ -160,6 +160,7 @@ pub(crate) fn run(
         source,
     })?;
     if !exit.success() {
+        // Dropping `rootfs` discards the changes.
         return Err(ExecError::Failed { command, exit }.into());
     }
     Ok(rootfs.commit().map_err(ExecError::Commit)?)
@@ -174,55 +175,6 @@ fn mount_kind(m: &crate::llb::Mount) -> &'static str {
         MountKind::Secret(_) => "secret",
         MountKind::Ssh(_) => "ssh",
     }
-}
-
-/// A writable root file system for one process. A process may write any
-/// file in place, so the hardlink clone (which shares inodes with the
-/// parent) gets a private copy of every file first.
-struct Rootfs {
-    active: Active,
-}
-
-impl Rootfs {
-    fn prepare(store: &Store, parent: Option<&SnapshotId>) -> Result<Rootfs, SnapshotError> {
-        let active = store.prepare(parent)?;
-        if parent.is_some() {
-            unshare_files(active.path())?;
-        }
-        Ok(Rootfs { active })
-    }
-
-    fn path(&self) -> &Path {
-        self.active.path()
-    }
-
-    fn commit(self) -> Result<SnapshotId, SnapshotError> {
-        self.active.commit()
-    }
-}
-
-/// Breaks the hard link of every regular file under `dir`.
-fn unshare_files(dir: &Path) -> Result<(), SnapshotError> {
-    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| {
-            SnapshotError::BreakLink(crate::util::fs::FsError::new("read directory", &d, e))
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                SnapshotError::BreakLink(crate::util::fs::FsError::new("read directory", &d, e))
-            })?;
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => {
-                    snapshot::break_link(&path)?;
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
