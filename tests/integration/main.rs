@@ -9,5 +9,6 @@ mod llb;
 mod parse;
 mod registry;
 mod registry_util;
+mod run;
 mod shell_conformance;
 mod util;
