@@ -21,8 +21,8 @@ const USER: &str = "bk-rootless-test";
 
 /// Busybox applets the tests call, linked in `/bin`.
 const APPLETS: &[&str] = &[
-    "cat", "chown", "echo", "false", "hostname", "id", "ip", "ls", "mkdir", "pwd", "sleep", "stat",
-    "touch", "true", "wc",
+    "cat", "chown", "echo", "false", "grep", "hostname", "id", "ip", "ls", "mkdir", "pwd", "sleep",
+    "stat", "touch", "true", "wc",
 ];
 
 /// The busybox image with its applets, pushed once per run.
@@ -246,7 +246,7 @@ fn run_chown_and_adduser_give_container_owners() {
         assert_eq!(owner_of(&lines, "home/app/"), "2001/2001", "{who:?}");
         assert_eq!(owner_of(&lines, "data/x"), "0/0", "{who:?}");
         // Mount points made for the run are gone again.
-        for stub in ["proc/", "dev/", "etc/hosts", "etc/resolv.conf"] {
+        for stub in ["proc/", "dev/", "sys/", "etc/hosts", "etc/resolv.conf"] {
             assert!(
                 !lines.iter().any(|l| l.ends_with(&format!(" {stub}"))),
                 "{who:?}: {stub} left in the result:\n{}",
@@ -387,7 +387,11 @@ fn network_none_has_only_loopback() {
 fn insecure_and_host_network_need_entitlements() {
     let case = Case::new(
         Who::Me,
-        &format!("FROM {}\nRUN --security=insecure true\n", image()),
+        &format!(
+            "FROM {}\nRUN --security=insecure grep CapBnd /proc/self/status > /insecure\n\
+             RUN grep CapBnd /proc/self/status > /default && test -d /sys/class\n",
+            image()
+        ),
     );
     let out = case.build(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -396,8 +400,12 @@ fn insecure_and_host_network_need_entitlements() {
         err.contains("entitlement security.insecure is not allowed"),
         "{err}"
     );
-    let out = case.build(&["--allow", "security.insecure"]);
+    let out = case.build(&["--allow", "security.insecure", "-o", "out"]);
     assert!(out.status.success(), "{}", describe(&out));
+    let read = |n: &str| std::fs::read_to_string(case.path().join("out").join(n)).unwrap();
+    // BuildKit's default capability set, and more with the entitlement.
+    assert_eq!(read("default"), "CapBnd:\t00000000a80425fb\n");
+    assert_ne!(read("insecure"), read("default"));
     let case = Case::new(
         Who::Me,
         &format!("FROM {}\nRUN --network=host true\n", image()),
