@@ -547,3 +547,37 @@ fn without_user_namespaces_bk_says_how_to_fix_it() {
         "{err}"
     );
 }
+
+#[test]
+fn sandbox_none_runs_without_namespaces() {
+    // As root the process is chroot'ed into the root file system; as
+    // anyone else it runs on the host (documented as unisolated).
+    let root = is_root();
+    let case = Case::new(
+        Who::Me,
+        &format!(
+            "FROM {}\nRUN hostname > /hostname && ls / > /ls && test ! -e /proc/self\n",
+            image()
+        ),
+    );
+    if !root {
+        let out = case.build(&["--sandbox", "none"]);
+        assert!(
+            !out.status.success(),
+            "writing / on the host must fail without root"
+        );
+        return;
+    }
+    let out = case.build(&["--sandbox", "none", "-o", "out"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let dir = case.path().join("out");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    assert_eq!(
+        read("hostname").trim(),
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
+    // chroot: the image's root, no /proc mounted for it (the RUN checked
+    // inside), and the host's hostname (no uts namespace).
+    assert!(read("ls").lines().any(|l| l == "work"), "{}", read("ls"));
+    assert!(!dir.join("proc").exists());
+}
