@@ -241,6 +241,19 @@ fn run_chown_and_adduser_give_container_owners() {
             ),
         );
         let lines = case.build_tar();
+        // A rebuild takes the RUN from the cache.
+        let again = case.build(&[]);
+        let err = String::from_utf8_lossy(&again.stderr);
+        let run_line = err
+            .lines()
+            .position(|l| l.contains("] RUN chown"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            err.lines()
+                .nth(run_line + 1)
+                .is_some_and(|l| l.ends_with("CACHED")),
+            "{who:?}: {err}"
+        );
         assert_eq!(owner_of(&lines, "work/"), "123/456", "{who:?}");
         assert_eq!(owner_of(&lines, "home/app/f"), "2001/2001", "{who:?}");
         assert_eq!(owner_of(&lines, "home/app/"), "2001/2001", "{who:?}");
@@ -348,6 +361,13 @@ fn failing_run_shows_its_output_exit_code_and_snippet() {
             "{err}"
         );
         assert!(err.contains(">>> RUN echo visible-output"), "{err}");
+        // A process killed by a signal is reported so.
+        let case = Case::new(who, &format!("FROM {}\nRUN kill -9 $$\n", image()));
+        let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
+        assert!(
+            err.contains("did not complete successfully: exit code: 137 (killed by SIGKILL)"),
+            "{who:?}: {err}"
+        );
         // An unknown command is a failed exec, named.
         let case = Case::new(who, &format!("FROM {}\nRUN [\"no-such-tool\"]\n", image()));
         let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
@@ -389,7 +409,8 @@ fn insecure_and_host_network_need_entitlements() {
         Who::Me,
         &format!(
             "FROM {}\nRUN --security=insecure grep CapBnd /proc/self/status > /insecure\n\
-             RUN grep CapBnd /proc/self/status > /default && test -d /sys/class\n",
+             RUN grep CapBnd /proc/self/status > /default && test -d /sys/class \
+             && ! (echo 1 > /proc/sysrq-trigger) 2>/dev/null\n",
             image()
         ),
     );
