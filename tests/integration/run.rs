@@ -437,6 +437,7 @@ fn insecure_and_host_network_need_entitlements() {
         "{err}"
     );
     assert!(case.build(&["--allow", "network.host"]).status.success());
+    assert!(case.build(&["--network", "host"]).status.success());
 }
 
 /// Processes whose command line is `sleep <marker>`.
