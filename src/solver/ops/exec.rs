@@ -101,8 +101,14 @@ pub(crate) fn run(
     // `/dev/pipes/` script of a `#!` heredoc) is refused here, in this
     // one place, until the mounts are prepared into `spec::Mount`s.
     if let Some(other) = exec.mounts.iter().find(|m| m.dest != "/") {
+        // The frontend mounts a `#!` heredoc's script at /dev/pipes/.
+        let what = if other.dest.starts_with("/dev/pipes/") {
+            "RUN heredocs with a #! line"
+        } else {
+            "RUN --mount"
+        };
         return Err(VertexError::NotSupported {
-            what: "RUN --mount".into(),
+            what: what.into(),
             detail: format!("a {} mount at {}", mount_kind(other), other.dest),
         });
     }
