@@ -1008,7 +1008,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.network, Network::None);
         assert_eq!(o.progress, Progress::Plain);
-        let o = opts(&[
+        let o2 = opts(&[
             "--allow",
             "security.insecure,network.host",
             "--sandbox",
@@ -1017,10 +1017,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            o.allow,
+            o2.allow,
             vec![Entitlement::SecurityInsecure, Entitlement::NetworkHost]
         );
-        assert_eq!(o.sandbox, Sandbox::None);
+        assert_eq!(o2.sandbox, Sandbox::None);
         assert!(opts(&["--allow", "device", "."]).is_err());
         assert_eq!(o.no_cache_filter, vec!["a", "b"]);
         assert_eq!(
