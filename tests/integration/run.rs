@@ -616,3 +616,69 @@ fn sandbox_none_runs_without_namespaces() {
     assert!(read("ls").lines().any(|l| l == "work"), "{}", read("ls"));
     assert!(!dir.join("proc").exists());
 }
+
+#[test]
+fn each_run_is_one_image_layer_with_only_its_changes() {
+    for who in modes() {
+        let case = Case::new(
+            who,
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo made > /made && /bin/busybox mkdir /d \
+             && /bin/busybox chown 5:6 /d\"]\n",
+        );
+        std::fs::copy("/bin/busybox", case.path().join("busybox")).unwrap();
+        if who == Who::Unprivileged {
+            let (uid, gid) = test_user().unwrap();
+            std::os::unix::fs::chown(case.path().join("busybox"), Some(uid), Some(gid)).unwrap();
+        }
+        let out = case.build(&["-o", "type=oci,dest=image.tar"]);
+        assert!(out.status.success(), "{who:?}: {}", describe(&out));
+        let layout = case.path().join("layout");
+        std::fs::create_dir(&layout).unwrap();
+        let untar = Command::new("tar")
+            .arg("xf")
+            .arg(case.path().join("image.tar"))
+            .arg("-C")
+            .arg(&layout)
+            .output()
+            .unwrap();
+        assert!(untar.status.success(), "{}", describe(&untar));
+        let blob = |digest: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        let json = |path: PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let index = json(layout.join("index.json"));
+        let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+        let layers: Vec<Vec<String>> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let list = Command::new("tar")
+                    .args(["--numeric-owner", "-tvzf"])
+                    .arg(blob(l["digest"].as_str().unwrap()))
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&list.stdout)
+                    .lines()
+                    .map(|line| {
+                        let f: Vec<&str> = line.split_whitespace().collect();
+                        format!("{} {}", f[1], f[5])
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            layers,
+            vec![
+                vec!["0/0 bin/".to_string(), "0/0 bin/busybox".to_string()],
+                vec!["5/6 d/".to_string(), "0/0 made".to_string()],
+            ],
+            "{who:?}"
+        );
+    }
+}
