@@ -390,12 +390,12 @@ fn exec(launch: &Launch) -> String {
 
 fn become_user(launch: &Launch) -> Result<(), String> {
     let groups: Vec<Gid> = launch.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    // A single-id user namespace denies setgroups; with no groups asked
-    // for that is not an error.
+    // A single-id user namespace denies setgroups; when no group beyond
+    // the primary one is asked for, that is not an error.
     let denied = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() == "deny")
         .unwrap_or(false);
-    if !(denied && groups.is_empty()) {
+    if !(denied && launch.groups.iter().all(|&g| g == launch.gid)) {
         nix::unistd::setgroups(&groups)
             .map_err(|e| format!("setgroups {:?}: {e}", launch.groups))?;
     }
