@@ -37,6 +37,7 @@ pub mod pattern;
 pub mod progress;
 pub mod registry;
 pub mod rootless;
+pub mod session;
 pub mod snapshot;
 pub mod solver;
 pub mod source;
