@@ -49,6 +49,18 @@ pub struct Mount {
     /// empty file when a bind source is not a directory) if missing.
     pub target: String,
     pub kind: MountKind,
+    /// For a bind source made for this run only (a secret file, an agent
+    /// socket): the owner it gets, in the sandbox's ids, before it is
+    /// bound. The runner changes it from inside the user namespace, where
+    /// the sandbox's ids are mapped.
+    pub owner: Option<Owner>,
+}
+
+/// A user and group id inside the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// How a [`Mount`] is made.
