@@ -397,7 +397,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 7] = [
+    let checks: [(bool, &str); 5] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -406,8 +406,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             !opts.cache_to.is_empty(),
             "--cache-to (exporting build cache)",
         ),
-        (!opts.secrets.is_empty(), "--secret"),
-        (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
         (opts.metadata_file.is_some(), "--metadata-file"),
         (opts.iidfile.is_some(), "--iidfile"),
@@ -489,6 +487,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    // Secrets and agents are checked before anything is built, as buildx
+    // does when it opens its session.
+    let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
+        std::env::var_os(k)
+    })?);
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
@@ -538,6 +541,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         progress: sender,
         parallelism: 0,
         registry: Some(registry),
+        session,
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -880,8 +884,6 @@ mod tests {
                 "--cache-from",
             ),
             (&["--cache-to", "type=inline", "."][..], "--cache-to"),
-            (&["--secret", "id=s,src=/f", "."][..], "--secret"),
-            (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
             (&["--metadata-file", "m.json", "."][..], "--metadata-file"),
             (&["--iidfile", "id", "."][..], "--iidfile"),

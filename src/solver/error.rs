@@ -7,6 +7,7 @@
 //! `dockerfile` (the CLI renders the Dockerfile snippet from
 //! [`LineRange`]).
 
+use super::ops::exec_mounts::MountError;
 use super::ops::file::FileError;
 use super::ops::image::ImageOpError;
 use super::ops::merge::MergeError;
@@ -101,6 +102,9 @@ pub enum VertexError {
     Image(#[from] ImageOpError),
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// Preparing a `RUN --mount` failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// Reading the cache database before executing failed.
     #[error("failed to look up the build cache")]
     CacheLookup(#[source] CacheError),

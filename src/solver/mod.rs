@@ -38,9 +38,10 @@ use std::sync::Arc;
 
 use crate::cache::{CacheDb, CacheKey};
 use crate::image::Platform;
-use crate::llb::{Definition, Op, SourceOp};
+use crate::llb::{Definition, ExecOp, Op, SourceOp};
 use crate::progress;
 use crate::registry::Registry;
+use crate::session::Session;
 use crate::snapshot::{SnapshotId, Store};
 use crate::source::LocalContext;
 
@@ -101,6 +102,8 @@ pub struct SolveContext {
     /// Pulls `docker-image://` sources; shared with the planner so each
     /// image is resolved once per build. `None`: image sources fail.
     pub registry: Option<Arc<Registry>>,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
+    pub session: Arc<Session>,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -120,6 +123,8 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         },
         context_turn: tokio::sync::Mutex::new(()),
         registry: ctx.registry.clone(),
+        session: ctx.session.clone(),
+        cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
     });
     let root = scheduler::run(def, solver).await?;
     Ok(SolveResult {
@@ -185,6 +190,8 @@ struct Solver {
     /// Serialises context reads (see `load_context`).
     context_turn: tokio::sync::Mutex<()>,
     registry: Option<Arc<Registry>>,
+    session: Arc<Session>,
+    cache_mounts: ops::exec_mounts::CacheMounts,
 }
 
 impl Runner for Solver {
@@ -283,7 +290,23 @@ impl Solver {
                     .run(move || ops::merge::run(&store, &parents))
                     .await??
             }
-            Op::Exec(exec) => return Err(ops::exec::run(exec)),
+            Op::Exec(exec) => {
+                // Mounts are prepared (and their errors reported, e.g. a
+                // required secret the user did not give) before the
+                // process would run.
+                let mount_inputs = self.mount_inputs(exec, &inputs, &task.inputs);
+                let (solver, exec2) = (self.clone(), exec.clone());
+                let prepared = self
+                    .blocking
+                    .run(move || {
+                        let inputs = mount_inputs?;
+                        ops::exec_mounts::prepare(&exec2, &inputs, solver.mount_context())
+                            .map_err(VertexError::from)
+                    })
+                    .await??;
+                drop(prepared);
+                return Err(ops::exec::run(exec));
+            }
             Op::Diff(_) => {
                 return Err(VertexError::NotSupported {
                     what: "diff ops".into(),
@@ -446,6 +469,47 @@ impl Solver {
             selection: None,
             chain: None,
         })
+    }
+
+    fn mount_context(&self) -> ops::exec_mounts::MountContext<'_> {
+        ops::exec_mounts::MountContext {
+            store: &self.store,
+            cache_mounts: &self.cache_mounts,
+            session: &self.session,
+        }
+    }
+
+    /// The inputs of an exec vertex as its non-root mounts read them; an
+    /// input only the root file system uses is not looked at (a context
+    /// selection would be copied for nothing).
+    fn mount_inputs(
+        &self,
+        exec: &ExecOp,
+        dirs: &[InputDir],
+        done: &[Arc<Done>],
+    ) -> Result<Vec<ops::exec_mounts::MountInput>, VertexError> {
+        let used: Vec<u32> = exec
+            .mounts
+            .iter()
+            .filter(|m| m.dest != "/")
+            .filter_map(|m| m.input)
+            .collect();
+        dirs.iter()
+            .zip(done)
+            .enumerate()
+            .map(|(i, (dir, done))| {
+                let dir = match dir {
+                    _ if !used.contains(&(i as u32)) => None,
+                    InputDir::Scratch => None,
+                    InputDir::Snapshot(id) => Some(self.store.path(id)),
+                    InputDir::Context(selection) => Some(selection.dir(&self.store)?),
+                };
+                Ok(ops::exec_mounts::MountInput {
+                    dir,
+                    identity: done.key.to_string(),
+                })
+            })
+            .collect()
     }
 
     fn key(&self, task: &Task<Done>, inputs: &[CacheKey], content: Option<&str>) -> CacheKey {

@@ -55,6 +55,7 @@ impl Env {
             progress: sender,
             parallelism: 2,
             registry: None,
+            session: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
