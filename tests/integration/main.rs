@@ -6,6 +6,7 @@ mod conformance;
 mod frontend;
 mod image_out;
 mod llb;
+mod mounts;
 mod parse;
 mod registry;
 mod registry_util;

@@ -58,6 +58,11 @@ impl BkCommand {
         self
     }
 
+    pub fn env_remove<K: AsRef<std::ffi::OsStr>>(&mut self, key: K) -> &mut Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     pub fn arg_path(&mut self, path: &Path) -> &mut Self {
         self.cmd.arg(path);
         self
