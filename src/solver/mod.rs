@@ -504,10 +504,14 @@ impl Solver {
                     InputDir::Snapshot(id) => Some(self.store.path(id)),
                     InputDir::Context(selection) => Some(selection.dir(&self.store)?),
                 };
-                Ok(ops::exec_mounts::MountInput {
-                    dir,
-                    identity: done.key.to_string(),
-                })
+                // A cache seeded from a snapshot is keyed by that
+                // snapshot, as BuildKit keys it by the source ref: a
+                // `--no-cache` rebuild of the source starts a new cache.
+                let identity = match &done.out {
+                    Ref::Snapshot(id) => format!("snapshot:{}", id.as_str()),
+                    _ => format!("key:{}", done.key),
+                };
+                Ok(ops::exec_mounts::MountInput { dir, identity })
             })
             .collect()
     }

@@ -100,8 +100,9 @@ pub struct MountInput {
     /// The host directory holding the input's tree (read-only to us);
     /// `None` for an empty file system.
     pub dir: Option<PathBuf>,
-    /// A stable name of the input's content (its cache key), which tells
-    /// caches seeded from different sources apart.
+    /// A name of the input's result (its snapshot id, or its cache key
+    /// when it has none), which tells caches seeded from different
+    /// sources apart.
     pub identity: String,
 }
 
