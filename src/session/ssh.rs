@@ -166,9 +166,17 @@ fn classify(id: &str, paths: Vec<PathBuf>) -> Result<AgentSource, SessionError> 
 }
 
 /// An `ssh-agent` process holding the key files of one id.
+///
+/// It is started as `ssh-agent -a SOCKET cat` with `cat` reading a pipe
+/// only this process writes to: `ssh-agent` runs `cat` as its command
+/// and exits once that command is gone, and `cat` ends when the pipe
+/// closes — when this value is dropped, or when `bk` dies in any way, so
+/// an agent holding the user's keys never outlives the build.
 #[derive(Debug)]
 struct SpawnedAgent {
     child: Mutex<Child>,
+    /// Closing it ends `cat`, then the agent.
+    lifeline: Mutex<Option<std::process::ChildStdin>>,
     dir: PrivateDir,
 }
 
@@ -180,17 +188,19 @@ impl SpawnedAgent {
         };
         let dir = PrivateDir::new("bk-agent-").map_err(start_err)?;
         let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
+        let mut child = Command::new("ssh-agent")
             .arg("-a")
             .arg(&socket)
-            .stdin(Stdio::null())
+            .arg("cat")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(start_err)?;
+        let lifeline = child.stdin.take();
         let agent = SpawnedAgent {
             child: Mutex::new(child),
+            lifeline: Mutex::new(lifeline),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -235,8 +245,15 @@ impl SpawnedAgent {
 
 impl Drop for SpawnedAgent {
     fn drop(&mut self) {
+        drop(
+            self.lifeline
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        // Our own child: kill by its pid, then reap it.
+        // Our own child (`cat`, by its pid): stop and reap it; the agent
+        // sees its command gone and exits.
         let _ = child.kill();
         let _ = child.wait();
     }
