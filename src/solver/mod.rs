@@ -174,6 +174,7 @@ fn extend_chain(base: Option<Vec<SnapshotId>>, id: &SnapshotId) -> Option<Arc<[S
 }
 
 /// The directory an op reads an input from.
+#[derive(Clone)]
 pub(crate) enum InputDir {
     Scratch,
     Snapshot(SnapshotId),
@@ -294,16 +295,18 @@ impl Solver {
                 // Mounts are prepared (and their errors reported, e.g. a
                 // required secret the user did not give) before the
                 // process would run.
-                let mount_inputs = self.mount_inputs(exec, &inputs, &task.inputs);
                 let (solver, exec2) = (self.clone(), exec.clone());
-                let prepared = self
-                    .blocking
-                    .run(move || {
-                        let inputs = mount_inputs?;
-                        ops::exec_mounts::prepare(&exec2, &inputs, solver.mount_context())
-                            .map_err(VertexError::from)
-                    })
-                    .await??;
+                let (dirs, done) = (inputs.clone(), task.inputs.clone());
+                // Not on the bounded pool: a `locked` cache may wait here
+                // for another step of this build, which must be able to
+                // take a worker to finish and release it.
+                let prepared = tokio::task::spawn_blocking(move || {
+                    let inputs = solver.mount_inputs(&exec2, &dirs, &done)?;
+                    ops::exec_mounts::prepare(&exec2, &inputs, solver.mount_context())
+                        .map_err(VertexError::from)
+                })
+                .await
+                .map_err(VertexError::Blocking)??;
                 drop(prepared);
                 return Err(ops::exec::run(exec));
             }

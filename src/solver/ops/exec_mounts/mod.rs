@@ -166,6 +166,7 @@ pub fn prepare(
         guards: Vec::new(),
     };
     let mut secrets_dir: Option<PathBuf> = None;
+    let mut caches: Vec<(String, PathBuf)> = Vec::new();
     for (n, m) in exec.mounts.iter().enumerate() {
         if m.dest == "/" {
             continue;
@@ -198,23 +199,33 @@ pub fn prepare(
                     }
                     Ok(())
                 };
-                let seed: Option<cache::Seed<'_>> = input.map(|_| &seed as cache::Seed<'_>);
-                let lease =
-                    cx.cache_mounts
-                        .acquire(id, &key, *sharing, seed)
-                        .map_err(|source| MountError::Cache {
-                            dest: m.dest.clone(),
-                            source,
-                        })?;
+                // One step mounting the same cache twice shares one
+                // instance, as BuildKit does (a second `locked` lease
+                // would wait for the first forever).
+                let path = match caches.iter().find(|(k, _)| *k == key) {
+                    Some((_, path)) => path.clone(),
+                    None => {
+                        let seed: Option<cache::Seed<'_>> = input.map(|_| &seed as cache::Seed<'_>);
+                        let lease = cx.cache_mounts.acquire(id, &key, *sharing, seed).map_err(
+                            |source| MountError::Cache {
+                                dest: m.dest.clone(),
+                                source,
+                            },
+                        )?;
+                        let path = lease.path().to_path_buf();
+                        out.guards.push(Guard::Cache(lease));
+                        caches.push((key, path.clone()));
+                        path
+                    }
+                };
                 out.mounts.push(Mount {
                     target: m.dest.clone(),
                     kind: MountKind::Bind {
-                        source: lease.path().to_path_buf(),
+                        source: path,
                         readonly: m.readonly,
                     },
                     owner: None,
                 });
-                out.guards.push(Guard::Cache(lease));
             }
             LlbKind::Tmpfs { size } => out.mounts.push(Mount {
                 target: m.dest.clone(),

@@ -395,3 +395,16 @@ fn ssh_socket_forwarded() {
     let err = prepare(&op, &[], env.cx()).unwrap_err().to_string();
     assert!(err.starts_with("no SSH key \"nope\" forwarded"), "{err}");
 }
+
+#[test]
+fn one_step_mounting_a_locked_cache_twice_shares_it() {
+    let env = Env::new(Session::default());
+    let op = exec(vec![
+        mount(None, "/", "/a", false, cache("x", CacheSharing::Locked)),
+        mount(None, "/", "/b", false, cache("x", CacheSharing::Locked)),
+        mount(None, "/", "/c", false, cache("y", CacheSharing::Locked)),
+    ]);
+    let p = prepare(&op, &[], env.cx()).unwrap();
+    assert_eq!(bind_source(&p.mounts[0]).0, bind_source(&p.mounts[1]).0);
+    assert_ne!(bind_source(&p.mounts[0]).0, bind_source(&p.mounts[2]).0);
+}
