@@ -11,9 +11,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # tar and chattr (e2fsprogs) serve as independent checks of exported trees,
 # skopeo and umoci of exported images; docker-registry, busybox-static and
 # skopeo build and serve the images the pull tests read from a registry on
-# 127.0.0.1; openssh-client (ssh-agent, ssh-add, ssh-keygen) serves and
-# checks the keys of `--ssh id=KEYFILE`.
-packages=(tar e2fsprogs skopeo umoci docker-registry busybox-static openssh-client)
+# 127.0.0.1. fuse-overlayfs serves the fuse snapshotter's tests;
+# openssh-client (ssh-agent, ssh-add, ssh-keygen) serves and checks the
+# keys of `--ssh id=KEYFILE`.
+packages=(tar e2fsprogs skopeo umoci docker-registry busybox-static fuse-overlayfs openssh-client)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

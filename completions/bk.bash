@@ -89,7 +89,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__build)
-            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --load --cache-from --cache-to --secret --ssh --build-context --network --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --root --debug --help --version"
+            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --load --cache-from --cache-to --secret --ssh --build-context --network --allow --sandbox --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --snapshotter --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,6 +155,14 @@ _bk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sandbox)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --no-cache-filter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -176,6 +184,10 @@ _bk() {
                     return 0
                     ;;
                 --annotation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snapshotter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

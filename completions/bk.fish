@@ -44,12 +44,15 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to exp
 complete -c bk -n "__fish_bk_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose (default|ID[=PATH,…])' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context (NAME=VALUE)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l network -d 'Networking mode for RUN instructions' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (security.insecure, network.host)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l sandbox -d 'Isolation of RUN steps: default (namespaces; a user namespace without root) or none (no isolation: chroot as root, run on the host otherwise; for machines without user namespaces)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l no-cache-filter -d 'Do not cache the given stages' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l progress -d 'Progress output' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l metadata-file -d 'Write build result metadata to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l iidfile -d 'Write the image ID to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l label -d 'Set metadata for an image (KEY=VALUE)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l snapshotter -d 'How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l root -d 'Store directory (cache, blobs, images)' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l push -d 'Shorthand for --output=type=registry'
 complete -c bk -n "__fish_bk_using_subcommand build" -l load -d 'Shorthand for --output=type=docker (load into a local image store)'

@@ -15,7 +15,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::build_opts::{
-    self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
+    self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
+    SshSpec,
 };
 use super::SourceError;
 use crate::cache::CacheDb;
@@ -27,7 +28,7 @@ use crate::image::Platform;
 use crate::llb::NetMode;
 use crate::progress;
 use crate::registry::Registry;
-use crate::snapshot::Store;
+use crate::snapshot::{Selection, Store};
 use crate::solver::{self, SolveContext, SolveError};
 use crate::source::dockerignore::Dockerignore;
 use crate::source::LocalContext;
@@ -100,6 +101,21 @@ pub struct BuildArgs {
     #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: Network,
 
+    /// Allow extra privileged entitlement (security.insecure, network.host)
+    #[arg(long = "allow", value_delimiter = ',', value_name = "ENTITLEMENT")]
+    pub allow: Vec<Entitlement>,
+
+    /// Isolation of RUN steps: default (namespaces; a user namespace
+    /// without root) or none (no isolation: chroot as root, run on the host
+    /// otherwise; for machines without user namespaces)
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "MODE",
+        env = "BK_SANDBOX"
+    )]
+    pub sandbox: Sandbox,
+
     /// Do not use cache when building
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -144,6 +160,15 @@ pub struct BuildArgs {
     /// Check the Dockerfile without building
     #[arg(long)]
     pub check: bool,
+
+    /// How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)
+    #[arg(
+        long,
+        default_value = "auto",
+        env = "BK_SNAPSHOTTER",
+        value_name = "NAME"
+    )]
+    pub snapshotter: Selection,
 }
 
 /// `bk build`'s request, every value validated.
@@ -162,6 +187,8 @@ pub struct BuildOpts {
     pub ssh: Vec<SshSpec>,
     pub build_contexts: Vec<(String, String)>,
     pub network: Network,
+    pub allow: Vec<Entitlement>,
+    pub sandbox: Sandbox,
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
     pub pull: bool,
@@ -172,6 +199,7 @@ pub struct BuildOpts {
     pub annotations: Vec<(String, String)>,
     pub quiet: bool,
     pub check: bool,
+    pub snapshotter: Selection,
 }
 
 impl BuildOpts {
@@ -239,6 +267,8 @@ impl BuildOpts {
             ssh: args.ssh,
             build_contexts: kv("build context", &args.build_contexts)?,
             network: args.network,
+            allow: args.allow,
+            sandbox: args.sandbox,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter,
             pull: args.pull,
@@ -253,6 +283,7 @@ impl BuildOpts {
             annotations: kv("annotation", &args.annotations)?,
             quiet: args.quiet,
             check: args.check,
+            snapshotter: args.snapshotter,
         })
     }
 }
@@ -519,8 +550,13 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
 
-    let store = Store::open(&root)
+    let store = Store::open_with(&root, opts.snapshotter)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
+    // Resolved now (probed once per store) so that a fallback is said
+    // up front, on one line each.
+    for note in store.backend_notes() {
+        eprintln!("note: {note}");
+    }
     let cache = CacheDb::open(&root)
         .with_context(|| format!("failed to open the build cache at {}", root.display()))?;
     let context_dir = Path::new(&opts.context);
@@ -542,6 +578,10 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         parallelism: 0,
         registry: Some(registry),
         session,
+        entitlements: solver::ops::exec::Entitlements {
+            network_host: opts.allow.contains(&Entitlement::NetworkHost),
+            security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
+        },
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -967,6 +1007,20 @@ mod tests {
         .unwrap();
         assert_eq!(o.network, Network::None);
         assert_eq!(o.progress, Progress::Plain);
+        let o = opts(&[
+            "--allow",
+            "security.insecure,network.host",
+            "--sandbox",
+            "none",
+            ".",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.allow,
+            vec![Entitlement::SecurityInsecure, Entitlement::NetworkHost]
+        );
+        assert_eq!(o.sandbox, Sandbox::None);
+        assert!(opts(&["--allow", "device", "."]).is_err());
         assert_eq!(o.no_cache_filter, vec!["a", "b"]);
         assert_eq!(
             o.build_contexts,
@@ -976,5 +1030,17 @@ mod tests {
         assert!(opts(&["--label", "novalue", "."]).is_err());
         assert!(opts(&["-q", "--progress", "plain", "."]).is_err());
         assert!(opts(&["-o", "a", "-o", "b", "."]).is_err());
+    }
+
+    #[test]
+    fn snapshotter_flag() {
+        use crate::snapshot::Backend;
+        assert_eq!(opts(&["."]).unwrap().snapshotter, Selection::Auto);
+        let o = opts(&["--snapshotter", "fuse-overlayfs", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::FuseOverlay));
+        let o = opts(&["--snapshotter", "native", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::Native));
+        let err = opts(&["--snapshotter", "zfs", "."]).unwrap_err();
+        assert!(format!("{err:#}").contains("zfs"), "{err:#}");
     }
 }

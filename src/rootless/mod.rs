@@ -2,11 +2,44 @@
 //!
 //! [`spec`] describes one sandboxed process: its root file system (a
 //! directory the snapshotter prepared), extra mounts, user, environment,
-//! working directory and network. The runner turns a [`spec::Spec`] into a
-//! process in its own mount, pid, ipc and uts namespaces (and network
-//! namespace for `--network=none`).
+//! working directory and network. [`run::run`] turns a [`spec::Spec`]
+//! into a process in its own mount, pid, ipc and uts namespaces (and
+//! network namespace for `--network=none`), streams its output and
+//! returns how it ended.
 //!
-//! This module imports only `crate::util` (and `crate::fileop` for the
-//! `USER` lookup in the root file system); the solver builds on it.
+//! Two layers of isolation:
+//!
+//! - [`enter`], at the top of `main`: as root, a private mount
+//!   namespace; otherwise bk re-executes itself in a new user namespace
+//!   whose ids come from `/etc/subuid` and `/etc/subgid`, so the whole
+//!   store is written as "root" with container ids (like `buildah
+//!   unshare`). Without user namespaces it stops with a message naming
+//!   the fix, or runs unisolated with `--sandbox=none`.
+//! - [`sandbox`], per RUN: another re-execution of this binary (small,
+//!   single-threaded, so `unshare` and `fork` are safe) that builds the
+//!   sandbox from a launch plan and execs the command; see its docs.
+//!
+//! # Why a runner of our own
+//!
+//! youki's libcontainer insists on cgroups, which fail rootless on the
+//! cgroup-v1 hosts bk must support, and leaves orphans behind when it
+//! fails; runc and crun are separate binaries (crun refuses cgroup v1
+//! here). The whole runner is a few hundred lines on `nix`. Measured
+//! with `bench/run.sh` (2-core VM, kernel 6.18): a warm `RUN true`
+//! costs BENCH_FIGURE.
+//!
+//! This module imports only `crate::util` and `crate::fileop` (in-root
+//! path resolution for mount points and the `USER` lookup); the solver
+//! builds on it.
 
+pub mod enter;
+mod etc;
+pub mod idmap;
+pub mod run;
+pub mod sandbox;
 pub mod spec;
+mod user;
+
+pub use enter::{enter, EnterError, Entered, Isolation, Mode};
+pub use run::{run, Exit, RunError, Stream};
+pub use user::UserError;

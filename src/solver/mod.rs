@@ -3,7 +3,8 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `source`, `registry`, `image` and `progress`;
+//! `snapshot`, `fileop`, `rootless`, `source`, `registry`, `image` and
+//! `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!
@@ -104,6 +105,8 @@ pub struct SolveContext {
     pub registry: Option<Arc<Registry>>,
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
     pub session: Arc<Session>,
+    /// `--allow`: entitlements RUN steps may use.
+    pub entitlements: ops::exec::Entitlements,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -111,6 +114,7 @@ pub struct SolveContext {
 /// multi-threaded tokio runtime. The first failure cancels the rest and
 /// is returned naming the failing vertex and its Dockerfile lines.
 pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, SolveError> {
+    ops::exec::check_entitlements(def, ctx.entitlements)?;
     let solver = Arc::new(Solver {
         store: ctx.store.clone(),
         cache: ctx.cache.clone(),
@@ -292,9 +296,6 @@ impl Solver {
                     .await??
             }
             Op::Exec(exec) => {
-                // Mounts are prepared (and their errors reported, e.g. a
-                // required secret the user did not give) before the
-                // process would run.
                 let (solver, exec2) = (self.clone(), exec.clone());
                 let (dirs, done) = (inputs.clone(), task.inputs.clone());
                 // Not on the bounded pool: a `locked` cache may wait here
@@ -307,8 +308,14 @@ impl Solver {
                 })
                 .await
                 .map_err(VertexError::Blocking)??;
-                drop(prepared);
-                return Err(ops::exec::run(exec));
+                let (op, progress, digest) = (exec.clone(), self.progress.clone(), digest.clone());
+                // `prepared` lives until the process has exited: dropping
+                // it releases caches and removes secrets and copies.
+                self.blocking
+                    .run(move || {
+                        ops::exec::run(&store, &op, &inputs, &prepared, &progress, &digest)
+                    })
+                    .await??
             }
             Op::Diff(_) => {
                 return Err(VertexError::NotSupported {

@@ -56,6 +56,7 @@ impl Env {
             parallelism: 2,
             registry: None,
             session: Default::default(),
+            entitlements: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -7,6 +7,7 @@ mod frontend;
 mod image_out;
 mod llb;
 mod mounts;
+mod mounts_run;
 mod parse;
 mod registry;
 mod registry_util;

@@ -14,7 +14,8 @@
 //! - `tmpfs`: a fresh tmpfs of the given size.
 //! - `secret`: the value written to a file in a private directory (a
 //!   tmpfs when `/dev/shm` is usable) and bound read-only, owned and
-//!   moded as asked; or an environment variable (`env=`). Missing: an
+//!   moded as asked (a plain chown: the sandbox's ids are this
+//!   process's, see `rootless::enter`); or an environment variable (`env=`). Missing: an
 //!   error when required, else the mount is skipped.
 //! - `ssh`: a fresh socket relaying to the agent ([`crate::session::ssh`]).
 //!
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fileop::root;
 use crate::llb::{ExecOp, Mount as LlbMount, MountKind as LlbKind, SecretOpt, SshOpt};
-use crate::rootless::spec::{Mount, MountKind, Owner};
+use crate::rootless::spec::{Mount, MountKind};
 use crate::session::{PrivateDir, Session, SessionError, SshForward};
 use crate::snapshot::{Active, SnapshotError, Store};
 use crate::util::fs::FsError;
@@ -86,6 +87,17 @@ pub enum MountError {
     },
     #[error("failed to create a private directory for secrets")]
     SecretDir(#[source] std::io::Error),
+    /// The sandbox's ids are this process's (bk runs as root in its own
+    /// user namespace when not root), so a chown here is one there; it
+    /// fails when the id is not mapped (no subordinate id range).
+    #[error("cannot give {what} the owner {uid}:{gid} (without a subordinate id range in /etc/subuid and /etc/subgid only root is mapped)")]
+    Chown {
+        what: String,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("secret {id}: failed to write it for the step")]
     WriteSecret {
         id: String,
@@ -224,13 +236,11 @@ pub fn prepare(
                         source: path,
                         readonly: m.readonly,
                     },
-                    owner: None,
                 });
             }
             LlbKind::Tmpfs { size } => out.mounts.push(Mount {
                 target: m.dest.clone(),
                 kind: MountKind::Tmpfs { size: *size },
-                owner: None,
             }),
             LlbKind::Secret(opt) => secret(m, opt, n, cx, &mut secrets_dir, &mut out)?,
             LlbKind::Ssh(opt) => ssh(m, opt, cx, &mut out)?,
@@ -285,7 +295,6 @@ fn bind(
                     source: active.path().to_path_buf(),
                     readonly: m.readonly,
                 },
-                owner: None,
             });
             out.guards.push(Guard::Copy(active));
             return Ok(());
@@ -317,7 +326,6 @@ fn bind(
             source,
             readonly: m.readonly,
         },
-        owner: None,
     });
     Ok(())
 }
@@ -365,6 +373,12 @@ fn secret(
         .open(&file)
         .map_err(write_err)?;
     f.write_all(value.bytes()).map_err(write_err)?;
+    std::os::unix::fs::fchown(&f, Some(opt.uid), Some(opt.gid)).map_err(|e| MountError::Chown {
+        what: format!("secret {}", opt.id),
+        uid: opt.uid,
+        gid: opt.gid,
+        source: e,
+    })?;
     f.set_permissions(fs::Permissions::from_mode(opt.mode & 0o777))
         .map_err(write_err)?;
     drop(f);
@@ -374,10 +388,6 @@ fn secret(
             source: file,
             readonly: true,
         },
-        owner: Some(Owner {
-            uid: opt.uid,
-            gid: opt.gid,
-        }),
     });
     Ok(())
 }
@@ -394,6 +404,14 @@ fn ssh(
         }
         return Err(MountError::SshNotFound { id: opt.id.clone() });
     };
+    std::os::unix::fs::lchown(forward.socket(), Some(opt.uid), Some(opt.gid)).map_err(|e| {
+        MountError::Chown {
+            what: format!("the SSH socket for {}", opt.id),
+            uid: opt.uid,
+            gid: opt.gid,
+            source: e,
+        }
+    })?;
     out.mounts.push(Mount {
         target: m.dest.clone(),
         kind: MountKind::Bind {
@@ -402,10 +420,6 @@ fn ssh(
             // here needs protecting either: the socket is this step's.
             readonly: false,
         },
-        owner: Some(Owner {
-            uid: opt.uid,
-            gid: opt.gid,
-        }),
     });
     out.guards.push(Guard::Ssh(forward));
     Ok(())

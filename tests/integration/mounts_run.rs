@@ -1,0 +1,474 @@
+//! Every `RUN --mount` kind on a real sandbox, with the busybox image
+//! from the test registry: caches persist and stay out of the output,
+//! `locked` caches serialise separate `bk` processes, binds read stages
+//! and the context and discard writes, tmpfs is a tmpfs, secrets arrive
+//! as files and variables and leave no byte behind, and an SSH agent
+//! serves key files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::registry_util::{busybox_layer, registry, ImageSpec};
+use crate::util::{describe, Dir};
+
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `FROM` line of a busybox base with every applet installed.
+fn base() -> String {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let image = IMAGE.get_or_init(|| {
+        let reg = registry();
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        reg.push(
+            "mounts/busybox:latest",
+            &[ImageSpec {
+                arch: arch.to_string(),
+                layers: vec![busybox_layer(arch)],
+                env: &[PATH],
+                workdir: "/",
+            }],
+        );
+        format!("{}/mounts/busybox", reg.host)
+    });
+    format!("FROM {image} AS base\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n")
+}
+
+fn build(dir: &Dir, extra: &[&str]) -> Output {
+    let mut cmd = dir.bk();
+    cmd.args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg_path(Path::new("."));
+    cmd.output()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn cache_persists_across_builds_and_stays_out_of_the_output() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}ARG N\nRUN --mount=type=cache,target=/var/cache/app \\\n  echo $N >> /var/cache/app/log && wc -l < /var/cache/app/log > /count\n",
+            base()
+        ),
+    );
+    ok(build(&dir, &["--build-arg", "N=1", "-o", "out1"]));
+    ok(build(&dir, &["--build-arg", "N=2", "-o", "out2"]));
+    assert_eq!(read(dir.path().join("out1/count")).trim(), "1");
+    assert_eq!(read(dir.path().join("out2/count")).trim(), "2");
+    for out in ["out1", "out2"] {
+        let log = dir.path().join(out).join("var/cache/app/log");
+        assert!(!log.exists(), "{} is in the output", log.display());
+    }
+    // The default id is the target: another target is another cache.
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=cache,target=/other ls /other | wc -l > /count\n",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "out3"]));
+    assert_eq!(read(dir.path().join("out3/count")).trim(), "0");
+}
+
+/// Two `bk` processes on one store, each appending start and end markers
+/// around a pause inside a `locked` cache: the markers never interleave,
+/// whatever the timing.
+#[test]
+fn locked_cache_serialises_two_bk_processes() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}FROM base\nARG WHO\nRUN --mount=type=cache,target=/c,sharing=locked \\\n  echo start-$WHO >> /c/log && sleep 1 && echo end-$WHO >> /c/log\n",
+            base()
+        ),
+    );
+    // The base first, so that both runs reach the RUN together.
+    ok(build(&dir, &["--target", "base"]));
+    let spawn = |who: &str| {
+        let mut cmd = dir.bk();
+        cmd.args(["build", "--progress", "plain", "--build-arg"])
+            .args([format!("WHO={who}")])
+            .arg_path(Path::new("."));
+        cmd
+    };
+    let (mut a, mut b) = (spawn("a"), spawn("b"));
+    let (oa, ob) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.output());
+        let tb = s.spawn(|| b.output());
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    ok(oa);
+    ok(ob);
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=cache,target=/c,sharing=locked cp /c/log /log\n",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "out"]));
+    let log = read(dir.path().join("out/log"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    for pair in lines.chunks(2) {
+        let who = pair[0].strip_prefix("start-").expect(&log);
+        assert_eq!(pair[1], format!("end-{who}"), "interleaved:\n{log}");
+    }
+}
+
+#[test]
+fn bind_from_a_stage_and_the_context_and_rw_writes_are_discarded() {
+    let dir = Dir::new();
+    dir.create("ctx/file", "from-context\n");
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN mkdir /data && echo from-stage > /data/f && ln -s /data /link
+FROM base
+RUN --mount=type=bind,from=base,source=/link/f,target=/m cat /m > /stage
+RUN --mount=type=bind,source=ctx,target=/ctx,rw \\
+  cat /ctx/file > /ctx1 && echo junk > /ctx/file && touch /ctx/new
+RUN --mount=type=bind,source=ctx,target=/ctx cat /ctx/file > /ctx2 && ls /ctx > /list
+RUN --mount=type=bind,from=base,source=/data,target=/d,rw echo x > /d/f && touch /d/g
+RUN --mount=type=bind,from=base,source=/data,target=/d ls /d > /list2 && cat /d/f > /f2
+",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "out"]));
+    let out = dir.path().join("out");
+    assert_eq!(read(out.join("stage")), "from-stage\n");
+    assert_eq!(read(out.join("ctx1")), "from-context\n");
+    assert_eq!(read(out.join("ctx2")), "from-context\n");
+    assert_eq!(read(out.join("list")), "file\n");
+    assert_eq!(read(out.join("list2")), "f\n");
+    assert_eq!(read(out.join("f2")), "from-stage\n");
+    assert_eq!(read(dir.path().join("ctx/file")), "from-context\n");
+    assert!(!dir.path().join("ctx/new").exists());
+}
+
+#[test]
+fn tmpfs_is_a_tmpfs_and_not_in_the_output() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=tmpfs,target=/t,size=64k \\\n  grep ' /t ' /proc/mounts > /mounts && echo x > /t/f && ls /t > /seen\n",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "out"]));
+    let out = dir.path().join("out");
+    let mounts = read(out.join("mounts"));
+    assert!(mounts.starts_with("tmpfs /t tmpfs "), "{mounts}");
+    assert!(mounts.contains("size=64k"), "{mounts}");
+    assert_eq!(read(out.join("seen")), "f\n");
+    assert!(!out.join("t/f").exists());
+}
+
+#[test]
+fn secret_as_a_file_with_owner_and_mode_and_as_env() {
+    let dir = Dir::new();
+    dir.create("tok.txt", "value-1234");
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=secret,id=tok,mode=0440,uid=1000,gid=1000 \\
+  stat -c '%a %u %g' /run/secrets/tok > /st && \\
+  test \"$(cat /run/secrets/tok)\" = value-1234 && echo ok > /file-ok
+RUN --mount=type=secret,id=tok,env=TOK test \"$TOK\" = value-1234 && echo ok > /env-ok && \\
+  ls /run/secrets 2>&1 | wc -l > /no-file
+RUN --mount=type=secret,id=absent true && echo ok > /optional-ok
+",
+            base()
+        ),
+    );
+    ok(build(
+        &dir,
+        &["--secret", "id=tok,src=tok.txt", "-o", "out"],
+    ));
+    let out = dir.path().join("out");
+    assert_eq!(read(out.join("st")), "440 1000 1000\n");
+    assert_eq!(read(out.join("file-ok")), "ok\n");
+    assert_eq!(read(out.join("env-ok")), "ok\n");
+    assert_eq!(read(out.join("optional-ok")), "ok\n");
+    assert!(!out.join("run/secrets/tok").exists(), "a stub was left");
+}
+
+/// Every byte bk writes — the exported tar and OCI archive, the store
+/// with its snapshots, caches and database, and the progress output —
+/// is searched for the secret's value.
+#[test]
+fn secret_values_are_never_written_anywhere() {
+    let dir = Dir::new();
+    let value = format!("SeCrEt-{}-{}", std::process::id(), line!());
+    dir.create("secret.txt", &value);
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=secret,id=s --mount=type=cache,target=/c \\
+  cat /run/secrets/s | wc -c > /len && echo \"$S\" | wc -c > /len2
+RUN --mount=type=secret,id=s,env=S test -n \"$S\" && echo done > /done
+",
+            base()
+        ),
+    );
+    let mut logs = String::new();
+    logs += &ok(build(
+        &dir,
+        &[
+            "--secret",
+            "id=s,src=secret.txt",
+            "-o",
+            "type=tar,dest=out.tar",
+        ],
+    ));
+    logs += &ok(build(
+        &dir,
+        &[
+            "--secret",
+            "id=s,src=secret.txt",
+            "-o",
+            "type=oci,dest=out.oci.tar",
+        ],
+    ));
+    logs += &ok(build(
+        &dir,
+        &[
+            "--no-cache",
+            "--secret",
+            "id=s,src=secret.txt",
+            "-o",
+            "type=oci,dest=out2.oci.tar",
+        ],
+    ));
+    assert!(
+        !logs.contains(&value),
+        "the secret is in the progress output"
+    );
+    let tar = std::fs::read(dir.path().join("out.tar")).unwrap();
+    assert!(tar.len() > 1000, "the export is empty");
+    let mut searched = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if meta.is_file() && p != dir.path().join("secret.txt") {
+            let bytes = std::fs::read(&p).unwrap();
+            searched += bytes.len();
+            let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+            assert!(!found, "the secret is in {}", p.display());
+            // Compressed layers: search their decompressed bytes too.
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut plain = Vec::new();
+                let _ = std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&bytes[..]),
+                    &mut plain,
+                );
+                let found = plain.windows(value.len()).any(|w| w == value.as_bytes());
+                assert!(!found, "the secret is in the layer {}", p.display());
+            }
+        }
+    }
+    assert!(searched > 100_000, "searched only {searched} bytes");
+    // The archives also unpack with independent tools.
+    let listed = Command::new("tar")
+        .arg("-tf")
+        .arg(dir.path().join("out.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", describe(&listed));
+}
+
+#[test]
+fn ssh_agent_serves_key_files() {
+    let dir = Dir::new();
+    let key = dir.path().join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bk-test-key", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(st.success());
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // busybox has no ssh-add: the host's, with its libraries and loader,
+    // is bound in from the context.
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::copy("/usr/bin/ssh-add", tools.join("ssh-add")).unwrap();
+    let ldd = Command::new("ldd")
+        .arg("/usr/bin/ssh-add")
+        .output()
+        .unwrap();
+    let mut loader = String::new();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if path.starts_with('/') {
+            let name = Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            std::fs::copy(path, tools.join(&name)).unwrap();
+            if name.starts_with("ld-linux") {
+                loader = name;
+            }
+        }
+    }
+    assert!(!loader.is_empty(), "no loader in {ldd:?}");
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,id=k \\
+  /tools/{loader} --library-path /tools /tools/ssh-add -l > /keys && echo $SSH_AUTH_SOCK > /sock
+",
+            base()
+        ),
+    );
+    ok(build(
+        &dir,
+        &["--ssh", &format!("k={}", key.display()), "-o", "out"],
+    ));
+    let keys = read(dir.path().join("out/keys"));
+    assert!(keys.contains(&fp), "{keys} lacks {fp}");
+    assert_eq!(
+        read(dir.path().join("out/sock")),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+}
+
+/// The same mounts when bk runs as an unprivileged user with a
+/// subordinate id range (`bk-rootless-test` in `/etc/subuid`): bk then
+/// runs as root in its own user namespace, and a secret still gets the
+/// in-sandbox owner it asks for. Needs root to switch users; skipped
+/// (saying so) on machines without that user.
+#[test]
+fn mounts_work_for_an_unprivileged_user() {
+    const USER: &str = "bk-rootless-test";
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let has_range = subuid.lines().any(|l| l.starts_with(&format!("{USER}:")));
+    let ids = Command::new("id").args(["-u", USER]).output().unwrap();
+    if !nix::unistd::geteuid().is_root() || !has_range || !ids.status.success() {
+        eprintln!("skipped: needs root and a user {USER} with a range in /etc/subuid");
+        return;
+    }
+    let uid = String::from_utf8_lossy(&ids.stdout).trim().to_string();
+    let dir = Dir::new();
+    dir.create("tok.txt", "rootless-value-987");
+    let key = dir.path().join("key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}ARG N
+RUN --mount=type=secret,id=tok,uid=1000,gid=1000,mode=0440 \\
+    --mount=type=secret,id=tok,env=TOK \\
+    --mount=type=cache,target=/c,sharing=locked \\
+    --mount=type=tmpfs,target=/t \\
+    --mount=type=ssh,id=k,mode=0660,uid=1000 \\
+  stat -c '%a %u %g' /run/secrets/tok > /st && test \"$TOK\" = \"$(cat /run/secrets/tok)\" && \\
+  echo $N >> /c/log && wc -l < /c/log > /n && grep -q '^tmpfs /t ' /proc/mounts && \\
+  stat -c '%a %u %F' $SSH_AUTH_SOCK > /sock
+",
+            base()
+        ),
+    );
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{uid}:{uid}")])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let run = |n: &str, out: &str| {
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_bk"))
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--secret",
+                "id=tok,src=tok.txt",
+            ])
+            .args([
+                "--ssh",
+                "k=key",
+                "--build-arg",
+                &format!("N={n}"),
+                "-o",
+                out,
+                ".",
+            ])
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env("BK_ROOT", dir.path().join(".bk-root"))
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+    ok(run("1", "out1"));
+    ok(run("2", "out2"));
+    let out = dir.path().join("out2");
+    assert_eq!(read(out.join("st")), "440 1000 1000\n");
+    assert_eq!(read(out.join("n")), "2\n");
+    assert_eq!(read(out.join("sock")), "660 1000 socket\n");
+    assert!(!out.join("run/secrets/tok").exists());
+    let grep = Command::new("grep")
+        .args([
+            "-r",
+            "-l",
+            "-a",
+            "rootless-value-987",
+            ".bk-root",
+            "out1",
+            "out2",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(grep.status.code(), Some(1), "found in: {}", describe(&grep));
+}
