@@ -8,7 +8,7 @@
 //! run and removed again afterwards when they are still empty, with
 //! their parent directory's times restored (BuildKit's mount-stub
 //! cleaner), so a RUN leaves no `/proc`, `/dev`, `/etc/hosts` or mount
-//! targets behind in its layer. The working directory is created if
+//! targets behind in its layer (nor `/sys`). The working directory is created if
 //! missing and kept, as BuildKit's executor does.
 //!
 //! Blocking: call it from a thread that stays alive until it returns
@@ -137,9 +137,10 @@ where
             })?;
         let scratch = Scratch::new()?;
         let mut mounts = Vec::new();
-        let (proc_dir, dev_dir) = if isolated {
+        let (proc_dir, dev_dir, sys_dir) = if isolated {
             let proc_dir = stubs.ensure("/proc", false)?;
             let dev_dir = stubs.ensure("/dev", false)?;
+            let sys_dir = stubs.ensure("/sys", false)?;
             let hosts = scratch.write("hosts", &etc::hosts(&hostname))?;
             let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let resolv =
@@ -163,9 +164,9 @@ where
                     kind: m.kind.clone(),
                 });
             }
-            (proc_dir, dev_dir)
+            (proc_dir, dev_dir, sys_dir)
         } else {
-            (PathBuf::new(), PathBuf::new())
+            (PathBuf::new(), PathBuf::new(), PathBuf::new())
         };
         let launch = Launch {
             args: spec.args.clone(),
@@ -180,6 +181,7 @@ where
             readonly_rootfs: spec.readonly_rootfs,
             proc_dir,
             dev_dir,
+            sys_dir,
             mounts,
             isolated,
             all_caps: spec.all_caps,

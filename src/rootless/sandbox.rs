@@ -11,6 +11,7 @@
 //!    makes every mount private, sets the hostname, forks pid 1 and
 //!    exits with its status;
 //! 2. pid 1 binds the root file system onto itself, mounts `/proc`, a
+//!    read-only `/sys`, a
 //!    minimal `/dev` (tmpfs; null, zero, full, random, urandom and tty
 //!    bound from the host; devpts with its own ptmx; a tmpfs `/dev/shm`;
 //!    the `fd` and `std*` links), the generated `/etc/hosts` and
@@ -68,6 +69,7 @@ pub struct Launch {
     /// Host paths of the mount points (under `rootfs`, existing).
     pub proc_dir: PathBuf,
     pub dev_dir: PathBuf,
+    pub sys_dir: PathBuf,
     /// Mounted in order after `/proc` and `/dev`; targets are host
     /// paths under `rootfs` that exist.
     pub mounts: Vec<HostMount>,
@@ -351,6 +353,7 @@ fn mounts(launch: &Launch) -> Result<(), String> {
         None,
     )?;
     dev(&launch.dev_dir)?;
+    sys(&launch.sys_dir)?;
     for m in &launch.mounts {
         match &m.kind {
             MountKind::Bind { source, readonly } => {
@@ -381,6 +384,24 @@ fn mounts(launch: &Launch) -> Result<(), String> {
         remount_readonly(root)?;
     }
     Ok(())
+}
+
+/// A read-only `/sys`: sysfs where the kernel allows it (it needs a
+/// network namespace of our own when not root), else the host's bound
+/// read-only, as rootless runc does.
+fn sys(sys: &Path) -> Result<(), String> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+    if mount(Some(Path::new("sysfs")), sys, Some("sysfs"), flags, None).is_ok() {
+        return Ok(());
+    }
+    mount(
+        Some(Path::new("/sys")),
+        sys,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    remount_readonly(sys)
 }
 
 /// A container's minimal `/dev`.

@@ -3,7 +3,9 @@
 //! runc's `GetExecUser` does for BuildKit — a known name or uid takes the
 //! entry's primary group and home, a bare unknown number is used as is
 //! with group 0, and without an explicit group the supplementary groups
-//! are every group that lists the user as a member.
+//! are every group that lists the user as a member. As in BuildKit,
+//! `uid:gid` in numbers skips the group file, and the primary group is
+//! always one of the groups.
 //!
 //! Reads the files through `fileop`'s in-root resolution (symlinks stay
 //! inside the root).
@@ -53,6 +55,28 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<ExecUser, UserError> {
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
     let passwd = read(rootfs, "/etc/passwd")?;
+    let home_of = |uid: u32| {
+        passwd
+            .as_deref()
+            .and_then(|text| {
+                records(text)
+                    .find(|f| f.get(2).and_then(|n| n.parse().ok()) == Some(uid))
+                    .and_then(|f| f.get(5).filter(|h| !h.is_empty()).map(|h| h.to_string()))
+            })
+            .unwrap_or_else(|| "/".to_string())
+    };
+    // BuildKit's fast path: both numbers, no lookups.
+    if let (Ok(uid), Some(Ok(gid))) = (
+        user_part.parse::<u32>(),
+        group_part.map(|g| g.parse::<u32>()),
+    ) {
+        return Ok(ExecUser {
+            uid,
+            gid,
+            groups: vec![gid],
+            home: home_of(uid),
+        });
+    }
     let numeric = user_part.parse::<u32>().ok();
     let entry = passwd.as_deref().and_then(|text| {
         records(text).find(|f| {
@@ -104,6 +128,9 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<ExecUser, UserError> {
                 }
             }
         }
+    }
+    if !groups.contains(&gid) {
+        groups.insert(0, gid);
     }
     Ok(ExecUser {
         uid,
@@ -164,7 +191,7 @@ mod tests {
             ExecUser {
                 uid: 0,
                 gid: 0,
-                groups: vec![10],
+                groups: vec![0, 10],
                 home: "/root".into()
             }
         );
@@ -173,15 +200,21 @@ mod tests {
             ExecUser {
                 uid: 1001,
                 gid: 1002,
-                groups: vec![50, 60],
+                groups: vec![1002, 50, 60],
                 home: "/home/app".into()
             }
         );
         // A uid finds its entry too.
-        assert_eq!(r("1001").unwrap().groups, vec![50, 60]);
+        assert_eq!(r("1001").unwrap().groups, vec![1002, 50, 60]);
         // An explicit group replaces the primary one and drops the rest.
         let u = r("app:staff").unwrap();
-        assert_eq!((u.uid, u.gid, u.groups.len()), (1001, 50, 0));
+        assert_eq!((u.uid, u.gid, u.groups), (1001, 50, vec![50]));
+        // Numbers on both sides skip the files (the home is still found).
+        let u = r("1001:60").unwrap();
+        assert_eq!(
+            (u.gid, u.groups, u.home.as_str()),
+            (60, vec![60], "/home/app")
+        );
         assert_eq!(r("app:77").unwrap().gid, 77);
         let u = r("4242").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));

@@ -11,5 +11,6 @@ mod mounts_run;
 mod parse;
 mod registry;
 mod registry_util;
+mod run;
 mod shell_conformance;
 mod util;
