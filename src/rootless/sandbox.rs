@@ -355,6 +355,7 @@ fn mounts(launch: &Launch) -> Result<(), String> {
     dev(&launch.dev_dir)?;
     sys(&launch.sys_dir)?;
     for m in &launch.mounts {
+        ensure_target(m)?;
         match &m.kind {
             MountKind::Bind { source, readonly } => {
                 mount(
@@ -402,6 +403,32 @@ fn sys(sys: &Path) -> Result<(), String> {
         None,
     )?;
     remount_readonly(sys)
+}
+
+/// Creates `m`'s mount point when an earlier mount hid the one made in
+/// the root file system (a target under `/dev`, such as the `/dev/pipes/`
+/// of a `#!` heredoc, is covered by the `/dev` tmpfs). It is made inside
+/// that mount, so nothing is left in the root file system.
+fn ensure_target(m: &HostMount) -> Result<(), String> {
+    if std::fs::symlink_metadata(&m.target).is_ok() {
+        return Ok(());
+    }
+    let file = matches!(&m.kind, MountKind::Bind { source, .. } if !source.is_dir());
+    let made = if file {
+        if let Some(parent) = m.target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("create {}: {e}", parent.display()))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&m.target)
+            .map(drop)
+    } else {
+        std::fs::create_dir_all(&m.target)
+    };
+    made.map_err(|e| format!("create mount point {}: {e}", m.target.display()))
 }
 
 /// A container's minimal `/dev`.

@@ -472,3 +472,40 @@ RUN --mount=type=secret,id=tok,uid=1000,gid=1000,mode=0440 \\
         .unwrap();
     assert_eq!(grep.status.code(), Some(1), "found in: {}", describe(&grep));
 }
+
+#[test]
+fn cache_owner_mode_readonly_and_seed_and_heredoc_scripts() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN mkdir /seed && echo seeded > /seed/f
+FROM base
+RUN --mount=type=cache,target=/c,uid=1000,gid=1001,mode=0710 stat -c '%a %u %g' /c > /cst
+RUN --mount=type=cache,target=/ro,ro touch /ro/x 2>/dev/null; echo $? > /rost
+RUN --mount=type=cache,target=/s,from=base,source=/seed cat /s/f > /sst && echo more > /s/f
+RUN --mount=type=cache,target=/s,from=base,source=/seed cat /s/f > /sst2
+RUN --mount=type=cache,id=shared-id,target=/a --mount=type=cache,id=shared-id,target=/b,sharing=locked \\
+  echo x > /a/f && cat /b/f > /both
+RUN <<EOT
+#!/bin/sh
+echo from-a-script > /script
+EOT
+",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "out"]));
+    let out = dir.path().join("out");
+    assert_eq!(read(out.join("cst")), "710 1000 1001\n");
+    assert_eq!(read(out.join("rost")), "1\n", "a ro cache is read-only");
+    assert_eq!(read(out.join("sst")), "seeded\n");
+    assert_eq!(
+        read(out.join("sst2")),
+        "more\n",
+        "the seeded cache persists"
+    );
+    assert_eq!(read(out.join("both")), "x\n");
+    assert_eq!(read(out.join("script")), "from-a-script\n");
+    assert!(!out.join("dev").exists() && !out.join("s").join("f").exists());
+}
