@@ -11,6 +11,8 @@
 //!                            ├─ registry (image pulls) ─► content (blobs)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
+//!                            ├─ rootless (RUN in a namespace sandbox)
+//!                            ├─ session (--secret values, --ssh agents)
 //!                            └─ progress (events → tty / plain / rawjson)
 //!
 //! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)

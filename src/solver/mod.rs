@@ -3,8 +3,8 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `rootless`, `source`, `registry`, `image` and
-//! `progress`;
+//! `snapshot`, `fileop`, `rootless`, `session`, `source`, `registry`,
+//! `image` and `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!

@@ -369,6 +369,58 @@ fn ssh_agent_serves_key_files() {
         read(dir.path().join("out/sock")),
         "/run/buildkit/ssh_agent.0\n"
     );
+
+    // `--ssh default`: the caller's agent, from $SSH_AUTH_SOCK.
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", describe(&added));
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \\
+  /tools/{loader} --library-path /tools /tools/ssh-add -l > /keys && \\
+  (/tools/{loader} --library-path /tools /tools/ssh-add -D; echo $? > /delete)
+",
+            base()
+        ),
+    );
+    let mut cmd = dir.bk();
+    cmd.args([
+        "build",
+        "--progress",
+        "plain",
+        "--ssh",
+        "default",
+        "-o",
+        "out2",
+        ".",
+    ])
+    .env("SSH_AUTH_SOCK", &sock);
+    let out = cmd.output();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    ok(out);
+    assert!(read(dir.path().join("out2/keys")).contains(&fp));
+    assert_ne!(
+        read(dir.path().join("out2/delete")),
+        "0\n",
+        "the forward is read-only"
+    );
 }
 
 /// The same mounts when bk runs as an unprivileged user with a

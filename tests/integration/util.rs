@@ -58,6 +58,15 @@ impl BkCommand {
         self
     }
 
+    pub fn env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        &mut self,
+        key: K,
+        value: V,
+    ) -> &mut Self {
+        self.cmd.env(key, value);
+        self
+    }
+
     pub fn env_remove<K: AsRef<std::ffi::OsStr>>(&mut self, key: K) -> &mut Self {
         self.cmd.env_remove(key);
         self
