@@ -579,7 +579,10 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         registry: Some(registry),
         session,
         entitlements: solver::ops::exec::Entitlements {
-            network_host: opts.allow.contains(&Entitlement::NetworkHost),
+            // As in buildx, asking for the host network on the command
+            // line grants it.
+            network_host: opts.allow.contains(&Entitlement::NetworkHost)
+                || opts.network == Network::Host,
             security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
         },
     };

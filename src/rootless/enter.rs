@@ -18,7 +18,9 @@
 //!
 //! Where user namespaces are disabled the unshare fails; bk stops with
 //! one message naming the fix, unless `--sandbox=none` asked to run
-//! without isolation.
+//! without isolation: then nothing is unshared at all (as root either,
+//! for containers that may not create namespaces), and RUN is `chroot`ed
+//! as root and started directly on the host otherwise.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -64,7 +66,7 @@ pub enum Mode {
     /// Root inside bk's user namespace; `full_map` when ids other than
     /// 0 are mapped (a subordinate range was granted).
     UserNamespace { full_map: bool },
-    /// `--sandbox=none` without root: no namespaces at all.
+    /// `--sandbox=none`: no namespaces at all.
     Unisolated,
 }
 
@@ -132,14 +134,16 @@ pub fn enter(isolation: Isolation) -> Result<Entered, EnterError> {
         child(&value.to_string_lossy())?;
         return Ok(Entered::Continue);
     }
+    if isolation == Isolation::None {
+        // Not even a mount namespace: this is also for root in a
+        // container that may not create one.
+        let _ = MODE.set(Mode::Unisolated);
+        return Ok(Entered::Continue);
+    }
     if Uid::effective().is_root() {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(EnterError::MountNamespace)?;
         make_private()?;
         let _ = MODE.set(Mode::Root);
-        return Ok(Entered::Continue);
-    }
-    if isolation == Isolation::None {
-        let _ = MODE.set(Mode::Unisolated);
         return Ok(Entered::Continue);
     }
     parent().map(Entered::Exit)

@@ -11,7 +11,7 @@
 //!    makes every mount private, sets the hostname, forks pid 1 and
 //!    exits with its status;
 //! 2. pid 1 binds the root file system onto itself, mounts `/proc`, a
-//!    read-only `/sys`, a
+//!    read-only `/sys` (both with runc's masked and read-only paths), a
 //!    minimal `/dev` (tmpfs; null, zero, full, random, urandom and tty
 //!    bound from the host; devpts with its own ptmx; a tmpfs `/dev/shm`;
 //!    the `fd` and `std*` links), the generated `/etc/hosts` and
@@ -354,6 +354,9 @@ fn mounts(launch: &Launch) -> Result<(), String> {
     )?;
     dev(&launch.dev_dir)?;
     sys(&launch.sys_dir)?;
+    if !launch.all_caps {
+        mask(&launch.proc_dir, &launch.sys_dir)?;
+    }
     for m in &launch.mounts {
         ensure_target(m)?;
         match &m.kind {
@@ -429,6 +432,61 @@ fn ensure_target(m: &HostMount) -> Result<(), String> {
         std::fs::create_dir_all(&m.target)
     };
     made.map_err(|e| format!("create mount point {}: {e}", m.target.display()))
+}
+
+/// runc's default masked paths (hidden behind `/dev/null` or an empty
+/// read-only tmpfs) and read-only paths, as BuildKit applies them unless
+/// `--security=insecure`: a RUN as real root must not reach the host's
+/// kernel knobs (`/proc/sysrq-trigger`, `/proc/sys`).
+fn mask(proc: &Path, sys: &Path) -> Result<(), String> {
+    const MASKED: [&str; 9] = [
+        "acpi",
+        "asound",
+        "kcore",
+        "keys",
+        "latency_stats",
+        "timer_list",
+        "timer_stats",
+        "sched_debug",
+        "scsi",
+    ];
+    const READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+    let masked = MASKED
+        .iter()
+        .map(|p| proc.join(p))
+        .chain(["firmware", "devices/virtual/powercap"].map(|p| sys.join(p)));
+    for path in masked {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => mount(
+                Some(Path::new("tmpfs")),
+                &path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )?,
+            Ok(_) => mount(
+                Some(Path::new("/dev/null")),
+                &path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?,
+            Err(_) => {}
+        }
+    }
+    for path in READONLY.iter().map(|p| proc.join(p)) {
+        if path.exists() {
+            mount(
+                Some(&path),
+                &path,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            remount_readonly(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// A container's minimal `/dev`.

@@ -241,6 +241,19 @@ fn run_chown_and_adduser_give_container_owners() {
             ),
         );
         let lines = case.build_tar();
+        // A rebuild takes the RUN from the cache.
+        let again = case.build(&[]);
+        let err = String::from_utf8_lossy(&again.stderr);
+        let run_line = err
+            .lines()
+            .position(|l| l.contains("] RUN chown"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            err.lines()
+                .nth(run_line + 1)
+                .is_some_and(|l| l.ends_with("CACHED")),
+            "{who:?}: {err}"
+        );
         assert_eq!(owner_of(&lines, "work/"), "123/456", "{who:?}");
         assert_eq!(owner_of(&lines, "home/app/f"), "2001/2001", "{who:?}");
         assert_eq!(owner_of(&lines, "home/app/"), "2001/2001", "{who:?}");
@@ -348,6 +361,13 @@ fn failing_run_shows_its_output_exit_code_and_snippet() {
             "{err}"
         );
         assert!(err.contains(">>> RUN echo visible-output"), "{err}");
+        // A process killed by a signal is reported so.
+        let case = Case::new(who, &format!("FROM {}\nRUN kill -9 $$\n", image()));
+        let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
+        assert!(
+            err.contains("did not complete successfully: exit code: 137 (killed by SIGKILL)"),
+            "{who:?}: {err}"
+        );
         // An unknown command is a failed exec, named.
         let case = Case::new(who, &format!("FROM {}\nRUN [\"no-such-tool\"]\n", image()));
         let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
@@ -389,7 +409,8 @@ fn insecure_and_host_network_need_entitlements() {
         Who::Me,
         &format!(
             "FROM {}\nRUN --security=insecure grep CapBnd /proc/self/status > /insecure\n\
-             RUN grep CapBnd /proc/self/status > /default && test -d /sys/class\n",
+             RUN grep CapBnd /proc/self/status > /default && test -d /sys/class \
+             && ! (echo 1 > /proc/sysrq-trigger) 2>/dev/null\n",
             image()
         ),
     );
@@ -416,6 +437,7 @@ fn insecure_and_host_network_need_entitlements() {
         "{err}"
     );
     assert!(case.build(&["--allow", "network.host"]).status.success());
+    assert!(case.build(&["--network", "host"]).status.success());
 }
 
 /// Processes whose command line is `sleep <marker>`.
@@ -546,4 +568,38 @@ fn without_user_namespaces_bk_says_how_to_fix_it() {
             && err.contains("--sandbox=none"),
         "{err}"
     );
+}
+
+#[test]
+fn sandbox_none_runs_without_namespaces() {
+    // As root the process is chroot'ed into the root file system; as
+    // anyone else it runs on the host (documented as unisolated).
+    let root = is_root();
+    let case = Case::new(
+        Who::Me,
+        &format!(
+            "FROM {}\nRUN hostname > /hostname && ls / > /ls && test ! -e /proc/self\n",
+            image()
+        ),
+    );
+    if !root {
+        let out = case.build(&["--sandbox", "none"]);
+        assert!(
+            !out.status.success(),
+            "writing / on the host must fail without root"
+        );
+        return;
+    }
+    let out = case.build(&["--sandbox", "none", "-o", "out"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let dir = case.path().join("out");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    assert_eq!(
+        read("hostname").trim(),
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
+    // chroot: the image's root, no /proc mounted for it (the RUN checked
+    // inside), and the host's hostname (no uts namespace).
+    assert!(read("ls").lines().any(|l| l == "work"), "{}", read("ls"));
+    assert!(!dir.join("proc").exists());
 }
