@@ -94,3 +94,17 @@ fn a_key_file_ssh_add_refuses_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn mounts_need_the_sandbox() {
+    let dir = Dir::new();
+    let err = build(
+        &dir,
+        "FROM scratch\nRUN --mount=type=tmpfs,target=/t true\n",
+        &["--sandbox", "none"],
+    );
+    assert!(
+        err.contains("RUN --mount needs the sandbox (it cannot mount /t with --sandbox=none)"),
+        "{err}"
+    );
+}
