@@ -50,10 +50,6 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
             "--cache-to",
         ),
         (
-            &["build", "--secret", "id=s,src=a", "-o", "out", "."],
-            "--secret",
-        ),
-        (
             &[
                 "build",
                 "-o",
