@@ -1010,7 +1010,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.network, Network::None);
         assert_eq!(o.progress, Progress::Plain);
-        let allowed = opts(&[
+        let o2 = opts(&[
             "--allow",
             "security.insecure,network.host",
             "--sandbox",
@@ -1019,10 +1019,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            allowed.allow,
+            o2.allow,
             vec![Entitlement::SecurityInsecure, Entitlement::NetworkHost]
         );
-        assert_eq!(allowed.sandbox, Sandbox::None);
+        assert_eq!(o2.sandbox, Sandbox::None);
         assert!(opts(&["--allow", "device", "."]).is_err());
         assert_eq!(o.no_cache_filter, vec!["a", "b"]);
         assert_eq!(

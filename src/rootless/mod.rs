@@ -35,6 +35,7 @@
 pub mod enter;
 mod etc;
 pub mod idmap;
+mod mounts;
 pub mod run;
 pub mod sandbox;
 pub mod spec;

@@ -12,7 +12,9 @@
 //! missing and kept, as BuildKit's executor does.
 //!
 //! Blocking: call it from a thread that stays alive until it returns
-//! (the sandbox dies with the thread that started it).
+//! (the sandbox dies with the thread that started it). The current
+//! executable must be `bk`, whose `main` hands `--internal-sandbox` to
+//! [`super::sandbox::main_if_requested`] before anything else.
 
 use std::ffi::OsString;
 use std::fs;

@@ -34,7 +34,6 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -44,6 +43,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
+use super::mounts;
 use super::spec::{MountKind, Network};
 
 /// `argv[1]` that makes `bk` the sandbox process.
@@ -255,7 +255,7 @@ fn loopback_up() -> std::io::Result<()> {
 /// Step 2: mounts, pivot, fork the command, reap, report.
 fn pid1(launch: &Launch, report: &mut Report) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if let Err(e) = mounts(launch).and_then(|()| pivot(&launch.rootfs)) {
+    if let Err(e) = mounts::apply(&mounts::plan(launch)).and_then(|()| pivot(&launch.rootfs)) {
         report.line(&format!("error {e}"));
         return SETUP_FAILED;
     }
@@ -295,257 +295,6 @@ fn reap(command: Pid, report: &mut Report) -> i32 {
             }
         }
     }
-}
-
-fn mount(
-    source: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<(), String> {
-    nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
-        format!(
-            "mount {} on {} ({}): {e}",
-            source.map_or("none".into(), |s| s.display().to_string()),
-            target.display(),
-            fstype.unwrap_or("bind"),
-        )
-    })
-}
-
-/// Remounts the bind mount at `target` read-only, keeping the flags the
-/// kernel locks in a user namespace (nosuid, nodev, noexec, atime).
-fn remount_readonly(target: &Path) -> Result<(), String> {
-    use nix::sys::statvfs::{statvfs, FsFlags};
-    let st = statvfs(target).map_err(|e| format!("statvfs {}: {e}", target.display()))?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    let keep = [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ];
-    for (has, set) in keep {
-        if st.flags().contains(has) {
-            flags |= set;
-        }
-    }
-    mount(None, target, None, flags, None)
-}
-
-fn mounts(launch: &Launch) -> Result<(), String> {
-    let root = &launch.rootfs;
-    mount(
-        Some(root),
-        root,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    mount(
-        Some(Path::new("proc")),
-        &launch.proc_dir,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    )?;
-    dev(&launch.dev_dir)?;
-    sys(&launch.sys_dir)?;
-    if !launch.all_caps {
-        mask(&launch.proc_dir, &launch.sys_dir)?;
-    }
-    for m in &launch.mounts {
-        ensure_target(m)?;
-        match &m.kind {
-            MountKind::Bind { source, readonly } => {
-                mount(
-                    Some(source),
-                    &m.target,
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None,
-                )?;
-                if *readonly {
-                    remount_readonly(&m.target)?;
-                }
-            }
-            MountKind::Tmpfs { size } => {
-                let data = size.map(|s| format!("size={s}"));
-                mount(
-                    Some(Path::new("tmpfs")),
-                    &m.target,
-                    Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    data.as_deref(),
-                )?;
-            }
-        }
-    }
-    if launch.readonly_rootfs {
-        remount_readonly(root)?;
-    }
-    Ok(())
-}
-
-/// A read-only `/sys`: sysfs where the kernel allows it (it needs a
-/// network namespace of our own when not root), else the host's bound
-/// read-only, as rootless runc does.
-fn sys(sys: &Path) -> Result<(), String> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    if mount(Some(Path::new("sysfs")), sys, Some("sysfs"), flags, None).is_ok() {
-        return Ok(());
-    }
-    mount(
-        Some(Path::new("/sys")),
-        sys,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    remount_readonly(sys)
-}
-
-/// Creates `m`'s mount point when an earlier mount hid the one made in
-/// the root file system (a target under `/dev`, such as the `/dev/pipes/`
-/// of a `#!` heredoc, is covered by the `/dev` tmpfs). It is made inside
-/// that mount, so nothing is left in the root file system.
-fn ensure_target(m: &HostMount) -> Result<(), String> {
-    if std::fs::symlink_metadata(&m.target).is_ok() {
-        return Ok(());
-    }
-    let file = matches!(&m.kind, MountKind::Bind { source, .. } if !source.is_dir());
-    let made = if file {
-        if let Some(parent) = m.target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("create {}: {e}", parent.display()))?;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&m.target)
-            .map(drop)
-    } else {
-        std::fs::create_dir_all(&m.target)
-    };
-    made.map_err(|e| format!("create mount point {}: {e}", m.target.display()))
-}
-
-/// runc's default masked paths (hidden behind `/dev/null` or an empty
-/// read-only tmpfs) and read-only paths, as BuildKit applies them unless
-/// `--security=insecure`: a RUN as real root must not reach the host's
-/// kernel knobs (`/proc/sysrq-trigger`, `/proc/sys`).
-fn mask(proc: &Path, sys: &Path) -> Result<(), String> {
-    const MASKED: [&str; 9] = [
-        "acpi",
-        "asound",
-        "kcore",
-        "keys",
-        "latency_stats",
-        "timer_list",
-        "timer_stats",
-        "sched_debug",
-        "scsi",
-    ];
-    const READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
-    let masked = MASKED
-        .iter()
-        .map(|p| proc.join(p))
-        .chain(["firmware", "devices/virtual/powercap"].map(|p| sys.join(p)));
-    for path in masked {
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => mount(
-                Some(Path::new("tmpfs")),
-                &path,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None,
-            )?,
-            Ok(_) => mount(
-                Some(Path::new("/dev/null")),
-                &path,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )?,
-            Err(_) => {}
-        }
-    }
-    for path in READONLY.iter().map(|p| proc.join(p)) {
-        if path.exists() {
-            mount(
-                Some(&path),
-                &path,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )?;
-            remount_readonly(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// A container's minimal `/dev`.
-fn dev(dev: &Path) -> Result<(), String> {
-    mount(
-        Some(Path::new("tmpfs")),
-        dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(name);
-        std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o666)
-            .open(&target)
-            .map_err(|e| format!("create {}: {e}", target.display()))?;
-        mount(
-            Some(&Path::new("/dev").join(name)),
-            &target,
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )?;
-    }
-    let dir = |name: &str| {
-        let path = dev.join(name);
-        std::fs::create_dir(&path)
-            .map(|()| path.clone())
-            .map_err(|e| format!("create {}: {e}", path.display()))
-    };
-    let pts = dir("pts")?;
-    mount(
-        Some(Path::new("devpts")),
-        &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    let shm = dir("shm")?;
-    mount(
-        Some(Path::new("shm")),
-        &shm,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )?;
-    for (link, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        symlink(target, dev.join(link)).map_err(|e| format!("create /dev/{link}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// `pivot_root` into `root` (already a mount point) and drop the old
@@ -641,12 +390,12 @@ fn exec(launch: &Launch) -> String {
 
 fn become_user(launch: &Launch) -> Result<(), String> {
     let groups: Vec<Gid> = launch.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    // A single-id user namespace denies setgroups; with no groups asked
-    // for that is not an error.
+    // A single-id user namespace denies setgroups; when no group beyond
+    // the primary one is asked for, that is not an error.
     let denied = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() == "deny")
         .unwrap_or(false);
-    if !(denied && groups.is_empty()) {
+    if !(denied && launch.groups.iter().all(|&g| g == launch.gid)) {
         nix::unistd::setgroups(&groups)
             .map_err(|e| format!("setgroups {:?}: {e}", launch.groups))?;
     }

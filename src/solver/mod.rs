@@ -68,7 +68,8 @@ pub struct SolveResult {
     pub root: Ref,
     /// The snapshots of the root's main chain, bottom first, ending with
     /// the root: from the root, each file op's base input (the first
-    /// action's) and each merge's first input, back to scratch. Image
+    /// action's), each merge's first input and each exec's root mount,
+    /// back to scratch. Image
     /// exporters make one layer per element, as BuildKit makes one per
     /// step. `None` when the chain does not start from scratch (the root
     /// is the context itself, or a step builds on it): the exporter then
@@ -152,7 +153,8 @@ pub(crate) struct Done {
 
 /// The main chain of a vertex's base input (without the vertex's own
 /// result): the first action's input for a file op (none: scratch), the
-/// first input for a merge. `None` when it is unknown.
+/// first input for a merge, the root mount's input for an exec. `None`
+/// when it is unknown.
 fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
     let base = match op {
         Op::File(file) => match file.actions.first().and_then(|a| a.input) {
@@ -162,6 +164,15 @@ fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
         Op::Merge(merge) => match merge.inputs.first() {
             None => return Some(Vec::new()),
             Some(&i) => i,
+        },
+        Op::Exec(exec) => match exec
+            .mounts
+            .iter()
+            .find(|m| m.dest == "/")
+            .and_then(|m| m.input)
+        {
+            None => return Some(Vec::new()),
+            Some(i) => i,
         },
         _ => return None,
     };

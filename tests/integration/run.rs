@@ -65,6 +65,8 @@ enum Who {
     Me,
     /// The unprivileged test user (only when this process is root).
     Unprivileged,
+    /// An unprivileged user without a subordinate id range.
+    NoRange,
 }
 
 fn is_root() -> bool {
@@ -81,37 +83,68 @@ fn modes() -> Vec<Who> {
     }
 }
 
+/// The user without a subordinate id range (single-id user namespace).
+const NO_RANGE_USER: &str = "bk-norange-test";
+
 /// `(uid, gid)` of the test user, created with a subordinate id range
 /// on first use (root only). `None` when it cannot be set up.
 fn test_user() -> Option<(u32, u32)> {
     static USER_IDS: OnceLock<Option<(u32, u32)>> = OnceLock::new();
-    *USER_IDS.get_or_init(|| {
-        let lookup = || nix::unistd::User::from_name(USER).ok().flatten();
-        if lookup().is_none() {
-            let out = Command::new("useradd")
-                .args(["--create-home", "--shell", "/bin/sh", USER])
-                .output()
+    *USER_IDS.get_or_init(|| ensure_user(USER, true))
+}
+
+/// `(uid, gid)` of the user without a subordinate range.
+fn no_range_user() -> Option<(u32, u32)> {
+    static USER_IDS: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    *USER_IDS.get_or_init(|| ensure_user(NO_RANGE_USER, false))
+}
+
+/// Creates `name` if missing and gives it a subordinate id range in
+/// `/etc/subuid` and `/etc/subgid`, or takes away the one `useradd` may
+/// have allocated.
+fn ensure_user(name: &str, range: bool) -> Option<(u32, u32)> {
+    let lookup = || nix::unistd::User::from_name(name).ok().flatten();
+    if lookup().is_none() {
+        let out = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("useradd failed: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+    }
+    let user = lookup()?;
+    let prefix = format!("{name}:");
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let has = text.lines().any(|l| l.starts_with(&prefix));
+        if range && !has {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
                 .ok()?;
-            if !out.status.success() {
-                eprintln!("useradd failed: {}", String::from_utf8_lossy(&out.stderr));
-                return None;
-            }
+            std::io::Write::write_all(&mut f, format!("{name}:300000:65536\n").as_bytes()).ok()?;
+        } else if !range && has {
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with(&prefix))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(file, kept).ok()?;
         }
-        let user = lookup()?;
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(file)
-                    .ok()?;
-                std::io::Write::write_all(&mut f, format!("{USER}:300000:65536\n").as_bytes())
-                    .ok()?;
-            }
-        }
-        Some((user.uid.as_raw(), user.gid.as_raw()))
-    })
+    }
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+/// The user name and ids `who` runs as, for the unprivileged kinds.
+fn account(who: Who) -> Option<(&'static str, u32, u32)> {
+    match who {
+        Who::Me => None,
+        Who::Unprivileged => test_user().map(|(u, g)| (USER, u, g)),
+        Who::NoRange => no_range_user().map(|(u, g)| (NO_RANGE_USER, u, g)),
+    }
 }
 
 /// The bk binary, where `who` can execute it.
@@ -147,8 +180,7 @@ impl Case {
     fn new(who: Who, dockerfile: &str) -> Case {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-        if who == Who::Unprivileged {
-            let (uid, gid) = test_user().expect("test user");
+        if let Some((_, uid, gid)) = account(who) {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
             for p in [dir.path().to_path_buf(), dir.path().join("Dockerfile")] {
                 std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
@@ -164,11 +196,11 @@ impl Case {
     /// `bk build` in this directory with extra arguments.
     fn command(&self, args: &[&str]) -> Command {
         let bk = bk_binary(self.who);
-        let mut cmd = match self.who {
-            Who::Me => Command::new(bk),
-            Who::Unprivileged => {
+        let mut cmd = match account(self.who) {
+            None => Command::new(bk),
+            Some((name, _, _)) => {
                 let mut c = Command::new("runuser");
-                c.args(["-u", USER, "--"]).arg(bk);
+                c.args(["-u", name, "--"]).arg(bk);
                 c
             }
         };
@@ -602,4 +634,112 @@ fn sandbox_none_runs_without_namespaces() {
     // inside), and the host's hostname (no uts namespace).
     assert!(read("ls").lines().any(|l| l == "work"), "{}", read("ls"));
     assert!(!dir.join("proc").exists());
+}
+
+#[test]
+fn each_run_is_one_image_layer_with_only_its_changes() {
+    for who in modes() {
+        let case = Case::new(
+            who,
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo made > /made && /bin/busybox mkdir /d \
+             && /bin/busybox chown 5:6 /d\"]\n",
+        );
+        std::fs::copy("/bin/busybox", case.path().join("busybox")).unwrap();
+        if let Some((_, uid, gid)) = account(who) {
+            std::os::unix::fs::chown(case.path().join("busybox"), Some(uid), Some(gid)).unwrap();
+        }
+        let out = case.build(&["-o", "type=oci,dest=image.tar"]);
+        assert!(out.status.success(), "{who:?}: {}", describe(&out));
+        let layout = case.path().join("layout");
+        std::fs::create_dir(&layout).unwrap();
+        let untar = Command::new("tar")
+            .arg("xf")
+            .arg(case.path().join("image.tar"))
+            .arg("-C")
+            .arg(&layout)
+            .output()
+            .unwrap();
+        assert!(untar.status.success(), "{}", describe(&untar));
+        let blob = |digest: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        let json = |path: PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let index = json(layout.join("index.json"));
+        let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+        let layers: Vec<Vec<String>> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let list = Command::new("tar")
+                    .args(["--numeric-owner", "-tvzf"])
+                    .arg(blob(l["digest"].as_str().unwrap()))
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&list.stdout)
+                    .lines()
+                    .map(|line| {
+                        let f: Vec<&str> = line.split_whitespace().collect();
+                        format!("{} {}", f[1], f[5])
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            layers,
+            vec![
+                vec!["0/0 bin/".to_string(), "0/0 bin/busybox".to_string()],
+                vec!["5/6 d/".to_string(), "0/0 made".to_string()],
+            ],
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn without_a_subordinate_range_only_root_is_mapped() {
+    if !is_root() || no_range_user().is_none() {
+        eprintln!("skipping: needs root to create a user without a range");
+        return;
+    }
+    let case = Case::new(
+        Who::NoRange,
+        &format!(
+            "FROM {}\nRUN id > /id && echo x > /f && ! chown 5 /f 2>/dev/null\n",
+            image()
+        ),
+    );
+    let out = case.build(&["-o", "out"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        err.contains("WARNING: no subordinate id range for bk-norange-test"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(case.path().join("out/id")).unwrap(),
+        "uid=0(root) gid=0(root) groups=0(root)\n"
+    );
+    // COPY --chown to an unmapped id fails up front, saying why.
+    let case = Case::new(
+        Who::NoRange,
+        "FROM scratch\nCOPY --chown=5:5 Dockerfile /\n",
+    );
+    let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
+    assert!(err.contains("not mapped in bk's user namespace"), "{err}");
+    // So does USER with an unmapped id.
+    let case = Case::new(
+        Who::NoRange,
+        &format!("FROM {}\nUSER 5\nRUN true\n", image()),
+    );
+    let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
+    assert!(
+        err.contains("id 5 is not mapped in bk's user namespace"),
+        "{err}"
+    );
 }
