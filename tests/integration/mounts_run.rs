@@ -561,3 +561,32 @@ EOT
     assert_eq!(read(out.join("script")), "from-a-script\n");
     assert!(!out.join("dev").exists() && !out.join("s").join("f").exists());
 }
+
+/// BuildKit's `testCacheMountModeNoCache`: with `--no-cache` a cache
+/// with a mode starts fresh (its seed is rebuilt), and a later normal
+/// build reuses the first one.
+#[test]
+fn no_cache_starts_a_moded_cache_fresh() {
+    let dir = Dir::new();
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}FROM base AS b2
+ARG FOO=abc
+RUN --mount=type=cache,target=/cache,mode=0773 touch /cache/$FOO && ls -l /cache | wc -l > /out
+FROM scratch
+COPY --from=b2 /out /
+",
+            base()
+        ),
+    );
+    ok(build(&dir, &["-o", "o1"]));
+    ok(build(
+        &dir,
+        &["--no-cache", "--build-arg", "FOO=def", "-o", "o2"],
+    ));
+    ok(build(&dir, &["--build-arg", "FOO=ghi", "-o", "o3"]));
+    assert_eq!(read(dir.path().join("o1/out")), "2\n");
+    assert_eq!(read(dir.path().join("o2/out")), "2\n");
+    assert_eq!(read(dir.path().join("o3/out")), "3\n");
+}
