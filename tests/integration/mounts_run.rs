@@ -590,3 +590,84 @@ COPY --from=b2 /out /
     assert_eq!(read(dir.path().join("o2/out")), "2\n");
     assert_eq!(read(dir.path().join("o3/out")), "3\n");
 }
+
+/// A `bk` killed while a step holds a secret leaves no copy of it: the
+/// secret files live on a tmpfs of bk's own mount namespace.
+#[test]
+fn a_killed_bk_leaves_no_secret_behind() {
+    let dir = Dir::new();
+    let value = format!("killed-{}-{}", std::process::id(), line!());
+    dir.create("s.txt", &value);
+    dir.create(
+        "Dockerfile",
+        &format!(
+            "{}FROM base\nRUN --mount=type=secret,id=s sleep 30\n",
+            base()
+        ),
+    );
+    let mut cmd = dir.bk();
+    cmd.args([
+        "build",
+        "--progress",
+        "plain",
+        "--secret",
+        "id=s,src=s.txt",
+        ".",
+    ]);
+    // Warm the base first, so that the step starts quickly below.
+    ok(build(&dir, &["--target", "base"]));
+    let find_secret = || -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with("bk-secrets-") {
+                continue;
+            }
+            for file in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if std::fs::read(file.path()).is_ok_and(|b| b == value.as_bytes()) {
+                    found.push(file.path());
+                }
+            }
+        }
+        found
+    };
+    let mut child = cmd
+        .into_command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The step is running once its secret is prepared; as root the file
+    // is visible here only without the tmpfs (which is what we test).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut running = false;
+    while std::time::Instant::now() < deadline {
+        let busy = std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("bk-secrets-{}-", child.id()))
+            });
+        if busy {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(running, "the step never started");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(find_secret().is_empty(), "left behind: {:?}", find_secret());
+}

@@ -93,6 +93,11 @@ impl BkCommand {
         child.wait_with_output().expect("wait for bk")
     }
 
+    /// The command itself, to spawn and control directly.
+    pub fn into_command(self) -> Command {
+        self.cmd
+    }
+
     pub fn output(&mut self) -> Output {
         self.cmd.output().expect("run bk")
     }

@@ -12,11 +12,12 @@
 //!   copy discarded afterwards, so a committed snapshot is never written.
 //! - `cache`: an instance of a persistent directory ([`cache`]).
 //! - `tmpfs`: a fresh tmpfs of the given size.
-//! - `secret`: the value written to a file in a private directory (a
-//!   tmpfs when `/dev/shm` is usable) and bound read-only, owned and
-//!   moded as asked (a plain chown: the sandbox's ids are this
-//!   process's, see `rootless::enter`); or an environment variable (`env=`). Missing: an
-//!   error when required, else the mount is skipped.
+//! - `secret`: the value written to a file in a private directory on a
+//!   tmpfs of bk's own mount namespace (so it vanishes with bk, however
+//!   bk ends) and bound read-only, owned and moded as asked (a plain
+//!   chown: the sandbox's ids are this process's, see
+//!   `rootless::enter`); or an environment variable (`env=`). Missing:
+//!   an error when required, else the mount is skipped.
 //! - `ssh`: a fresh socket relaying to the agent ([`crate::session::ssh`]).
 //!
 //! Secret values go only into the private file, the process environment
@@ -159,7 +160,7 @@ impl fmt::Debug for Prepared {
 enum Guard {
     Cache(CacheLease),
     Copy(Active),
-    Secrets(PrivateDir),
+    Secrets(SecretsDir),
     Ssh(SshForward),
 }
 
@@ -354,9 +355,9 @@ fn secret(
     let dir = match dir {
         Some(dir) => dir.clone(),
         None => {
-            let private = PrivateDir::new("bk-secrets-").map_err(MountError::SecretDir)?;
-            let path = private.path().to_path_buf();
-            out.guards.push(Guard::Secrets(private));
+            let secrets = SecretsDir::new().map_err(MountError::SecretDir)?;
+            let path = secrets.dir.path().to_path_buf();
+            out.guards.push(Guard::Secrets(secrets));
             *dir = Some(path.clone());
             path
         }
@@ -390,6 +391,44 @@ fn secret(
         },
     });
     Ok(())
+}
+
+/// Where a step's secret files live: a private directory (see
+/// [`PrivateDir`]) with, when bk runs in its own mount namespace, a fresh
+/// tmpfs mounted on it. That mount exists only in bk's namespace, so the
+/// files vanish with bk even when it is killed before it can remove
+/// them; the directory left behind is empty.
+#[derive(Debug)]
+struct SecretsDir {
+    dir: PrivateDir,
+    tmpfs: bool,
+}
+
+impl SecretsDir {
+    fn new() -> std::io::Result<SecretsDir> {
+        use nix::mount::MsFlags;
+        let dir = PrivateDir::new("bk-secrets-")?;
+        let tmpfs = crate::rootless::enter::own_mount_namespace()
+            && nix::mount::mount(
+                Some("tmpfs"),
+                dir.path(),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0700"),
+            )
+            .is_ok();
+        Ok(SecretsDir { dir, tmpfs })
+    }
+}
+
+impl Drop for SecretsDir {
+    fn drop(&mut self) {
+        if self.tmpfs {
+            // Nothing to report to; a failure leaves a mount only this
+            // process sees, gone when it exits.
+            let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 fn ssh(
