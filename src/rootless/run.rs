@@ -298,15 +298,21 @@ impl Arg0Compat for Command {
     }
 }
 
-/// A private directory for the generated files, removed on drop.
+/// A private directory for the generated files, removed on drop (and,
+/// if bk was killed first, by the next bk's [`sweep`]).
 struct Scratch {
     dir: PathBuf,
 }
 
+/// Scratch directories are `bk-run-<pid>-…` in the temporary directory.
+const SCRATCH_PREFIX: &str = "bk-run-";
+
 impl Scratch {
     fn new() -> Result<Scratch, RunError> {
         static COUNT: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
         let base = std::env::temp_dir();
+        SWEPT.call_once(|| sweep(&base));
         let mut last = None;
         for _ in 0..16 {
             let nanos = std::time::SystemTime::now()
@@ -314,7 +320,7 @@ impl Scratch {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
             let dir = base.join(format!(
-                "bk-run-{}-{}-{nanos:x}",
+                "{SCRATCH_PREFIX}{}-{}-{nanos:x}",
                 std::process::id(),
                 COUNT.fetch_add(1, Ordering::Relaxed)
             ));
@@ -336,6 +342,31 @@ impl Scratch {
         let path = self.dir.join(name);
         fs::write(&path, text).map_err(|e| RunError::EtcFile(FsError::new("write", &path, e)))?;
         Ok(path)
+    }
+}
+
+/// Removes the scratch directories of bk processes that are gone (killed
+/// before they could remove their own), once per process.
+fn sweep(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::uid(&m) == nix::unistd::geteuid().as_raw()
+        });
+        if ours && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -479,6 +510,25 @@ mod tests {
         let mut stubs = Stubs::new(root);
         let hosts = stubs.ensure("/etc/hosts", true).unwrap();
         assert_eq!(hosts, root.join("real/hosts"));
+    }
+
+    #[test]
+    fn sweep_removes_only_dead_processes_scratch() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above any pid_max: never a live process.
+        let dead = dir.path().join(format!("{SCRATCH_PREFIX}999999999-0-ab"));
+        let live = dir
+            .path()
+            .join(format!("{SCRATCH_PREFIX}{}-0-cd", std::process::id()));
+        let other = dir.path().join("bk-other-1");
+        for d in [&dead, &live, &other] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join("hosts"), "x").unwrap();
+        }
+        sweep(dir.path());
+        assert!(!dead.exists());
+        assert!(live.join("hosts").exists());
+        assert!(other.exists());
     }
 
     #[test]

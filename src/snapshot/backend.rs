@@ -182,7 +182,7 @@ pub(crate) fn choose(root: &Path, selection: Selection, probe: Probe<'_>) -> Cho
             Some(why) => Choice {
                 backend: Backend::Native,
                 notes: vec![format!(
-                    "snapshotter fuse-overlayfs is not usable ({why}); using native copies"
+                    "RUN steps use the native snapshotter (fuse-overlayfs is not usable: {why})"
                 )],
             },
         },
@@ -210,39 +210,39 @@ fn read_record(record: &Path, key: &str) -> Option<Backend> {
     (lines.next()? == key).then_some(backend)
 }
 
-/// Probes overlayfs, then fuse-overlayfs; native always works.
+/// Probes overlayfs, then fuse-overlayfs; native always works. A
+/// fallback comes with one note naming the backend used and why each
+/// one before it was passed over.
 fn detect(privilege: Privilege, probe: Probe<'_>) -> Choice {
-    let mut notes = Vec::new();
+    let mut passed_over = Vec::new();
     if privilege == Privilege::User {
-        notes.push("overlayfs needs root or a user namespace; bk runs as a plain user".to_string());
+        passed_over.push("overlayfs needs root or a user namespace".to_string());
     } else {
         match probe(Layout::Kernel(privilege == Privilege::UserNamespace)) {
-            Ok(()) => {
-                return Choice {
-                    backend: Backend::Overlay,
-                    notes,
-                }
-            }
-            Err(e) => notes.push(format!("overlayfs does not work here: {e}")),
+            Ok(()) => return fallback(Backend::Overlay, &passed_over),
+            Err(e) => passed_over.push(format!("overlayfs failed: {e}")),
         }
     }
     match overlay::fuse_unavailable() {
-        Some(why) => notes.push(format!("fuse-overlayfs is not usable: {why}")),
+        Some(why) => passed_over.push(format!("fuse-overlayfs is not usable: {why}")),
         None => match probe(Layout::Fuse) {
-            Ok(()) => {
-                return Choice {
-                    backend: Backend::FuseOverlay,
-                    notes,
-                }
-            }
-            Err(e) => notes.push(format!("fuse-overlayfs does not work here: {e}")),
+            Ok(()) => return fallback(Backend::FuseOverlay, &passed_over),
+            Err(e) => passed_over.push(format!("fuse-overlayfs failed: {e}")),
         },
     }
-    notes.push("using native copies for RUN snapshots".to_string());
-    Choice {
-        backend: Backend::Native,
-        notes,
-    }
+    fallback(Backend::Native, &passed_over)
+}
+
+fn fallback(backend: Backend, passed_over: &[String]) -> Choice {
+    let notes = if passed_over.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "RUN steps use the {backend} snapshotter ({})",
+            passed_over.join("; ")
+        )]
+    };
+    Choice { backend, notes }
 }
 
 #[cfg(test)]
@@ -312,7 +312,9 @@ mod tests {
         let key = situation(Privilege::current());
         if overlay::fuse_unavailable().is_none() && Privilege::current() != Privilege::User {
             assert_eq!(first.backend, Backend::FuseOverlay, "{:?}", first.notes);
+            assert_eq!(first.notes.len(), 1, "one line");
             assert!(first.notes[0].contains("no overlay in this test"));
+            assert!(first.notes[0].contains("fuse-overlayfs snapshotter"));
         }
         assert_eq!(
             read_record(&dir.path().join(RECORD), &key),

@@ -22,6 +22,15 @@
 //!   possible); commit links unchanged files back to the parent's inodes
 //!   (see `native`) and publishes it.
 //!
+//! Two names hard-linked to each other in the parent behave as on the
+//! backend's BuildKit counterpart: an overlay copies up only the name
+//! written to (the other keeps the old content), a native copy keeps
+//! them one inode (both change).
+//!
+//! For overlays the root is a mount point; a native root is a plain
+//! directory, which a runner that needs a mount point for `pivot_root`
+//! bind-mounts onto itself first.
+//!
 //! Either way the committed snapshot is a full tree whose unchanged
 //! files are the parent's inodes, and [`diff`](super::diff) against the
 //! parent lists what the step changed. Owners are kept as this process
@@ -31,8 +40,8 @@
 //! unmount it; if bk dies first, the mount dies with its namespace and
 //! the next [`Store::open`] removes the directory.
 //!
-//! Imports the store, `clone`, `native`, `overlay`, `upper`, `fsx` and
-//! `crate::util` only.
+//! Imports the store, `backend`, `clone`, `native`, `overlay`, `upper`,
+//! `fsx` and `crate::util` only.
 
 use std::fs::{DirBuilder, File};
 use std::os::unix::fs::DirBuilderExt;

@@ -164,7 +164,8 @@ pub(crate) fn fuse_unavailable() -> Option<String> {
     {
         Ok(_) => None,
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(
-            "/dev/fuse is not accessible to this user (as root: chmod 0666 /dev/fuse)".to_string(),
+            "this user may not open /dev/fuse (as root, `chmod 0666 /dev/fuse` allows it)"
+                .to_string(),
         ),
         Err(e) => Some(format!("cannot open /dev/fuse: {e}")),
     }

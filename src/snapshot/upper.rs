@@ -357,3 +357,106 @@ fn sync_dir_metadata(src: &Path, sm: &Metadata, dst: &Path) -> Result<(), FsErro
     }
     fsx::set_times(dst, sm).map_err(|e| FsError::new("set the times of", dst, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::diff::summary;
+    use crate::snapshot::{diff, Store};
+    use std::ffi::CString;
+    use std::path::PathBuf;
+
+    fn names(dir: &Path) -> Vec<String> {
+        fsx::read_dir_sorted(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n.into_string().unwrap())
+            .collect()
+    }
+
+    /// A parent with `keep`, `gone`, `dir/{a,b}` and `other/x`, and an
+    /// upper tree made by `fill`, applied to a clone with `markers`.
+    fn applied(markers: Markers, fill: impl Fn(&Path)) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let base = store.prepare(None).unwrap();
+        let r = base.path();
+        fs::create_dir_all(r.join("dir")).unwrap();
+        fs::create_dir_all(r.join("other")).unwrap();
+        for f in ["keep", "gone", "dir/a", "dir/b", "other/x"] {
+            fs::write(r.join(f), f.as_bytes()).unwrap();
+        }
+        // Old times, so that a directory the upper tree makes "now" never
+        // shares them (the kernel's clock ticks every few milliseconds).
+        let old = filetime::FileTime::from_unix_time(1_234_567_890, 0);
+        for d in ["dir", "other", ""] {
+            filetime::set_symlink_file_times(r.join(d), old, old).unwrap();
+        }
+        let id = base.commit().unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir(&upper).unwrap();
+        fs::set_permissions(&upper, fs::Permissions::from_mode(0o755)).unwrap();
+        let root_meta = fs::symlink_metadata(store.path(&id)).unwrap();
+        fsx::set_times(&upper, &root_meta).unwrap();
+        fill(&upper);
+        let child = store.prepare(Some(&id)).unwrap();
+        apply(&upper, child.path(), markers).unwrap();
+        let cid = child.commit().unwrap();
+        (dir, store.path(&id), store.path(&cid))
+    }
+
+    #[test]
+    fn fuse_marker_files_delete_and_make_opaque() {
+        let (_d, parent, c) = applied(Markers::Fuse, |u| {
+            fs::write(u.join(".wh.gone"), b"").unwrap();
+            fs::create_dir(u.join("dir")).unwrap();
+            fs::write(u.join("dir/.wh..wh..opq"), b"").unwrap();
+            fs::write(u.join("dir/new"), b"n").unwrap();
+        });
+        assert_eq!(names(&c), ["dir", "keep", "other"]);
+        assert_eq!(names(&c.join("dir")), ["new"]);
+        assert_eq!(
+            summary(&diff(Some(&parent), &c).unwrap()),
+            ["M ", "M dir", "D dir/a", "D dir/b", "A dir/new", "D gone"]
+        );
+    }
+
+    #[test]
+    fn kernel_upper_trees_use_devices_and_xattrs_only() {
+        let (_d, _parent, c) = applied(Markers::Kernel, |u| {
+            // A file the step named like a marker is just a file.
+            fs::write(u.join(".wh.keep"), b"mine").unwrap();
+            fs::create_dir(u.join("other")).unwrap();
+            let opaque = CString::new("user.overlay.opaque").unwrap();
+            fsx::set_xattr(&u.join("other"), &opaque, b"y").unwrap();
+            let origin = CString::new("user.overlay.origin").unwrap();
+            fs::write(u.join("other/y"), b"y").unwrap();
+            fsx::set_xattr(&u.join("other/y"), &origin, b"x").unwrap();
+        });
+        assert_eq!(names(&c), [".wh.keep", "dir", "gone", "keep", "other"]);
+        assert_eq!(names(&c.join("other")), ["y"]);
+        assert!(fsx::list_xattrs(&c.join("other")).unwrap().is_empty());
+        assert!(fsx::list_xattrs(&c.join("other/y")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_whiteout_device_removes_a_whole_directory() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (_d, _parent, c) = applied(Markers::Kernel, |u| {
+            nix::sys::stat::mknod(
+                &u.join("dir"),
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .unwrap();
+            // A directory replacing a file.
+            fs::create_dir(u.join("keep")).unwrap();
+            fs::write(u.join("keep/inner"), b"i").unwrap();
+        });
+        assert_eq!(names(&c), ["gone", "keep", "other"]);
+        assert_eq!(names(&c.join("keep")), ["inner"]);
+    }
+}

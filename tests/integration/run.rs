@@ -287,6 +287,27 @@ fn run_chown_and_adduser_give_container_owners() {
             "{who:?}: {err}"
         );
         assert_eq!(owner_of(&lines, "work/"), "123/456", "{who:?}");
+        // A local export belongs to whoever ran bk, unless that is root
+        // (as with buildx's client-side receiver).
+        let out = case.build(&["-o", "out"]);
+        assert!(out.status.success(), "{who:?}: {}", describe(&out));
+        let meta = std::fs::metadata(case.path().join("out/work")).unwrap();
+        let expected = match account(who) {
+            None if is_root() => (123, 456),
+            None => (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            ),
+            Some((_, uid, gid)) => (uid, gid),
+        };
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&meta),
+                std::os::unix::fs::MetadataExt::gid(&meta)
+            ),
+            expected,
+            "{who:?}"
+        );
         assert_eq!(owner_of(&lines, "home/app/f"), "2001/2001", "{who:?}");
         assert_eq!(owner_of(&lines, "home/app/"), "2001/2001", "{who:?}");
         assert_eq!(owner_of(&lines, "data/x"), "0/0", "{who:?}");
