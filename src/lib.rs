@@ -11,6 +11,8 @@
 //!                            ├─ registry (image pulls) ─► content (blobs)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
+//!                            ├─ rootless (RUN in a namespace sandbox)
+//!                            ├─ session (--secret values, --ssh agents)
 //!                            └─ progress (events → tty / plain / rawjson)
 //!
 //! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)
@@ -40,6 +42,7 @@ pub mod pattern;
 pub mod progress;
 pub mod registry;
 pub mod rootless;
+pub mod session;
 pub mod snapshot;
 pub mod solver;
 pub mod source;

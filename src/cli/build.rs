@@ -449,7 +449,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 5] = [
+    let checks: [(bool, &str); 3] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -458,8 +458,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             !opts.cache_to.is_empty(),
             "--cache-to (exporting build cache)",
         ),
-        (!opts.secrets.is_empty(), "--secret"),
-        (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
     ];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
@@ -537,6 +535,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    // Secrets and agents are checked before anything is built, as buildx
+    // does when it opens its session.
+    let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
+        std::env::var_os(k)
+    })?);
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
@@ -605,6 +608,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         progress: sender,
         parallelism: 0,
         images: Some(images),
+        session,
         entitlements: solver::ops::exec::Entitlements {
             // As in buildx, asking for the host network on the command
             // line grants it.
@@ -1016,8 +1020,6 @@ mod tests {
                 "--cache-from",
             ),
             (&["--cache-to", "type=inline", "."][..], "--cache-to"),
-            (&["--secret", "id=s,src=/f", "."][..], "--secret"),
-            (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],
