@@ -34,6 +34,18 @@ _bk() {
             bk,help)
                 cmd="bk__subcmd__help"
                 ;;
+            bk,images)
+                cmd="bk__subcmd__images"
+                ;;
+            bk,push)
+                cmd="bk__subcmd__push"
+                ;;
+            bk,rmi)
+                cmd="bk__subcmd__rmi"
+                ;;
+            bk,tag)
+                cmd="bk__subcmd__tag"
+                ;;
             bk__subcmd__cache,help)
                 cmd="bk__subcmd__cache__subcmd__help"
                 ;;
@@ -82,6 +94,18 @@ _bk() {
             bk__subcmd__help,help)
                 cmd="bk__subcmd__help__subcmd__help"
                 ;;
+            bk__subcmd__help,images)
+                cmd="bk__subcmd__help__subcmd__images"
+                ;;
+            bk__subcmd__help,push)
+                cmd="bk__subcmd__help__subcmd__push"
+                ;;
+            bk__subcmd__help,rmi)
+                cmd="bk__subcmd__help__subcmd__rmi"
+                ;;
+            bk__subcmd__help,tag)
+                cmd="bk__subcmd__help__subcmd__tag"
+                ;;
             bk__subcmd__help__subcmd__cache,prune)
                 cmd="bk__subcmd__help__subcmd__cache__subcmd__prune"
                 ;;
@@ -98,7 +122,7 @@ _bk() {
 
     case "${cmd}" in
         bk)
-            opts="-h -V --root --debug --help --version build du cache completion debug help"
+            opts="-h -V --root --debug --help --version build du cache completion debug images push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,7 +140,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__build)
-            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --insecure-registry --load --cache-from --cache-to --secret --ssh --build-context --network --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --root --debug --help --version"
+            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --insecure-registry --load --cache-from --cache-to --secret --ssh --build-context --network --allow --sandbox --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --snapshotter --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +210,14 @@ _bk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sandbox)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --no-cache-filter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -207,6 +239,10 @@ _bk() {
                     return 0
                     ;;
                 --annotation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snapshotter)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -482,7 +518,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__help)
-            opts="build du cache completion debug help"
+            opts="build du cache completion debug images push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -614,6 +650,134 @@ _bk() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__images)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__rmi)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__tag)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__images)
+            opts="-q -h -V --quiet --digests --no-trunc --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__push)
+            opts="-q -h -V --insecure --quiet --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__rmi)
+            opts="-f -h -V --force --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__tag)
+            opts="-h -V --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

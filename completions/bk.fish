@@ -33,6 +33,10 @@ complete -c bk -n "__fish_bk_needs_command" -f -a "du" -d 'Show disk usage of th
 complete -c bk -n "__fish_bk_needs_command" -f -a "cache" -d 'Manage the build cache'
 complete -c bk -n "__fish_bk_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c bk -n "__fish_bk_needs_command" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
+complete -c bk -n "__fish_bk_needs_command" -f -a "images" -d 'List the images in the local image store'
+complete -c bk -n "__fish_bk_needs_command" -f -a "push" -d 'Push a local image to its registry'
+complete -c bk -n "__fish_bk_needs_command" -f -a "rmi" -d 'Remove names from the local image store (blobs stay until pruned)'
+complete -c bk -n "__fish_bk_needs_command" -f -a "tag" -d 'Give a local image another name'
 complete -c bk -n "__fish_bk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bk -n "__fish_bk_using_subcommand build" -s f -l file -d 'Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -s t -l tag -d 'Image name and optionally a tag (name:tag)' -r
@@ -47,12 +51,15 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to exp
 complete -c bk -n "__fish_bk_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose (default|ID[=PATH,…])' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context (NAME=VALUE)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l network -d 'Networking mode for RUN instructions' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (security.insecure, network.host)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l sandbox -d 'Isolation of RUN steps: default (namespaces; a user namespace without root) or none (no isolation: chroot as root, run on the host otherwise; for machines without user namespaces)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l no-cache-filter -d 'Do not cache the given stages' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l progress -d 'Progress output' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l metadata-file -d 'Write build result metadata to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l iidfile -d 'Write the image ID to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l label -d 'Set metadata for an image (KEY=VALUE)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l snapshotter -d 'How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l root -d 'Store directory (cache, blobs, images)' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l push -d 'Shorthand for --output=type=registry'
 complete -c bk -n "__fish_bk_using_subcommand build" -l load -d 'Shorthand for --output=type=docker (load into a local image store)'
@@ -114,12 +121,38 @@ complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines, or as a Graphviz digraph'
 complete -c bk -n "__fish_bk_using_subcommand debug; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "build" -d 'Build from a Dockerfile and a context'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "du" -d 'Show disk usage of the build cache'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "cache" -d 'Manage the build cache'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "completion" -d 'Print a shell completion script'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
-complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bk -n "__fish_bk_using_subcommand images" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand images" -s q -l quiet -d 'Only show image IDs'
+complete -c bk -n "__fish_bk_using_subcommand images" -l digests -d 'Show the manifest digests'
+complete -c bk -n "__fish_bk_using_subcommand images" -l no-trunc -d 'Don\'t truncate IDs'
+complete -c bk -n "__fish_bk_using_subcommand images" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand images" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand images" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand push" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand push" -l insecure -d 'Allow plain HTTP or an unverified certificate for its registry'
+complete -c bk -n "__fish_bk_using_subcommand push" -s q -l quiet -d 'Print only the pushed manifest\'s digest'
+complete -c bk -n "__fish_bk_using_subcommand push" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand push" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand push" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand rmi" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand rmi" -s f -l force -d 'Remove every name of an image given by ID'
+complete -c bk -n "__fish_bk_using_subcommand rmi" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand rmi" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand rmi" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand tag" -l root -d 'Store directory (cache, blobs, images)' -r -F
+complete -c bk -n "__fish_bk_using_subcommand tag" -l debug -d 'Print debug logs'
+complete -c bk -n "__fish_bk_using_subcommand tag" -s h -l help -d 'Print help'
+complete -c bk -n "__fish_bk_using_subcommand tag" -s V -l version -d 'Print version'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "build" -d 'Build from a Dockerfile and a context'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "du" -d 'Show disk usage of the build cache'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "cache" -d 'Manage the build cache'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "completion" -d 'Print a shell completion script'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "debug" -d 'Developer tools: inspect what bk makes of a Dockerfile'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "images" -d 'List the images in the local image store'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "push" -d 'Push a local image to its registry'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "rmi" -d 'Remove names from the local image store (blobs stay until pruned)'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "tag" -d 'Give a local image another name'
+complete -c bk -n "__fish_bk_using_subcommand help; and not __fish_seen_subcommand_from build du cache completion debug images push rmi tag help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from cache" -f -a "prune" -d 'Remove build cache'
 complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "parse" -d 'Print the Dockerfile\'s syntax tree in BuildKit\'s dump format'
 complete -c bk -n "__fish_bk_using_subcommand help; and __fish_seen_subcommand_from debug" -f -a "dump-llb" -d 'Print the build graph (LLB) as JSON lines, or as a Graphviz digraph'

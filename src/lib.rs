@@ -11,6 +11,8 @@
 //!                            ├─ registry (image pulls) ─► content (blobs)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
+//!                            ├─ rootless (RUN in a namespace sandbox)
+//!                            ├─ session (--secret values, --ssh agents)
 //!                            └─ progress (events → tty / plain / rawjson)
 //!
 //! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)
@@ -22,6 +24,7 @@
 //! - [`dockerfile`] is the frontend: text → syntax tree → typed
 //!   instructions → stage plan → build graph.
 //! - [`content`] stores blobs by digest for the image exporters.
+//! - [`imagestore`] names images built with `-t` (blobs in `content`).
 //! - [`llb`], [`image`], [`progress`] and [`util`] are leaves.
 //!
 //! Lower layers never import higher ones.
@@ -33,11 +36,13 @@ pub mod dockerfile;
 pub mod exporter;
 pub mod fileop;
 pub mod image;
+pub mod imagestore;
 pub mod llb;
 pub mod pattern;
 pub mod progress;
 pub mod registry;
 pub mod rootless;
+pub mod session;
 pub mod snapshot;
 pub mod solver;
 pub mod source;

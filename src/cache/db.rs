@@ -121,7 +121,7 @@ impl CacheDb {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so the connection is still usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
@@ -295,6 +295,27 @@ impl CacheDb {
             .map_err(CacheError::List)
     }
 
+    /// Every blob digest the cache refers to: exported layer blobs and
+    /// pulled image layers (`layer <digest>` rows).
+    pub fn referenced_blobs(&self) -> Result<HashSet<String>, CacheError> {
+        let conn = self.conn();
+        let mut out = HashSet::new();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT digest FROM layer_blobs
+                 UNION SELECT substr(description, 7) FROM results
+                       WHERE description LIKE 'layer sha256:%'",
+            )
+            .map_err(CacheError::List)?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(CacheError::List)?;
+        for row in rows {
+            out.insert(row.map_err(CacheError::List)?);
+        }
+        Ok(out)
+    }
+
     /// The owners that hold at least one lease.
     pub fn lease_owners(&self) -> Result<Vec<String>, CacheError> {
         let conn = self.conn();
@@ -388,6 +409,12 @@ impl CacheDb {
                 removed.push(row);
                 let named = still_named.exists([&snapshot]).map_err(CacheError::Prune)?;
                 if !snapshot.is_empty() && !named {
+                    // Its layer blob no longer has a snapshot to stand for.
+                    tx.execute(
+                        "DELETE FROM layer_blobs WHERE snapshot_id = ?1",
+                        [&snapshot],
+                    )
+                    .map_err(CacheError::Prune)?;
                     freed.push(snapshot);
                 }
             }
@@ -650,7 +677,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
@@ -662,7 +689,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["file_checksums", "leases", "results"]);
+        assert_eq!(
+            tables,
+            ["file_checksums", "layer_blobs", "leases", "results"]
+        );
     }
 
     #[test]
@@ -722,7 +752,7 @@ mod tests {
         match CacheDb::open(dir.path()) {
             Err(CacheError::CheckSchema {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 path,
             }) => assert_eq!(path, dir.path().join(DB_FILE_NAME)),
             other => panic!("{other:?}"),

@@ -18,6 +18,7 @@
 
 mod db;
 mod key;
+mod layer_blobs;
 mod lease;
 mod prune;
 mod record_type;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 
 pub use db::{CacheDb, CachedResult, FileStamp, DB_FILE_NAME};
 pub use key::{CacheKey, Digest, KeyProblem};
+pub use layer_blobs::LayerBlob;
 pub use lease::{clean_key_locks, live_processes, lock_key, KeyLock, LiveProcesses, ProcessLease};
 pub use prune::{prune, FilterError, Filters, PruneOptions, Pruned};
 pub use record_type::{RecordType, UnknownRecordType};
@@ -126,4 +128,8 @@ pub enum CacheError {
     LookupFileChecksums(#[source] rusqlite::Error),
     #[error("failed to record file checksums")]
     RecordFileChecksums(#[source] rusqlite::Error),
+    #[error("failed to look up a layer blob")]
+    GetLayerBlob(#[source] rusqlite::Error),
+    #[error("failed to record a layer blob")]
+    PutLayerBlob(#[source] rusqlite::Error),
 }

@@ -42,7 +42,22 @@ CREATE TABLE file_checksums (
 );
 ";
 
-/// Version 2: what `bk du` and pruning need.
+/// Version 2: `layer_blobs` remembers the image layer blob made from a
+/// snapshot (diffed against its parent, with one compression), so that
+/// exporting an unchanged build again compresses nothing. `snapshot_id`
+/// is the child snapshot the blob was made from.
+const V2: &str = "
+CREATE TABLE layer_blobs (
+    layer_key   TEXT PRIMARY KEY NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    media_type  TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    diff_id     TEXT NOT NULL
+);
+";
+
+/// Version 3: what `bk du` and pruning need.
 ///
 /// `record_type` says what made a row (`regular`, `source.local` for a
 /// context read in place — those rows have an empty `snapshot_id` and
@@ -54,7 +69,7 @@ CREATE TABLE file_checksums (
 /// `leases` pins a snapshot for a running `bk` process; `owner` names the
 /// process's lock file under `<root>/locks/proc/`, and a lease whose
 /// owner's lock is no longer held (the process died) counts for nothing.
-const V2: &str = "
+const V3: &str = "
 ALTER TABLE results ADD COLUMN record_type TEXT NOT NULL DEFAULT 'regular';
 ALTER TABLE results ADD COLUMN parent_snapshot TEXT;
 UPDATE results SET record_type = 'source.local' WHERE snapshot_id = '';
@@ -68,7 +83,7 @@ CREATE TABLE leases (
 CREATE INDEX leases_by_snapshot ON leases (snapshot_id);
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

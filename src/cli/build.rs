@@ -1,10 +1,17 @@
 //! `bk build`: flags → [`BuildOpts`] → read and check the Dockerfile →
-//! plan (base images resolved on the registry) → lower → solve (with
-//! progress) → export. `--check` stops after planning and contacts no
-//! registry. Flags whose feature is not built yet fail with "not supported
-//! yet" before anything is built, rather than being silently dropped.
-//! `--pull` is accepted and changes nothing: every tag is resolved on
-//! the registry once per build anyway.
+//! plan (base images resolved in the local image store, then on the
+//! registry) → lower → solve (with progress) → export. `--check` stops
+//! after planning and contacts no registry. Flags whose feature is not
+//! built yet fail with "not supported yet" before anything is built,
+//! rather than being silently dropped. `--pull` skips the local image
+//! store for base images; tags are resolved on the registry once per
+//! build anyway.
+//!
+//! `-t NAME` with no other output, `--output type=image` (not pushed) and
+//! `--load` store the image in the local image store ([`local_image`]);
+//! `-q` then prints its ID.
+
+pub(super) mod local_image;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,7 +22,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::build_opts::{
-    self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
+    self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
+    SshSpec,
 };
 use super::{build_push, SourceError};
 use crate::content::ContentStore;
@@ -23,12 +31,14 @@ use crate::dockerfile;
 use crate::exporter;
 use crate::exporter::image as image_exp;
 use crate::image::Platform;
+use crate::imagestore::ImageStore;
 use crate::llb::NetMode;
 use crate::progress;
 use crate::registry::Registry;
-use crate::snapshot::Store;
+use crate::snapshot::{Selection, Store};
 use crate::solver::{self, SolveContext, SolveError};
 use crate::source::dockerignore::Dockerignore;
+use crate::source::image::Images;
 use crate::source::LocalContext;
 
 /// The flags of `bk build`, as clap reads them.
@@ -103,6 +113,21 @@ pub struct BuildArgs {
     #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: Network,
 
+    /// Allow extra privileged entitlement (security.insecure, network.host)
+    #[arg(long = "allow", value_delimiter = ',', value_name = "ENTITLEMENT")]
+    pub allow: Vec<Entitlement>,
+
+    /// Isolation of RUN steps: default (namespaces; a user namespace
+    /// without root) or none (no isolation: chroot as root, run on the host
+    /// otherwise; for machines without user namespaces)
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "MODE",
+        env = "BK_SANDBOX"
+    )]
+    pub sandbox: Sandbox,
+
     /// Do not use cache when building
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -147,6 +172,15 @@ pub struct BuildArgs {
     /// Check the Dockerfile without building
     #[arg(long)]
     pub check: bool,
+
+    /// How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)
+    #[arg(
+        long,
+        default_value = "auto",
+        env = "BK_SNAPSHOTTER",
+        value_name = "NAME"
+    )]
+    pub snapshotter: Selection,
 }
 
 /// `bk build`'s request, every value validated.
@@ -166,6 +200,8 @@ pub struct BuildOpts {
     pub ssh: Vec<SshSpec>,
     pub build_contexts: Vec<(String, String)>,
     pub network: Network,
+    pub allow: Vec<Entitlement>,
+    pub sandbox: Sandbox,
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
     pub pull: bool,
@@ -176,6 +212,7 @@ pub struct BuildOpts {
     pub annotations: Vec<(String, String)>,
     pub quiet: bool,
     pub check: bool,
+    pub snapshotter: Selection,
 }
 
 impl BuildOpts {
@@ -223,6 +260,10 @@ impl BuildOpts {
         if args.load {
             outputs.push("type=docker".parse()?);
         }
+        // `docker build -t app .`: the image goes to the local store.
+        if outputs.is_empty() && !tags.is_empty() {
+            outputs.push("type=image".parse()?);
+        }
         if outputs.len() > 1 {
             bail!("multiple outputs are not supported yet: give one --output (or --push / --load)");
         }
@@ -244,6 +285,8 @@ impl BuildOpts {
             ssh: args.ssh,
             build_contexts: kv("build context", &args.build_contexts)?,
             network: args.network,
+            allow: args.allow,
+            sandbox: args.sandbox,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter,
             pull: args.pull,
@@ -258,6 +301,7 @@ impl BuildOpts {
             annotations: kv("annotation", &args.annotations)?,
             quiet: args.quiet,
             check: args.check,
+            snapshotter: args.snapshotter,
         })
     }
 }
@@ -396,7 +440,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
                     return Some(what);
                 }
             }
-            OutputKind::Oci | OutputKind::Docker => {
+            OutputKind::Oci | OutputKind::Docker | OutputKind::Image => {
                 if let Some(what) = unsupported_image_attr(output) {
                     return Some(what);
                 }
@@ -404,7 +448,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 6] = [
+    let checks: [(bool, &str); 3] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -413,10 +457,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             !opts.cache_to.is_empty(),
             "--cache-to (exporting build cache)",
         ),
-        (!opts.secrets.is_empty(), "--secret"),
-        (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
-        (opts.iidfile.is_some(), "--iidfile"),
     ];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
         return Some((*flag).to_string());
@@ -437,21 +478,19 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
 /// What an oci/docker output asks for that bk cannot do yet, if anything.
 fn unsupported_image_attr(output: &Output) -> Option<String> {
     let kind = output.kind.name();
-    if output.dest.is_none() {
-        return Some(match output.kind {
-            OutputKind::Docker => {
-                "--load / --output type=docker without dest= (loading into a local image store)"
-                    .into()
-            }
-            _ => format!("--output type={kind} without dest="),
-        });
+    // type=docker without dest= is `--load`: the local image store.
+    if output.dest.is_none() && output.kind == OutputKind::Oci {
+        return Some(format!("--output type={kind} without dest="));
     }
     for (key, value) in &output.attrs {
         let off = matches!(value.as_str(), "false" | "0");
         let ok = match key.as_str() {
             "name" | "compression" | "compression-level" | "force-compression"
-            | "oci-mediatypes" => true,
-            "rewrite-timestamp" | "buildinfo" => off,
+            | "oci-mediatypes" | "rewrite-timestamp" => true,
+            // Only reached unpushed (see unsupported_flag); the store is
+            // always written.
+            "push" | "store" | "unpack" => output.kind == OutputKind::Image,
+            "buildinfo" => off,
             k => image_annotation(k).is_some(),
         };
         if !ok {
@@ -495,11 +534,27 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    // Secrets and agents are checked before anything is built, as buildx
+    // does when it opens its session.
+    let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
+        std::env::var_os(k)
+    })?);
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
     let registry =
-        Arc::new(Registry::new(content).with_insecure(build_push::insecure_hosts(&opts)?));
+        Arc::new(Registry::new(content.clone()).with_insecure(build_push::insecure_hosts(&opts)?));
+    // Base images come from the local store first, as with Docker,
+    // unless --pull asks for the registry's.
+    let local = if opts.pull {
+        None
+    } else {
+        Some(
+            ImageStore::open(&root)
+                .with_context(|| format!("failed to open the image store at {}", root.display()))?,
+        )
+    };
+    let images = Arc::new(Images::new(registry.clone(), content, local));
     // Started before planning: the planner resolves base images (their
     // configs give ENV, WORKDIR, USER, ONBUILD) on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -507,7 +562,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the build's thread pool")?;
     let resolver = ImageResolver {
-        registry: registry.clone(),
+        images: images.clone(),
         runtime: runtime.handle().clone(),
     };
     // Semantic errors fail here too, before anything would be built.
@@ -523,9 +578,15 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
 
-    let store = Store::open(&root)
+    let store = Store::open_with(&root, opts.snapshotter)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
-    let session = super::cache::start_build(&root)?;
+    // Resolved now (probed once per store) so that a fallback is said
+    // up front, on one line each.
+    for note in store.backend_notes() {
+        eprintln!("note: {note}");
+    }
+    let build_session = super::cache::start_build(&root)?;
+    let cache = build_session.db.clone();
     let context_dir = Path::new(&opts.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
     let dockerignore =
@@ -536,14 +597,22 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
     let ctx = SolveContext {
         store: store.clone(),
-        cache: session.db.clone(),
+        cache: cache.clone(),
         context: Some(std::sync::Arc::new(context)),
         // Lowering already marked the vertices --no-cache and
         // --no-cache-filter select; this covers sources too.
         no_cache: opts.no_cache,
         progress: sender,
         parallelism: 0,
-        registry: Some(registry.clone()),
+        images: Some(images),
+        session,
+        entitlements: solver::ops::exec::Entitlements {
+            // As in buildx, asking for the host network on the command
+            // line grants it.
+            network_host: opts.allow.contains(&Entitlement::NetworkHost)
+                || opts.network == Network::Host,
+            security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
+        },
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -561,18 +630,32 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         image: &lowered.image,
         epoch: plan.epoch,
         registry: &registry,
+        cache: &cache,
     };
-    export(&opts, &store, &result, &image)?;
-    super::cache::after_build(&root, &store, &session);
+    let image_id = export(&opts, &store, &result, &image)?;
+    // `docker build -q`: the image ID, unless stdout carries the output.
+    let stdout_taken = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.dest, Some(Dest::Stdout)));
+    if let Some(path) = &opts.iidfile {
+        // As buildx: the config digest, or nothing when no image was made.
+        crate::util::fs::write_atomic(path, image_id.as_deref().unwrap_or_default().as_bytes())
+            .context("failed to write the image ID file")?;
+    }
+    if let (true, false, Some(id)) = (opts.quiet, stdout_taken, image_id) {
+        println!("{id}");
+    }
+    super::cache::after_build(&root, &store, &build_session);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Base-image configs for the planner, from the registry. A failure
-/// gives `None` (an empty config) here; the same resolution, remembered
-/// by the registry, then fails the image's vertex in the solver, where
-/// the error gets the FROM line's snippet.
+/// Base-image configs for the planner, from the local image store or
+/// the registry. A failure gives `None` (an empty config) here; the same
+/// resolution, remembered per build, then fails the image's vertex in
+/// the solver, where the error gets the FROM line's snippet.
 struct ImageResolver {
-    registry: Arc<Registry>,
+    images: Arc<Images>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -580,9 +663,9 @@ impl dockerfile::BaseImageResolver for ImageResolver {
     fn resolve(&self, reference: &str, platform: &Platform) -> Option<crate::image::Image> {
         let reference = solver::ops::image::reference(reference).ok()?;
         self.runtime
-            .block_on(self.registry.resolve(&reference, platform))
+            .block_on(self.images.resolve(&reference, platform))
             .ok()
-            .map(|resolved| resolved.config.clone())
+            .map(|found| found.resolved.config.clone())
     }
 }
 
@@ -638,13 +721,14 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Writes the result where `--output` says, or warns that it stays in the
-/// cache as buildx does when no output is given.
+/// cache as buildx does when no output is given. Returns the image ID
+/// (`sha256:` of the config) when the output is an image.
 fn export(
     opts: &BuildOpts,
     store: &Store,
     result: &solver::SolveResult,
     image: &ImageExport<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let Some(output) = opts.outputs.first() else {
         eprintln!(
             "WARNING: No output specified. Build result will only remain in the build cache. \
@@ -652,13 +736,20 @@ fn export(
         );
         return write_metadata(opts, None);
     };
-    if matches!(output.kind, OutputKind::Oci | OutputKind::Docker) {
-        let metadata = export_image(opts, output, store, result, image)?;
-        return write_metadata(opts, Some(&metadata));
-    }
     if build_push::is_push(output) {
         let metadata = build_push::export(opts, output, store, result, image)?;
-        return write_metadata(opts, Some(&metadata));
+        return write_metadata(opts, Some(metadata));
+    }
+    match (output.kind, &output.dest) {
+        (OutputKind::Image, _) | (OutputKind::Docker, None) => {
+            let metadata = local_image::store(opts, output, store, result, image)?;
+            return write_metadata(opts, Some(metadata));
+        }
+        (OutputKind::Oci | OutputKind::Docker, _) => {
+            let metadata = export_image(opts, output, store, result, image)?;
+            return write_metadata(opts, Some(metadata));
+        }
+        _ => {}
     }
     // Scratch is exported as an empty directory: an uncommitted snapshot,
     // removed again when `empty` is dropped.
@@ -691,15 +782,15 @@ fn export(
 }
 
 /// `--metadata-file`: an image's digests (`{}` for other outputs),
-/// written atomically.
+/// written atomically. Returns the image ID when an image was made.
 fn write_metadata(
     opts: &BuildOpts,
-    metadata: Option<&exporter::metadata::ImageMetadata>,
-) -> anyhow::Result<()> {
+    metadata: Option<exporter::metadata::ImageMetadata>,
+) -> anyhow::Result<Option<String>> {
     if let Some(path) = &opts.metadata_file {
-        exporter::metadata::write(path, metadata)?;
+        exporter::metadata::write(path, metadata.as_ref())?;
     }
-    Ok(())
+    Ok(metadata.map(|m| m.config_digest))
 }
 
 /// What an image export needs besides the solve result.
@@ -713,6 +804,8 @@ pub(super) struct ImageExport<'a> {
     /// The build's registry client (insecure hosts, credentials, where
     /// pulled blobs came from).
     pub registry: &'a Registry,
+    /// Where layer blobs made from snapshots are remembered.
+    pub cache: &'a crate::cache::CacheDb,
 }
 
 /// The image options an oci/docker output's attributes and the flags
@@ -793,6 +886,17 @@ pub(super) fn image_options(
             )
         }
     };
+    // BuildKit warns and writes the layers as they are when no epoch is
+    // known.
+    let clamp_mtime = match (flag("rewrite-timestamp", false), epoch) {
+        (true, None) => {
+            eprintln!(
+                "WARNING: rewrite-timestamp is specified, but no SOURCE_DATE_EPOCH was found"
+            );
+            None
+        }
+        (rewrite, epoch) => epoch.filter(|_| rewrite),
+    };
     Ok(image_exp::ImageOptions {
         compression,
         oci_mediatypes,
@@ -800,12 +904,15 @@ pub(super) fn image_options(
         manifest_annotations,
         descriptor_annotations,
         created,
+        clamp_mtime,
+        force_compression: flag("force-compression", false),
     })
 }
 
 /// `--output type=oci|docker`: layers from the solve's main chain (one
-/// layer of the whole root when the chain is unknown), stored in the
-/// content store, then written as one archive.
+/// layer of the whole root when the chain is unknown; a base image's
+/// layers as they are), stored in the content store, then written as one
+/// archive. Returns the image ID.
 fn export_image(
     opts: &BuildOpts,
     output: &Output,
@@ -814,18 +921,16 @@ fn export_image(
     image: &ImageExport<'_>,
 ) -> anyhow::Result<exporter::metadata::ImageMetadata> {
     let options = image_options(opts, output, image.epoch)?;
-    let trees: Vec<PathBuf> = match &result.chain {
-        Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
-        None => result.dir(store).into_iter().collect(),
-    };
+    let layers = local_image::layer_sources(store, result);
     let content = ContentStore::open(image.root).with_context(|| {
         format!(
             "failed to open the content store in {}",
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &trees, image.image, &options)
+    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
         .context("failed to make the image")?;
+    local_image::remember_layers(image.cache, result, &committed, &options);
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
         _ => image_exp::Format::Oci,
@@ -873,7 +978,8 @@ mod tests {
         assert_eq!(flag(&["."]), None);
         assert_eq!(flag(&["-t", "a", "--push", "."]), None);
         assert_eq!(flag(&["--metadata-file", "m.json", "-o", "x", "."]), None);
-        assert!(flag(&["--load", "."]).unwrap().contains("--load"));
+        assert_eq!(flag(&["--load", "."]), None);
+        assert_eq!(flag(&["-o", "type=image,name=a,push=false", "."]), None);
         // Image archives are supported, except what is not built yet.
         assert_eq!(flag(&["-o", "type=oci,dest=x", "."]), None);
         assert_eq!(
@@ -890,7 +996,6 @@ mod tests {
         );
         assert!(flag(&["-o", "type=oci", "."]).unwrap().contains("dest="));
         for attr in [
-            "rewrite-timestamp=true",
             "buildinfo-attrs=true",
             "annotation-index.k=v",
             "annotation-manifest[linux/amd64].k=v",
@@ -913,10 +1018,7 @@ mod tests {
                 "--cache-from",
             ),
             (&["--cache-to", "type=inline", "."][..], "--cache-to"),
-            (&["--secret", "id=s,src=/f", "."][..], "--secret"),
-            (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
-            (&["--iidfile", "id", "."][..], "--iidfile"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],
                 "--platform",
@@ -943,6 +1045,21 @@ mod tests {
         let o = opts(&["-o", "type=image,name=a", "--push", "."]).unwrap();
         assert_eq!(o.outputs.len(), 1);
         assert_eq!(o.outputs[0].attrs["push"], "true");
+    }
+
+    #[test]
+    fn tag_flag_alone_stores_the_image_locally() {
+        let o = opts(&["-t", "a", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].kind, OutputKind::Image);
+        assert!(o.outputs[0].attrs.is_empty());
+        let o = opts(&["-t", "a", "-o", "out", "."]).unwrap();
+        assert_eq!(o.outputs.len(), 1);
+        assert_eq!(o.outputs[0].kind, OutputKind::Local);
+        let o = opts(&["--load", "."]).unwrap();
+        assert_eq!(o.outputs[0].kind, OutputKind::Docker);
+        assert_eq!(o.outputs[0].dest, None);
+        assert!(opts(&["."]).unwrap().outputs.is_empty());
     }
 
     #[test]
@@ -997,6 +1114,20 @@ mod tests {
         .unwrap();
         assert_eq!(o.network, Network::None);
         assert_eq!(o.progress, Progress::Plain);
+        let o2 = opts(&[
+            "--allow",
+            "security.insecure,network.host",
+            "--sandbox",
+            "none",
+            ".",
+        ])
+        .unwrap();
+        assert_eq!(
+            o2.allow,
+            vec![Entitlement::SecurityInsecure, Entitlement::NetworkHost]
+        );
+        assert_eq!(o2.sandbox, Sandbox::None);
+        assert!(opts(&["--allow", "device", "."]).is_err());
         assert_eq!(o.no_cache_filter, vec!["a", "b"]);
         assert_eq!(
             o.build_contexts,
@@ -1006,5 +1137,17 @@ mod tests {
         assert!(opts(&["--label", "novalue", "."]).is_err());
         assert!(opts(&["-q", "--progress", "plain", "."]).is_err());
         assert!(opts(&["-o", "a", "-o", "b", "."]).is_err());
+    }
+
+    #[test]
+    fn snapshotter_flag() {
+        use crate::snapshot::Backend;
+        assert_eq!(opts(&["."]).unwrap().snapshotter, Selection::Auto);
+        let o = opts(&["--snapshotter", "fuse-overlayfs", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::FuseOverlay));
+        let o = opts(&["--snapshotter", "native", "."]).unwrap();
+        assert_eq!(o.snapshotter, Selection::Only(Backend::Native));
+        let err = opts(&["--snapshotter", "zfs", "."]).unwrap_err();
+        assert!(format!("{err:#}").contains("zfs"), "{err:#}");
     }
 }

@@ -98,18 +98,16 @@ pub fn export(
         );
     }
     let by_digest = flag(output, "push-by-digest");
-    let trees: Vec<std::path::PathBuf> = match &result.chain {
-        Some(ids) => ids.iter().map(|id| store.path(id)).collect(),
-        None => result.dir(store).into_iter().collect(),
-    };
+    let layers = super::build::local_image::layer_sources(store, result);
     let content = ContentStore::open(image.root).with_context(|| {
         format!(
             "failed to open the content store in {}",
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &trees, image.image, &options)
+    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
         .context("failed to make the image")?;
+    super::build::local_image::remember_layers(image.cache, result, &committed, &options);
     // The build's runtime is gone; connections are opened afresh here.
     let registry = image.registry.renewed();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -150,7 +148,7 @@ pub fn export(
 }
 
 /// `pushed NAME@DIGEST: 2 blobs uploaded (1.2 MiB), 1 already there, 0 mounted`.
-fn summary(pushed: &Pushed) -> String {
+pub(super) fn summary(pushed: &Pushed) -> String {
     let (existed, mounted, uploaded) = pushed.counts();
     let target = Reference {
         tag: if pushed.reference.digest.is_some() {

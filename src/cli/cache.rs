@@ -311,11 +311,8 @@ fn confirm(all: bool) -> anyhow::Result<bool> {
 fn prune_blobs(root: &Path, db: &CacheDb) -> anyhow::Result<(Vec<(String, u64)>, u64)> {
     let content = ContentStore::open(root).context("failed to open the content store")?;
     content.clean_stale_ingest();
-    let referenced: HashSet<String> = db
-        .list()?
-        .into_iter()
-        .filter_map(|r| r.description.strip_prefix("layer ").map(str::to_string))
-        .collect();
+    let mut referenced = db.referenced_blobs()?;
+    referenced.extend(image_blobs(root, &content)?);
     let live = cache::live_processes(root)?;
     let mut removed = Vec::new();
     let mut freed = 0;
@@ -331,6 +328,52 @@ fn prune_blobs(root: &Path, db: &CacheDb) -> anyhow::Result<(Vec<(String, u64)>,
         removed.push((blob.digest, blob.size));
     }
     Ok((removed, freed))
+}
+
+/// Every blob a local image name reaches: its manifest (or index), and
+/// what those name (configs, layers, platform manifests).
+fn image_blobs(root: &Path, content: &ContentStore) -> anyhow::Result<HashSet<String>> {
+    let images =
+        crate::imagestore::ImageStore::open(root).context("failed to open the image store")?;
+    let mut keep = HashSet::new();
+    let mut queue: Vec<(String, String)> = images
+        .list()
+        .context("failed to list local images")?
+        .into_iter()
+        .map(|t| (t.manifest.digest, t.manifest.media_type))
+        .collect();
+    while let Some((digest, media_type)) = queue.pop() {
+        if !keep.insert(digest.clone()) {
+            continue;
+        }
+        let is_json_list = media_type.contains("manifest") || media_type.contains("index");
+        if !is_json_list {
+            continue;
+        }
+        // A manifest the store cannot read keeps only itself.
+        let Ok(bytes) = content.read(&digest) else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let mut descriptors = Vec::new();
+        if let Some(config) = value.get("config") {
+            descriptors.push(config);
+        }
+        for list in ["layers", "manifests"] {
+            if let Some(items) = value.get(list).and_then(|v| v.as_array()) {
+                descriptors.extend(items);
+            }
+        }
+        for d in descriptors {
+            if let Some(digest) = d.get("digest").and_then(|v| v.as_str()) {
+                let media = d.get("mediaType").and_then(|v| v.as_str()).unwrap_or("");
+                queue.push((digest.to_string(), media.to_string()));
+            }
+        }
+    }
+    Ok(keep)
 }
 
 /// What a build holds on the store while it runs.

@@ -9,7 +9,12 @@ mod completion;
 pub mod csv;
 mod debug;
 mod gc_config;
+mod images;
+mod local_images;
+mod push;
+mod rmi;
 mod source_error;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,11 +53,38 @@ pub enum Command {
     /// Developer tools: inspect what bk makes of a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// List the images in the local image store
+    Images(images::ImagesArgs),
+    /// Push a local image to its registry
+    Push(push::PushArgs),
+    /// Remove names from the local image store (blobs stay until pruned)
+    Rmi(rmi::RmiArgs),
+    /// Give a local image another name
+    Tag(tag::TagArgs),
 }
 
 /// Parses the process arguments (exits with a usage message on error).
 pub fn parse() -> Cli {
     Cli::parse()
+}
+
+/// Sets this process up for the command before any thread exists: the
+/// commands that touch the store run in bk's namespaces (see
+/// [`crate::rootless::enter`]). `Some(code)`: this process only waited
+/// for the namespace child, which did the work; exit with its code.
+pub fn enter_namespaces(cli: &Cli) -> anyhow::Result<Option<ExitCode>> {
+    use crate::rootless::{self, Entered, Isolation};
+    let isolation = match &cli.command {
+        Command::Build(args) if !args.check => match args.sandbox {
+            build_opts::Sandbox::Default => Isolation::Namespaces,
+            build_opts::Sandbox::None => Isolation::None,
+        },
+        _ => return Ok(None),
+    };
+    match rootless::enter(isolation)? {
+        Entered::Continue => Ok(None),
+        Entered::Exit(code) => Ok(Some(ExitCode::from(code))),
+    }
 }
 
 /// Runs one command; the returned code is the process exit status.
@@ -63,6 +95,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(cmd) => cache::run(cmd, &build::store_root(cli.root.as_deref())?),
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
+        Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Push(args) => push::run(args, cli.root.as_deref()),
+        Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
+        Command::Tag(args) => tag::run(args, cli.root.as_deref()),
     }
 }
 
@@ -76,5 +112,33 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         super::command().debug_assert();
+    }
+
+    #[test]
+    fn image_store_commands_parse() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| super::Cli::try_parse_from(argv).map(|c| c.command);
+        match parse(&["bk", "images", "-q", "--digests", "--no-trunc", "app"]) {
+            Ok(super::Command::Images(a)) => {
+                assert!(a.quiet && a.digests && a.no_trunc);
+                assert_eq!(a.filter.as_deref(), Some("app"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bk", "rmi", "-f", "a", "b:1"]) {
+            Ok(super::Command::Rmi(a)) => {
+                assert!(a.force);
+                assert_eq!(a.names, ["a", "b:1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "rmi"]).is_err(), "rmi needs a name");
+        match parse(&["bk", "tag", "a", "me/a:2"]) {
+            Ok(super::Command::Tag(a)) => {
+                assert_eq!((a.source.as_str(), a.target.as_str()), ("a", "me/a:2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["bk", "tag", "a"]).is_err(), "tag needs two names");
     }
 }

@@ -369,8 +369,10 @@ fn split(ast: &Ast) -> Result<(Vec<instructions::Arg>, Vec<Draft>)> {
 }
 
 /// SOURCE_DATE_EPOCH from build args or global ARGs: a number becomes the
-/// history timestamp and is normalised; other forms (the context's or a
-/// stage's time) need the build itself and are dropped with a warning.
+/// image's and its history's timestamp (and, with `rewrite-timestamp`,
+/// the clamp of new layers' mtimes) and is normalised; `context` is
+/// unset for a local context, as in BuildKit; a stage's time (a remote
+/// ADD's) is dropped with a warning.
 fn source_date_epoch(
     build_args: &mut BuildArgs,
     globals: &mut EnvList,
@@ -389,13 +391,22 @@ fn source_date_epoch(
         None
     } else if let Some(n) = go_atoi(&value) {
         Some(n)
-    } else if value == "context"
-        || drafts
-            .iter()
-            .any(|d| d.from.stage_name.as_deref() == Some(value.to_lowercase().as_str()))
+    } else if value == "context" {
+        // The main context's time: a git commit's or an HTTP archive's.
+        // A local directory has none, so BuildKit leaves the epoch unset,
+        // as here (remote contexts are refused before planning).
+        None
+    } else if drafts
+        .iter()
+        .any(|d| d.from.stage_name.as_deref() == Some(value.to_lowercase().as_str()))
     {
+        // BuildKit takes the time of the stage's one remote (git or
+        // HTTP) ADD, sources bk cannot read yet.
         warnings.push(PlanWarning {
-            message: format!("SOURCE_DATE_EPOCH={value} is not supported yet; ignored"),
+            message: format!(
+                "SOURCE_DATE_EPOCH={value} (the time of a stage's remote ADD) is not supported \
+                 yet; ignored"
+            ),
             location: None,
         });
         None

@@ -640,6 +640,17 @@ fn source_date_epoch_sets_history_time() {
         err("FROM scratch\n", &opts(&[("SOURCE_DATE_EPOCH", "soon")])),
         "invalid SOURCE_DATE_EPOCH: soon"
     );
+    // A local context has no time: unset, silently, as in BuildKit.
+    let p = ok("FROM scratch\n", &opts(&[("SOURCE_DATE_EPOCH", "context")]));
+    assert_eq!(p.epoch, None);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // A stage's remote ADD time is not read yet: said, and unset.
+    let p = ok(
+        "FROM scratch AS src\nFROM scratch\n",
+        &opts(&[("SOURCE_DATE_EPOCH", "src")]),
+    );
+    assert_eq!(p.epoch, None);
+    assert!(p.warnings[0].message.contains("not supported yet"));
 }
 
 #[test]

@@ -1,12 +1,20 @@
 //! Image exporters: `--output type=oci` (an OCI image layout as a tar)
-//! and `type=docker` (a `docker load` archive). Both make the same image:
-//! one layer per step of the build's main chain ([`super::layer`]), an
-//! image config whose `rootfs.diff_ids` and non-empty `history` entries
-//! match those layers one to one (skopeo and umoci check this), and a
-//! manifest (OCI media types, or Docker schema 2 with
-//! `oci-mediatypes=false`, the docker exporter's default). Every blob
-//! goes through the [`ContentStore`] first and is copied into the archive
-//! from there, checked against its digest on the way.
+//! and `type=docker` (a `docker load` archive); [`commit`] alone makes
+//! the image for the local image store. All make the same image: a base
+//! image's layers exactly as it has them (same blobs, same digests, only
+//! the media type renamed to the manifest's flavour, as BuildKit does),
+//! then one layer per later step of the build's main chain
+//! ([`super::layer`]), an image config whose `rootfs.diff_ids` and
+//! non-empty `history` entries match those layers one to one (skopeo and
+//! umoci check this), and a manifest (OCI media types, or Docker schema 2
+//! with `oci-mediatypes=false`, the docker exporter's default). Every
+//! blob goes through the [`ContentStore`] first and is copied into the
+//! archive from there, checked against its digest on the way.
+//!
+//! `force-compression=true` recompresses base layers whose compression
+//! differs from the one asked for (same tar, so same diff_id);
+//! `rewrite-timestamp=true` clamps the mtimes in the build's own layers
+//! to `SOURCE_DATE_EPOCH` and leaves base layers alone, as BuildKit.
 //!
 //! The archive holds, in this order: `blobs/`, `blobs/sha256/`, each blob
 //! (by digest), `oci-layout`, `index.json` and, for `type=docker`,
@@ -17,8 +25,9 @@
 //! builds of the same inputs give byte-identical archives.
 //!
 //! Imports `crate::content`, `crate::image`, `crate::snapshot` (through
-//! the layer writer) and the tar writer; must not import the solver or
-//! the CLI — the caller passes the trees of the chain and the config.
+//! the layer writer), `crate::cache` (the layer blob memo) and the tar
+//! writer; must not import the solver or the CLI — the caller passes the
+//! trees of the chain and the config.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,10 +39,11 @@ use serde::Serialize;
 
 use super::layer::{self, Compression, LayerError};
 use super::tar as tarw;
+use crate::cache::{CacheDb, CacheKey, Digest, LayerBlob};
 use crate::content::{digest_hex, ContentError, ContentStore, Descriptor, HashingWriter};
 use crate::image::config::{History, RootFs};
 use crate::image::{Image, Reference};
-use crate::snapshot::fsx;
+use crate::snapshot::{fsx, SnapshotId};
 use crate::util::fs::FsError;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -115,6 +125,35 @@ pub struct ImageOptions {
     pub descriptor_annotations: BTreeMap<String, String>,
     /// The image's creation time, RFC 3339 (SOURCE_DATE_EPOCH or now).
     pub created: String,
+    /// `rewrite-timestamp`: new layers' mtimes later than this (seconds
+    /// since the epoch) are written as this.
+    pub clamp_mtime: Option<i64>,
+    /// `force-compression`: base layers are recompressed when their
+    /// compression differs from [`ImageOptions::compression`].
+    pub force_compression: bool,
+}
+
+/// One layer of the image to make, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSource {
+    /// The full tree up to and including this layer (the next layer is
+    /// diffed against it).
+    pub tree: PathBuf,
+    /// The snapshot `tree` is, when it is one: the blob made from it is
+    /// then remembered for the next export (see [`commit`]).
+    pub snapshot: Option<SnapshotId>,
+    /// A base image's blob for this layer, reused as is when it is in the
+    /// content store; `None` for a build step (diffed against the layer
+    /// below).
+    pub blob: Option<BaseBlob>,
+}
+
+/// A base image layer's blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseBlob {
+    pub descriptor: Descriptor,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
 }
 
 /// A stored image: its manifest, config and layers.
@@ -123,6 +162,8 @@ pub struct Committed {
     pub manifest: Descriptor,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The layers' uncompressed digests, as the config lists them.
+    pub diff_ids: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -190,31 +231,118 @@ pub fn finish_config(image: &Image, diff_ids: Vec<String>, created: &str) -> Ima
     img
 }
 
-/// Makes the layers of `chain` (full trees, bottom first: layer i is the
+/// Makes the layers of `chain` (bottom first: a base blob reused, or the
 /// change from `chain[i-1]` to `chain[i]`), the config and the manifest,
-/// all stored in `content`.
+/// all stored in `content`. With `memo`, a step's layer made before from
+/// the same two snapshots with the same compression and clamp is reused
+/// rather than made again, and new ones are remembered.
 pub fn commit(
     content: &ContentStore,
-    chain: &[PathBuf],
+    chain: &[LayerSource],
     image: &Image,
     opts: &ImageOptions,
+    memo: Option<&CacheDb>,
 ) -> Result<Committed, ImageError> {
     let mut layers = Vec::with_capacity(chain.len());
     let mut diff_ids = Vec::with_capacity(chain.len());
-    for (index, child) in chain.iter().enumerate() {
-        let parent = index.checked_sub(1).map(|i| chain[i].as_path());
-        let layer = layer::write_layer(
-            content,
-            parent,
-            child,
-            opts.compression,
-            opts.oci_mediatypes,
-        )
-        .map_err(|source| ImageError::Layer { index, source })?;
-        diff_ids.push(layer.diff_id);
-        layers.push(layer.descriptor);
+    for (index, link) in chain.iter().enumerate() {
+        let fail = |source| ImageError::Layer { index, source };
+        // A base blob missing from the store (removed by hand) is made
+        // again from the trees: a valid layer, if not the same bytes.
+        let reused = link
+            .blob
+            .as_ref()
+            .filter(|b| content.exists(&b.descriptor.digest));
+        let (descriptor, diff_id) = match reused {
+            Some(base) => {
+                let want = opts.compression.media_type(opts.oci_mediatypes);
+                match layer::convert_media_type(&base.descriptor.media_type, opts.oci_mediatypes) {
+                    // A media type bk does not know (foreign layers):
+                    // kept exactly.
+                    None => (base.descriptor.clone(), base.diff_id.clone()),
+                    Some(media_type) if !opts.force_compression || media_type == want => {
+                        let mut d = base.descriptor.clone();
+                        d.media_type = media_type;
+                        d.annotations.clear();
+                        (d, base.diff_id.clone())
+                    }
+                    Some(_) => {
+                        let d = layer::recompress(
+                            content,
+                            &base.descriptor,
+                            &base.diff_id,
+                            opts.compression,
+                            opts.oci_mediatypes,
+                        )
+                        .map_err(fail)?;
+                        (d, base.diff_id.clone())
+                    }
+                }
+            }
+            None => {
+                let below = index.checked_sub(1).map(|i| &chain[i]);
+                let key = memo.zip(link.snapshot.as_ref()).and_then(|(db, id)| {
+                    let parent = match below {
+                        None => None,
+                        // Below is a directory bk does not own: nothing
+                        // to key the layer by.
+                        Some(b) => Some(b.snapshot.as_ref()?),
+                    };
+                    Some((db, id, blob_key(parent, id, opts)))
+                });
+                // The memo is only a shortcut: a failed lookup or record
+                // makes the layer again, or again next time.
+                let remembered = key
+                    .as_ref()
+                    .and_then(|(db, _, key)| db.layer_blob(key).ok().flatten())
+                    .filter(|b| content.exists(&b.digest));
+                match remembered {
+                    Some(blob) => (
+                        Descriptor {
+                            media_type: layer::convert_media_type(
+                                &blob.media_type,
+                                opts.oci_mediatypes,
+                            )
+                            .unwrap_or(blob.media_type),
+                            digest: blob.digest,
+                            size: blob.size,
+                            annotations: BTreeMap::new(),
+                        },
+                        blob.diff_id,
+                    ),
+                    None => {
+                        let layer = layer::write_layer(
+                            content,
+                            below.map(|b| b.tree.as_path()),
+                            &link.tree,
+                            &layer::LayerOptions {
+                                compression: opts.compression,
+                                oci: opts.oci_mediatypes,
+                                clamp_mtime: opts.clamp_mtime,
+                            },
+                        )
+                        .map_err(fail)?;
+                        if let Some((db, id, key)) = &key {
+                            let _ = db.put_layer_blob(
+                                key,
+                                &LayerBlob {
+                                    snapshot_id: id.as_str().to_string(),
+                                    media_type: layer.descriptor.media_type.clone(),
+                                    digest: layer.descriptor.digest.clone(),
+                                    size: layer.descriptor.size,
+                                    diff_id: layer.diff_id.clone(),
+                                },
+                            );
+                        }
+                        (layer.descriptor, layer.diff_id)
+                    }
+                }
+            }
+        };
+        diff_ids.push(diff_id);
+        layers.push(descriptor);
     }
-    let config = finish_config(image, diff_ids, &opts.created);
+    let config = finish_config(image, diff_ids.clone(), &opts.created);
     let config_bytes = serde_json::to_vec(&config).map_err(|source| ImageError::Encode {
         what: "config",
         source,
@@ -252,7 +380,24 @@ pub fn commit(
         manifest: manifest_desc,
         config: config_desc,
         layers,
+        diff_ids,
     })
+}
+
+/// The memo key of the layer from `parent` (None: the empty tree) to
+/// `child`: snapshots are immutable, so these and the options that shape
+/// the bytes (compression with its level, time clamp) fix the blob.
+fn blob_key(parent: Option<&SnapshotId>, child: &SnapshotId, opts: &ImageOptions) -> CacheKey {
+    CacheKey::from(Digest::of(
+        format!(
+            "bk.layer-blob.v1 {} {} {:?} {:?}",
+            parent.map_or("-", SnapshotId::as_str),
+            child.as_str(),
+            opts.compression,
+            opts.clamp_mtime
+        )
+        .as_bytes(),
+    ))
 }
 
 /// Where an archive goes.
@@ -471,6 +616,7 @@ fn copy_blob<W: Write>(content: &ContentStore, blob: &Descriptor, out: &mut W) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exporter::layer::Compression;
 
     fn history(created_by: &str, empty: bool) -> History {
         History {
@@ -506,6 +652,122 @@ mod tests {
         let non_empty = more.history.iter().filter(|h| !h.empty_layer).count();
         assert_eq!(non_empty, 3);
         assert_eq!(more.created.as_deref(), Some("T"));
+    }
+
+    fn options(oci: bool) -> ImageOptions {
+        ImageOptions {
+            compression: Compression::Gzip(6),
+            oci_mediatypes: oci,
+            names: Vec::new(),
+            manifest_annotations: BTreeMap::new(),
+            descriptor_annotations: BTreeMap::new(),
+            created: "T".into(),
+            clamp_mtime: None,
+            force_compression: false,
+        }
+    }
+
+    #[test]
+    fn base_blobs_are_reused_and_missing_ones_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::snapshot::Store::open(&dir.path().join("s")).unwrap();
+        let content = ContentStore::open(dir.path()).unwrap();
+        let base = store.prepare(None).unwrap();
+        fs::write(base.path().join("base"), "b").unwrap();
+        let base = base.commit().unwrap();
+        let step = store.prepare(Some(&base)).unwrap();
+        fs::write(step.path().join("new"), "n").unwrap();
+        let step = step.commit().unwrap();
+        // The base layer as a registry would have it: Docker media type.
+        let pulled = layer::write_layer(
+            &content,
+            None,
+            &store.path(&base),
+            &layer::LayerOptions {
+                compression: Compression::Gzip(1),
+                oci: false,
+                clamp_mtime: None,
+            },
+        )
+        .unwrap();
+        let chain = |blob: Descriptor| {
+            vec![
+                LayerSource {
+                    tree: store.path(&base),
+                    snapshot: Some(base.clone()),
+                    blob: Some(BaseBlob {
+                        descriptor: blob,
+                        diff_id: pulled.diff_id.clone(),
+                    }),
+                },
+                LayerSource {
+                    tree: store.path(&step),
+                    snapshot: Some(step.clone()),
+                    blob: None,
+                },
+            ]
+        };
+        let image = Image::default();
+        let db = CacheDb::open(dir.path()).unwrap();
+        let made = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &options(true),
+            Some(&db),
+        )
+        .unwrap();
+        assert_eq!(made.layers.len(), 2);
+        assert_eq!(made.layers[0].digest, pulled.descriptor.digest, "same blob");
+        assert_eq!(
+            made.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let config: Image =
+            serde_json::from_slice(&content.read(&made.config.digest).unwrap()).unwrap();
+        assert_eq!(config.rootfs.diff_ids[0], pulled.diff_id);
+        // A blob no longer in the store: the layer is made from the tree
+        // (level 6 here, so other bytes), with the same content.
+        let mut gone = pulled.descriptor.clone();
+        gone.digest = crate::content::sha256_digest(b"not stored");
+        let remade = commit(&content, &chain(gone.clone()), &image, &options(true), None).unwrap();
+        assert_ne!(remade.layers[0].digest, gone.digest);
+        assert!(content.exists(&remade.layers[0].digest));
+        let config: Image =
+            serde_json::from_slice(&content.read(&remade.config.digest).unwrap()).unwrap();
+        assert_eq!(config.rootfs.diff_ids[0], pulled.diff_id);
+
+        // The step's layer was remembered: made again from nothing (its
+        // tree emptied here, which a snapshot never is), the remembered
+        // blob is used, in the Docker flavour asked for now.
+        for entry in fs::read_dir(store.path(&step)).unwrap() {
+            let _ = entry.map(|e| e.path()).map(fs::remove_file);
+        }
+        let again = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &options(false),
+            Some(&db),
+        )
+        .unwrap();
+        assert_eq!(again.layers[1].digest, made.layers[1].digest);
+        assert_eq!(
+            again.layers[1].media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        // Another compression is another blob.
+        let mut zstd = options(true);
+        zstd.compression = Compression::Zstd(3);
+        let other = commit(
+            &content,
+            &chain(pulled.descriptor.clone()),
+            &image,
+            &zstd,
+            Some(&db),
+        )
+        .unwrap();
+        assert_ne!(other.layers[1].digest, made.layers[1].digest);
     }
 
     #[test]

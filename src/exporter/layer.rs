@@ -16,6 +16,13 @@
 //!
 //! The same trees always give the same bytes: uncompressed digest
 //! (`diff_id`) and, for a given compression and level, the same blob.
+//! With a clamp (`rewrite-timestamp`), mtimes later than it are written
+//! as it, so that files copied at different times still give the same
+//! layer.
+//!
+//! Base image layers are not made here but reused: [`convert_media_type`]
+//! renames their media type for the manifest's flavour and [`recompress`]
+//! changes their compression (`force-compression`).
 //!
 //! Imports `crate::snapshot`, `crate::content` and the tar writer; must
 //! not import the solver or the CLI.
@@ -89,6 +96,99 @@ pub enum LayerError {
     /// Storing the finished blob failed.
     #[error("cannot store a layer blob")]
     Commit(#[source] ContentError),
+    /// Reading a base layer's blob for recompression failed.
+    #[error("cannot read layer blob {digest}")]
+    ReadBlob {
+        digest: String,
+        #[source]
+        source: ContentError,
+    },
+    /// Decompressing a base layer's blob failed.
+    #[error("cannot decompress layer blob {digest}")]
+    Decompress {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A recompressed base layer no longer has its diff_id (the blob is
+    /// not the tar its manifest says).
+    #[error("layer blob {digest} decompresses to {actual}, not its diff_id {expected}")]
+    DiffId {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// How to write a new layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerOptions {
+    pub compression: Compression,
+    /// OCI media type (true) or Docker's.
+    pub oci: bool,
+    /// `rewrite-timestamp`: later mtimes are written as this.
+    pub clamp_mtime: Option<i64>,
+}
+
+/// The media type of a known layer type in the OCI (`oci`) or Docker
+/// flavour (same compression); `None` for types bk does not know
+/// (foreign or non-distributable layers), which are kept as they are.
+pub fn convert_media_type(media_type: &str, oci: bool) -> Option<String> {
+    let compression = match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Compression::Uncompressed,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Compression::Gzip(6),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd(3),
+        _ => return None,
+    };
+    Some(compression.media_type(oci).to_string())
+}
+
+/// Rewrites a stored layer blob with `compression` (the tar inside, and
+/// so its diff_id, unchanged) and returns the new blob's descriptor.
+pub fn recompress(
+    store: &ContentStore,
+    blob: &Descriptor,
+    diff_id: &str,
+    compression: Compression,
+    oci: bool,
+) -> Result<Descriptor, LayerError> {
+    let digest = blob.digest.clone();
+    let file = store
+        .open_blob(&digest)
+        .map_err(|source| LayerError::ReadBlob {
+            digest: digest.clone(),
+            source,
+        })?;
+    let decompress_err = |source| LayerError::Decompress {
+        digest: digest.clone(),
+        source,
+    };
+    let mut reader = crate::registry::unpack::decompress(file).map_err(decompress_err)?;
+    let out = store.writer().map_err(LayerError::Start)?;
+    let tmp = out.temp_path().to_path_buf();
+    let write_err = |e| LayerError::Write(FsError::new("write", &tmp, e));
+    let mut out = HashingWriter::new(io::BufWriter::new(
+        Compressor::new(out, compression).map_err(write_err)?,
+    ));
+    io::copy(&mut reader, &mut out).map_err(decompress_err)?;
+    let (buffered, actual, _) = out.finish();
+    if actual != diff_id {
+        return Err(LayerError::DiffId {
+            digest,
+            expected: diff_id.to_string(),
+            actual,
+        });
+    }
+    let blob = buffered
+        .into_inner()
+        .map_err(|e| write_err(e.into_error()))?
+        .finish()
+        .map_err(write_err)?;
+    blob.commit(compression.media_type(oci), None)
+        .map_err(LayerError::Commit)
 }
 
 /// A stored layer.
@@ -149,14 +249,18 @@ impl Write for Compressor {
 }
 
 /// Writes the layer that turns `parent` (None: empty) into `child` into
-/// `store`, with the given compression and media type flavour.
+/// `store`, as `opts` say.
 pub fn write_layer(
     store: &ContentStore,
     parent: Option<&Path>,
     child: &Path,
-    compression: Compression,
-    oci: bool,
+    opts: &LayerOptions,
 ) -> Result<Layer, LayerError> {
+    let LayerOptions {
+        compression,
+        oci,
+        clamp_mtime,
+    } = *opts;
     let changes = snapshot::diff(parent, child).map_err(LayerError::Diff)?;
     let blob = store.writer().map_err(LayerError::Start)?;
     let tmp = blob.temp_path().to_path_buf();
@@ -180,8 +284,15 @@ pub fn write_layer(
         for (i, _) in rel.iter().enumerate().filter(|(_, &b)| b == b'/') {
             let ancestor = &rel[..i];
             if written.insert(ancestor.to_vec()) {
-                tarw::write_node(child, ancestor, &mut links, &mut out, &mut stats)
-                    .map_err(fail)?;
+                tarw::write_node(
+                    child,
+                    ancestor,
+                    &mut links,
+                    &mut out,
+                    &mut stats,
+                    clamp_mtime,
+                )
+                .map_err(fail)?;
             }
         }
         match change.kind {
@@ -201,7 +312,8 @@ pub fn write_layer(
                         }
                     }
                 }
-                if tarw::write_node(child, rel, &mut links, &mut out, &mut stats).map_err(fail)?
+                if tarw::write_node(child, rel, &mut links, &mut out, &mut stats, clamp_mtime)
+                    .map_err(fail)?
                     == Some(true)
                 {
                     written.insert(rel.to_vec());
@@ -252,6 +364,14 @@ mod tests {
             .collect()
     }
 
+    fn opts(compression: Compression, oci: bool) -> LayerOptions {
+        LayerOptions {
+            compression,
+            oci,
+            clamp_mtime: None,
+        }
+    }
+
     fn setup() -> (tempfile::TempDir, Store, ContentStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s")).unwrap();
@@ -284,8 +404,7 @@ mod tests {
             &content,
             None,
             &store.path(&base),
-            Compression::Uncompressed,
-            true,
+            &opts(Compression::Uncompressed, true),
         )
         .unwrap();
         assert_eq!(
@@ -303,8 +422,7 @@ mod tests {
             &content,
             Some(&store.path(&base)),
             &store.path(&child),
-            Compression::Uncompressed,
-            true,
+            &opts(Compression::Uncompressed, true),
         )
         .unwrap();
         assert_eq!(
@@ -336,10 +454,16 @@ mod tests {
         fs::write(a.path().join("app/x"), "x".repeat(10_000)).unwrap();
         let a = a.commit().unwrap();
         let tree = store.path(&a);
-        let plain = write_layer(&content, None, &tree, Compression::Uncompressed, true).unwrap();
-        let gz1 = write_layer(&content, None, &tree, Compression::Gzip(6), true).unwrap();
-        let gz2 = write_layer(&content, None, &tree, Compression::Gzip(6), false).unwrap();
-        let zst = write_layer(&content, None, &tree, Compression::Zstd(3), true).unwrap();
+        let plain = write_layer(
+            &content,
+            None,
+            &tree,
+            &opts(Compression::Uncompressed, true),
+        )
+        .unwrap();
+        let gz1 = write_layer(&content, None, &tree, &opts(Compression::Gzip(6), true)).unwrap();
+        let gz2 = write_layer(&content, None, &tree, &opts(Compression::Gzip(6), false)).unwrap();
+        let zst = write_layer(&content, None, &tree, &opts(Compression::Zstd(3), true)).unwrap();
         assert_eq!(gz1.descriptor.digest, gz2.descriptor.digest);
         assert_eq!(
             gz2.descriptor.media_type,
@@ -361,8 +485,95 @@ mod tests {
         let tar = zstd::decode_all(&zs[..]).unwrap();
         assert_eq!(crate::content::sha256_digest(&tar), plain.diff_id);
         // Gzip level changes the blob, not the diff_id.
-        let gz9 = write_layer(&content, None, &tree, Compression::Gzip(9), true).unwrap();
+        let gz9 = write_layer(&content, None, &tree, &opts(Compression::Gzip(9), true)).unwrap();
         assert_eq!(gz9.diff_id, plain.diff_id);
+    }
+
+    #[test]
+    fn rewrite_timestamp_clamps_only_later_mtimes() {
+        let (_d, store, content) = setup();
+        let a = store.prepare(None).unwrap();
+        fs::write(a.path().join("old"), "o").unwrap();
+        fs::write(a.path().join("new"), "n").unwrap();
+        let set = |name: &str, secs| {
+            let t = filetime::FileTime::from_unix_time(secs, 0);
+            filetime::set_file_mtime(a.path().join(name), t).unwrap();
+        };
+        set("old", 1_000);
+        set("new", 2_000_000_000);
+        let a = a.commit().unwrap();
+        let mut o = opts(Compression::Uncompressed, true);
+        o.clamp_mtime = Some(1_700_000_000);
+        let layer = write_layer(&content, None, &store.path(&a), &o).unwrap();
+        let bytes = content.read(&layer.descriptor.digest).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let times: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                (name, e.header().mtime().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [
+                ("new".to_string(), 1_700_000_000),
+                ("old".to_string(), 1_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn media_types_convert_between_flavours() {
+        let docker_gz = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let oci_gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(convert_media_type(docker_gz, true).as_deref(), Some(oci_gz));
+        assert_eq!(
+            convert_media_type(oci_gz, false).as_deref(),
+            Some(docker_gz)
+        );
+        assert_eq!(
+            convert_media_type("application/vnd.oci.image.layer.v1.tar", false).as_deref(),
+            Some("application/vnd.docker.image.rootfs.diff.tar")
+        );
+        let foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+        assert_eq!(convert_media_type(foreign, true), None);
+    }
+
+    #[test]
+    fn recompressing_keeps_the_tar_and_checks_the_diff_id() {
+        let (_d, store, content) = setup();
+        let a = store.prepare(None).unwrap();
+        fs::write(a.path().join("x"), "x".repeat(5000)).unwrap();
+        let a = a.commit().unwrap();
+        let gz = write_layer(
+            &content,
+            None,
+            &store.path(&a),
+            &opts(Compression::Gzip(6), true),
+        )
+        .unwrap();
+        let plain = recompress(
+            &content,
+            &gz.descriptor,
+            &gz.diff_id,
+            Compression::Uncompressed,
+            true,
+        )
+        .unwrap();
+        assert_eq!(plain.digest, gz.diff_id);
+        assert_eq!(plain.media_type, "application/vnd.oci.image.layer.v1.tar");
+        let err = recompress(
+            &content,
+            &gz.descriptor,
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            Compression::Zstd(3),
+            true,
+        )
+        .unwrap_err();
+        assert!(matches!(err, LayerError::DiffId { .. }), "{err}");
     }
 
     #[test]
@@ -374,8 +585,7 @@ mod tests {
             &content,
             Some(&store.path(&a)),
             &store.path(&b),
-            Compression::Uncompressed,
-            true,
+            &opts(Compression::Uncompressed, true),
         )
         .unwrap();
         assert_eq!(layer.descriptor.size, 1024);

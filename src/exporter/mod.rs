@@ -12,7 +12,8 @@
 //! leaves a half-written file where the user looks: output is built
 //! under a temporary name and lands by `rename(2)`.
 //!
-//! Imports `crate::snapshot` (its low-level file helpers), `crate::content`,
+//! Imports `crate::snapshot` (its low-level file helpers), `crate::cache`
+//! (remembered layer blobs), `crate::content`,
 //! `crate::image` and `crate::util`; it must not import the solver or the
 //! CLI.
 

@@ -151,7 +151,7 @@ fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Fail
     };
     push_listing(&mut pending, b"")?;
     while let Some(rel) = pending.pop() {
-        if write_node(root, &rel, &mut links, out, &mut stats)? == Some(true) {
+        if write_node(root, &rel, &mut links, out, &mut stats, None)? == Some(true) {
             push_listing(&mut pending, &rel)?;
         }
     }
@@ -249,13 +249,16 @@ pub(crate) type Links = HashMap<(u64, u64), Vec<u8>>;
 /// its data for a regular file) without descending into a directory:
 /// `Ok(Some(is_dir))` when written, `Ok(None)` for a skipped socket. A
 /// non-directory whose inode is in `links` becomes a hardlink to the
-/// name recorded there. Shared by the whole-tree archive and layers.
+/// name recorded there. Shared by the whole-tree archive and layers. An
+/// mtime later than `clamp_mtime` is written as `clamp_mtime`
+/// (`rewrite-timestamp`).
 pub(crate) fn write_node<W: Write>(
     root: &Path,
     rel: &[u8],
     links: &mut Links,
     out: &mut W,
     stats: &mut ExportStats,
+    clamp_mtime: Option<i64>,
 ) -> Result<Option<bool>, Failure> {
     let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
     let path = root.join(Path::new(std::ffi::OsStr::from_bytes(rel)));
@@ -266,6 +269,9 @@ pub(crate) fn write_node<W: Write>(
         return Ok(None);
     }
     let mut entry = Entry::new(&meta);
+    if let Some(limit) = clamp_mtime {
+        entry.mtime = entry.mtime.min(limit);
+    }
     if ft.is_dir() {
         let mut name = rel.to_vec();
         name.push(b'/');

@@ -102,6 +102,27 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
+impl RootFs {
+    /// The chain ID of each layer prefix (`chain[i]` covers layers
+    /// `0..=i`), from the diff_ids, as the OCI spec defines it: what
+    /// names "these layers, stacked" whatever their compression.
+    pub fn chain_ids(&self) -> Vec<String> {
+        use sha2::{Digest as _, Sha256};
+        let mut chain: Vec<String> = Vec::new();
+        for diff_id in &self.diff_ids {
+            let next = match chain.last() {
+                None => diff_id.clone(),
+                Some(prev) => format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(format!("{prev} {diff_id}")))
+                ),
+            };
+            chain.push(next);
+        }
+        chain
+    }
+}
+
 impl Default for RootFs {
     fn default() -> Self {
         RootFs {
@@ -150,6 +171,24 @@ impl Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_spec() {
+        let rootfs = RootFs {
+            kind: "layers".into(),
+            diff_ids: vec!["sha256:a".into(), "sha256:b".into()],
+        };
+        let chain = rootfs.chain_ids();
+        assert_eq!(chain[0], "sha256:a");
+        let expected = {
+            use sha2::{Digest as _, Sha256};
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest("sha256:a sha256:b"))
+            )
+        };
+        assert_eq!(chain[1], expected);
+    }
 
     #[test]
     fn serialises_with_oci_and_docker_field_names() {

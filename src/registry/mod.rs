@@ -218,19 +218,7 @@ impl Resolved {
     /// The chain ID of each layer prefix (`chain[i]` covers layers
     /// `0..=i`), from the config's diff_ids, as the OCI spec defines it.
     pub fn chain_ids(&self) -> Vec<String> {
-        use sha2::{Digest as _, Sha256};
-        let mut chain: Vec<String> = Vec::new();
-        for diff_id in &self.config.rootfs.diff_ids {
-            let next = match chain.last() {
-                None => diff_id.clone(),
-                Some(prev) => format!(
-                    "sha256:{}",
-                    hex::encode(Sha256::digest(format!("{prev} {diff_id}")))
-                ),
-            };
-            chain.push(next);
-        }
-        chain
+        self.config.rootfs.chain_ids()
     }
 }
 

@@ -79,7 +79,7 @@ impl<R: Read> Read for Hashing<R> {
 
 /// The decompressed stream of `blob`, chosen by its first bytes (a media
 /// type may say `tar` of a gzip blob in old images; magic does not lie).
-fn decompress<'a>(blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a>(blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buffered = BufReader::with_capacity(1 << 16, blob);
     let head = buffered.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {

@@ -5,6 +5,14 @@
 //! itself); fifos, devices and sockets are recreated when permitted and
 //! otherwise skipped and counted.
 //!
+//! The same walk also makes a *private copy* ([`CloneMode::Copy`], the
+//! native snapshotter's): regular files are reflinked where the file
+//! system can (`FICLONE`) and copied otherwise, symlinks recreated, both
+//! with owner, mode, xattrs and times; names hard-linked to each other in
+//! the source stay one inode in the copy. Each copied inode is recorded
+//! with its ctime, so that a commit can tell, without reading it, that a
+//! copy was never touched (see [`CopyRecord`]).
+//!
 //! Directories are walked in parallel on rayon's pool, one task per
 //! directory (big ones split in chunks). Directory metadata is applied
 //! only after every entry exists, because creating an entry changes its
@@ -14,10 +22,12 @@
 //!
 //! Imports `fsx` and `crate::util` only.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, FileType, Metadata};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -53,6 +63,31 @@ impl CloneReport {
     }
 }
 
+/// Whether the clone shares the parent's inodes or copies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloneMode {
+    /// Hard links to the parent's files (the copy-on-write rule applies).
+    Link,
+    /// Private copies that may be written in place.
+    Copy,
+}
+
+/// What a private copy made: for each copied inode (by inode number in
+/// the copy), its ctime right after the copy and the source inode it
+/// copies. Any later change to the copy (content, mode, owner, xattrs,
+/// links, rename) moves its ctime.
+#[derive(Debug, Default)]
+pub(crate) struct CopyRecord {
+    pub inodes: HashMap<u64, Copied>,
+}
+
+/// One copied inode; see [`CopyRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Copied {
+    pub ctime: (i64, i64),
+    pub source: (u64, u64),
+}
+
 /// Entries handled by one task; a directory with more is split so that a
 /// single huge directory still spreads over the pool.
 const CHUNK: usize = 512;
@@ -65,8 +100,8 @@ struct Fixup {
 }
 
 /// State shared by the clone's tasks.
-#[derive(Default)]
 struct Shared {
+    mode: CloneMode,
     entries: AtomicU64,
     copied: AtomicU64,
     special_skipped: AtomicU64,
@@ -75,6 +110,11 @@ struct Shared {
     fixups: Mutex<Vec<Fixup>>,
     failed: AtomicBool,
     error: Mutex<Option<FsError>>,
+    /// Copy mode: the first copy of each multiply-linked source inode.
+    groups: Mutex<HashMap<(u64, u64), PathBuf>>,
+    record: Mutex<HashMap<u64, Copied>>,
+    /// Set once `FICLONE` is refused: the file system cannot reflink.
+    no_reflink: AtomicBool,
 }
 
 impl Shared {
@@ -105,9 +145,28 @@ const BEST_EFFORT: MetaOpts = MetaOpts {
 
 /// Clones the tree at `src` into the existing, empty directory `dst`
 /// (whose own metadata becomes `src`'s).
-pub(crate) fn clone_tree(src: &Path, dst: &Path) -> Result<CloneReport, FsError> {
+/// In [`CloneMode::Copy`] the record of what was copied comes back too
+/// (it is empty for a link clone).
+pub(crate) fn clone_tree(
+    src: &Path,
+    dst: &Path,
+    mode: CloneMode,
+) -> Result<(CloneReport, CopyRecord), FsError> {
     let root_meta = fs::symlink_metadata(src).map_err(|e| FsError::new("inspect", src, e))?;
-    let shared = Shared::default();
+    let shared = Shared {
+        mode,
+        entries: AtomicU64::new(0),
+        copied: AtomicU64::new(0),
+        special_skipped: AtomicU64::new(0),
+        owner_skipped: AtomicU64::new(0),
+        xattrs_skipped: AtomicU64::new(0),
+        fixups: Mutex::new(Vec::new()),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        groups: Mutex::new(HashMap::new()),
+        record: Mutex::new(HashMap::new()),
+        no_reflink: AtomicBool::new(false),
+    };
     rayon::scope(|scope| visit(scope, src.to_path_buf(), dst.to_path_buf(), &shared));
     if let Some(err) = shared.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(err);
@@ -139,13 +198,20 @@ pub(crate) fn clone_tree(src: &Path, dst: &Path) -> Result<CloneReport, FsError>
                 xattrs: a.xattrs + b.xattrs,
             })
         })?;
-    Ok(CloneReport {
+    let report = CloneReport {
         entries: shared.entries.into_inner(),
         copied: shared.copied.into_inner(),
         special_skipped: shared.special_skipped.into_inner(),
         owner_skipped: shared.owner_skipped.into_inner() + skipped.owner,
         xattrs_skipped: shared.xattrs_skipped.into_inner() + skipped.xattrs,
-    })
+    };
+    let record = CopyRecord {
+        inodes: shared
+            .record
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+    };
+    Ok((report, record))
 }
 
 /// Clones the entries of directory `src` into the existing `dst`.
@@ -197,8 +263,10 @@ fn clone_entries<'s>(
             clone_dir(&src, &dst, sh).map(|()| {
                 scope.spawn(move |scope| visit(scope, src, dst, sh));
             })
-        } else if ft.is_file() || ft.is_symlink() {
+        } else if (ft.is_file() || ft.is_symlink()) && sh.mode == CloneMode::Link {
             link_or_copy(&src_fd, &dst_fd, &name, src_dir, dst_dir, sh)
+        } else if ft.is_file() || ft.is_symlink() {
+            copy_private(&src_dir.join(&name), &dst_dir.join(&name), sh)
         } else {
             recreate_node(&src_dir.join(&name), &dst_dir.join(&name), sh)
         };
@@ -286,4 +354,116 @@ fn recreate_node(src: &Path, dst: &Path, sh: &Shared) -> Result<(), FsError> {
         }
         Err(e) => Err(FsError::new("create node", dst, e)),
     }
+}
+
+/// Copy mode: gives `dst` its own copy of `src`, or a link to the copy
+/// already made of the same source inode.
+fn copy_private(src: &Path, dst: &Path, sh: &Shared) -> Result<(), FsError> {
+    let meta = fs::symlink_metadata(src).map_err(|e| FsError::new("inspect", src, e))?;
+    if meta.nlink() <= 1 {
+        return copy_one(src, dst, &meta, sh);
+    }
+    // Held across the copy so that a second name of the inode waits for
+    // the first copy instead of making another; multiply-linked files
+    // are few.
+    let mut groups = sh.groups.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (meta.dev(), meta.ino());
+    match groups.get(&key) {
+        Some(first) => {
+            fs::hard_link(first, dst).map_err(|e| FsError::new("hard-link", dst, e))?;
+            // The new link moved the inode's ctime: record the new one.
+            record(dst, &meta, sh)
+        }
+        None => {
+            copy_one(src, dst, &meta, sh)?;
+            groups.insert(key, dst.to_path_buf());
+            Ok(())
+        }
+    }
+}
+
+fn copy_one(src: &Path, dst: &Path, meta: &Metadata, sh: &Shared) -> Result<(), FsError> {
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(src).map_err(|e| FsError::new("read link", src, e))?;
+        std::os::unix::fs::symlink(target, dst)
+            .map_err(|e| FsError::new("create symlink", dst, e))?;
+        let skipped = fsx::apply_metadata(src, dst, meta, BEST_EFFORT)
+            .map_err(|e| FsError::new("set metadata of", dst, e))?;
+        sh.count_skips(skipped);
+        return record(dst, meta, sh);
+    }
+    let mut from = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src)
+        .map_err(|e| FsError::new("open", src, e))?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)
+        .map_err(|e| FsError::new("create", dst, e))?;
+    let cloned = !sh.no_reflink.load(Ordering::Relaxed)
+        && match reflink(&from, &to) {
+            Ok(()) => true,
+            Err(e) if is_no_reflink(&e) => {
+                sh.no_reflink.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(e) => return Err(FsError::new("reflink", dst, e)),
+        };
+    if !cloned {
+        crate::util::fs::copy_data(&mut from, &mut to, meta.len())
+            .map_err(|e| FsError::new("copy", src, e))?;
+    }
+    let skipped = fsx::apply_metadata_fd(&from, &to, meta, BEST_EFFORT)
+        .map_err(|e| FsError::new("set metadata of", dst, e))?;
+    sh.count_skips(skipped);
+    let now = to.metadata().map_err(|e| FsError::new("inspect", dst, e))?;
+    sh.record.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        now.ino(),
+        Copied {
+            ctime: (now.ctime(), now.ctime_nsec()),
+            source: (meta.dev(), meta.ino()),
+        },
+    );
+    Ok(())
+}
+
+/// Records the copy at `dst` (already complete) of source `meta`.
+fn record(dst: &Path, meta: &Metadata, sh: &Shared) -> Result<(), FsError> {
+    let now = fs::symlink_metadata(dst).map_err(|e| FsError::new("inspect", dst, e))?;
+    sh.record.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        now.ino(),
+        Copied {
+            ctime: (now.ctime(), now.ctime_nsec()),
+            source: (meta.dev(), meta.ino()),
+        },
+    );
+    Ok(())
+}
+
+/// Makes `to` share `from`'s extents (`FICLONE`).
+fn reflink(from: &fs::File, to: &fs::File) -> io::Result<()> {
+    // SAFETY: both descriptors are open for the duration of the call;
+    // FICLONE takes the source descriptor as its integer argument and
+    // writes no memory of ours.
+    let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The errors by which a file system says it cannot reflink (at all, or
+/// across these two files).
+fn is_no_reflink(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EOPNOTSUPP)
+            | Some(libc::ENOTTY)
+            | Some(libc::EXDEV)
+            | Some(libc::EINVAL)
+            | Some(libc::ENOSYS)
+    )
 }

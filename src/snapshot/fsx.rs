@@ -205,11 +205,34 @@ pub fn list_xattrs(path: &Path) -> io::Result<Vec<(CString, Vec<u8>)>> {
     XattrNode::Path(&c_path(path)?).list_all()
 }
 
-/// Sets one extended attribute on `path` itself (only tests set one
-/// directly; copies go through [`copy_xattrs`]).
-#[cfg(test)]
+/// Sets one extended attribute on `path` itself (not a symlink's target).
 pub fn set_xattr(path: &Path, name: &CStr, value: &[u8]) -> io::Result<()> {
     XattrNode::Path(&c_path(path)?).set(name, value)
+}
+
+/// Removes one extended attribute from `path` itself; a missing one is
+/// not an error.
+pub fn remove_xattr(path: &Path, name: &CStr) -> io::Result<()> {
+    let path = c_path(path)?;
+    // SAFETY: both strings are live and NUL-terminated; nothing is written.
+    let rc = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENODATA) {
+            return Ok(());
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// The value of one extended attribute of `path` itself, `None` when it
+/// is not set or the file system has none.
+pub fn get_xattr(path: &Path, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    match XattrNode::Path(&c_path(path)?).get_one(name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+        other => other,
+    }
 }
 
 /// Copies every extended attribute of `src` onto `dst`. With `strict`

@@ -40,21 +40,37 @@
 //! [`diff`] relies on the same rule: a non-directory whose inode is the
 //! parent's at the same path is unchanged.
 //!
+//! # Writable snapshots
+//!
+//! A `RUN` process cannot follow that rule, so it gets a [`Mounted`]
+//! snapshot from [`Store::prepare_mounted`] instead: a root it may change
+//! freely (an overlay over the parent's tree, or a private copy, per
+//! [`Backend`]), which [`Mounted::commit`] turns into an ordinary
+//! committed snapshot that follows the rule. The backend is detected
+//! once per store or chosen with `--snapshotter` ([`Selection`]).
+//!
 //! This module imports only `crate::util`; it must not import the
 //! exporters, the solver or the CLI (they build on it, not it on them).
 
+mod backend;
 mod clone;
 mod cow;
 mod diff;
 pub(crate) mod fsx;
 mod id;
+mod mounted;
+mod native;
+mod overlay;
 mod store;
+mod upper;
 
+pub use backend::{Backend, Privilege, Selection, UnknownSnapshotter};
 pub use clone::CloneReport;
 pub use cow::{break_link, replace_file};
 pub use diff::{diff, Change, ChangeKind};
 pub use fsx::EntryKind;
 pub use id::SnapshotId;
+pub use mounted::Mounted;
 pub use store::{Active, Store};
 
 use crate::util::fs::FsError;
@@ -73,6 +89,13 @@ pub enum SnapshotError {
     /// Making a new active snapshot (or cloning its parent) failed.
     #[error("cannot prepare a new snapshot")]
     Prepare(#[source] FsError),
+    /// Mounting the overlay of a writable snapshot failed.
+    #[error("cannot mount the writable snapshot")]
+    Mount(#[source] FsError),
+    /// Unmounting a writable snapshot failed (for a commit: it is still
+    /// in use).
+    #[error("cannot unmount the writable snapshot")]
+    Unmount(#[source] FsError),
     /// Flushing or renaming an active snapshot into `snapshots/` failed.
     #[error("cannot commit the snapshot")]
     Commit(#[source] FsError),

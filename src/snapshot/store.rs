@@ -1,7 +1,8 @@
 //! The store's directory layout and the lifecycle of a snapshot:
 //! `<root>/snapshots/<id>/` holds committed (immutable) trees,
 //! `<root>/tmp/new-<rand>/` active ones, `<root>/tmp/del-<rand>/` trees
-//! being deleted.
+//! being deleted, `<root>/tmp/mnt-<rand>/` overlay mounts of writable
+//! snapshots (see [`Mounted`](super::Mounted)).
 //!
 //! Several `bk` processes may share a store, so "leftover" must mean
 //! "nobody holds it": every active or dying directory is `flock`ed
@@ -10,23 +11,32 @@
 //! so [`Store::remove`] refuses a snapshot that is being cloned instead of
 //! pulling files out from under the clone.
 //!
-//! Imports `clone`, `fsx`, `id` and `crate::util` only.
+//! A crashed run's mount directory may still have a mount on it (when
+//! bk ran without its own mount namespace) or a `fuse-overlayfs` serving
+//! it: [`Store::open`] releases those before removing the directory, and
+//! leaves a directory whose mount it cannot release.
+//!
+//! Imports `backend`, `clone`, `fsx`, `id`, `overlay` and `crate::util` only.
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::clone::{clone_tree, CloneReport};
+use super::backend::{self, Backend, Choice, Selection};
+use super::clone::{clone_tree, CloneMode, CloneReport, CopyRecord};
 use super::fsx;
+use super::overlay;
 use super::{SnapshotError, SnapshotId};
 use crate::util::fs::{self as ufs, FsError};
 
 const NEW_PREFIX: &str = "new-";
 const DEL_PREFIX: &str = "del-";
+pub(super) const MNT_PREFIX: &str = "mnt-";
 /// Attempts at a fresh random name before giving up; a clash needs two
 /// equal 64-bit random names, so more than one attempt is already rare.
 const NAME_ATTEMPTS: usize = 16;
@@ -37,6 +47,9 @@ pub struct Store {
     root: PathBuf,
     snapshots: PathBuf,
     tmp: PathBuf,
+    selection: Selection,
+    /// Resolved on first use, once for every clone of this value.
+    chosen: Arc<OnceLock<Choice>>,
 }
 
 /// A snapshot being written: a directory under `tmp/`, removed when this
@@ -90,11 +103,20 @@ fn busy(what: &str) -> io::Error {
 impl Store {
     /// Opens (creating if needed) the store at `root`, and removes the
     /// active and half-deleted snapshots of runs that no longer hold them.
+    /// Writable snapshots use the backend detected for this store.
     pub fn open(root: &Path) -> Result<Store, SnapshotError> {
+        Store::open_with(root, Selection::Auto)
+    }
+
+    /// [`Store::open`] with the writable-snapshot backend chosen by
+    /// `selection` (`--snapshotter`).
+    pub fn open_with(root: &Path, selection: Selection) -> Result<Store, SnapshotError> {
         let store = Store {
             root: root.to_path_buf(),
             snapshots: root.join("snapshots"),
             tmp: root.join("tmp"),
+            selection,
+            chosen: Arc::new(OnceLock::new()),
         };
         ufs::create_dir_all(&store.snapshots).map_err(SnapshotError::Open)?;
         ufs::create_dir_all(&store.tmp).map_err(SnapshotError::Open)?;
@@ -106,9 +128,12 @@ impl Store {
         let entries =
             fsx::read_dir_sorted(&self.tmp).map_err(|e| FsError::new("read", &self.tmp, e))?;
         for (name, ft) in entries {
-            let ours = name
-                .to_str()
-                .is_some_and(|n| n.starts_with(NEW_PREFIX) || n.starts_with(DEL_PREFIX));
+            let Some(name_str) = name.to_str() else {
+                continue;
+            };
+            let mount = name_str.starts_with(MNT_PREFIX);
+            let ours =
+                mount || name_str.starts_with(NEW_PREFIX) || name_str.starts_with(DEL_PREFIX);
             if !ours || !ft.is_dir() {
                 continue;
             }
@@ -120,6 +145,11 @@ impl Store {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(FsError::new("lock leftover", &path, e)),
             };
+            // A mount that cannot be released stays, with its directory:
+            // removing through it would only fill its upper directory.
+            if mount && overlay::release_leftover(&overlay::Dirs::new(&path)).is_err() {
+                continue;
+            }
             fsx::remove_tree(&path).map_err(|e| FsError::new("remove leftover", &path, e))?;
             drop(lock);
         }
@@ -129,6 +159,40 @@ impl Store {
     /// The directory the store lives in.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The backend [`Store::prepare_mounted`](Self::prepare_mounted)
+    /// uses: the one asked for, or the one detected (probed once per
+    /// store and situation, then read from `<root>/snapshotter`).
+    pub fn backend(&self) -> Backend {
+        self.choice().backend
+    }
+
+    /// Why the chosen backend is not the one asked for or the first one
+    /// tried, one line per reason (empty when nothing was passed over).
+    pub fn backend_notes(&self) -> &[String] {
+        &self.choice().notes
+    }
+
+    fn choice(&self) -> &Choice {
+        self.chosen.get_or_init(|| {
+            backend::choose(&self.root, self.selection, &|layout| self.probe(layout))
+        })
+    }
+
+    /// Mounts a tiny overlay of `layout` in a fresh mount directory, and
+    /// removes it again.
+    fn probe(&self, layout: overlay::Layout) -> io::Result<()> {
+        let (dir, lock) = self
+            .make_locked_tmp_dir(MNT_PREFIX)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let result = overlay::probe(&dir, layout);
+        let released = overlay::release_leftover(&overlay::Dirs::new(&dir));
+        if released.is_ok() {
+            let _ = fsx::remove_tree(&dir);
+        }
+        drop(lock);
+        result
     }
 
     /// Where committed snapshot `id` lives (whether or not it exists).
@@ -145,6 +209,18 @@ impl Store {
     /// root directory (mode 0755) without one. Write under
     /// [`Active::path`] following the copy-on-write rule, then commit.
     pub fn prepare(&self, parent: Option<&SnapshotId>) -> Result<Active, SnapshotError> {
+        self.prepare_clone(parent, CloneMode::Link)
+            .map(|(active, _)| active)
+    }
+
+    /// [`Store::prepare`] in either clone mode; a private copy also
+    /// returns what it copied.
+    pub(super) fn prepare_clone(
+        &self,
+        parent: Option<&SnapshotId>,
+        mode: CloneMode,
+    ) -> Result<(Active, CopyRecord), SnapshotError> {
+        let mut record = CopyRecord::default();
         let parent_lock = match parent {
             Some(id) => Some(self.lock_parent(id).map_err(SnapshotError::Prepare)?),
             None => None,
@@ -163,8 +239,10 @@ impl Store {
         };
         match parent {
             Some(id) => {
-                active.report =
-                    clone_tree(&self.path(id), &active.path).map_err(SnapshotError::Prepare)?;
+                let (report, copied) = clone_tree(&self.path(id), &active.path, mode)
+                    .map_err(SnapshotError::Prepare)?;
+                active.report = report;
+                record = copied;
             }
             None => {
                 use std::os::unix::fs::PermissionsExt;
@@ -174,12 +252,12 @@ impl Store {
             }
         }
         drop(parent_lock);
-        Ok(active)
+        Ok((active, record))
     }
 
     /// Locks committed snapshot `id` shared, so it is not removed while
     /// it is cloned.
-    fn lock_parent(&self, id: &SnapshotId) -> Result<Flock<File>, FsError> {
+    pub(super) fn lock_parent(&self, id: &SnapshotId) -> Result<Flock<File>, FsError> {
         let path = self.path(id);
         match try_lock_dir(&path, false) {
             Ok(Some(lock)) if still_names(&path, &lock).unwrap_or(false) => Ok(lock),
@@ -198,7 +276,10 @@ impl Store {
     }
 
     /// Creates `tmp/<prefix><rand>` (mode 0700) and locks it exclusively.
-    fn make_locked_tmp_dir(&self, prefix: &str) -> Result<(PathBuf, Flock<File>), FsError> {
+    pub(super) fn make_locked_tmp_dir(
+        &self,
+        prefix: &str,
+    ) -> Result<(PathBuf, Flock<File>), FsError> {
         let mut last = io::Error::from(ErrorKind::AlreadyExists);
         for _ in 0..NAME_ATTEMPTS {
             let path = self.tmp.join(format!("{prefix}{}", fsx::random_hex(8)));

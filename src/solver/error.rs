@@ -7,6 +7,8 @@
 //! `dockerfile` (the CLI renders the Dockerfile snippet from
 //! [`LineRange`]).
 
+use super::ops::exec::ExecError;
+use super::ops::exec_mounts::MountError;
 use super::ops::file::FileError;
 use super::ops::image::ImageOpError;
 use super::ops::merge::MergeError;
@@ -98,9 +100,14 @@ pub enum VertexError {
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
     Image(#[from] ImageOpError),
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// Preparing a `RUN --mount` failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// Reading the cache database before executing failed.
     #[error("failed to look up the build cache")]
     CacheLookup(#[source] CacheError),

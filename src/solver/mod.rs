@@ -3,7 +3,8 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `source`, `registry`, `image` and `progress`;
+//! `snapshot`, `fileop`, `rootless`, `session`, `source`, `registry`,
+//! `image` and `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!
@@ -44,10 +45,11 @@ use std::sync::Arc;
 
 use crate::cache::{CacheDb, CacheKey, RecordType};
 use crate::image::Platform;
-use crate::llb::{Definition, Op, SourceOp};
+use crate::llb::{Definition, ExecOp, Op, SourceOp};
 use crate::progress;
-use crate::registry::Registry;
+use crate::session::Session;
 use crate::snapshot::{SnapshotId, Store};
+use crate::source::image::Images;
 use crate::source::LocalContext;
 
 pub use error::{LineRange, SolveError, VertexError};
@@ -70,14 +72,38 @@ pub enum Ref {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SolveResult {
     pub root: Ref,
-    /// The snapshots of the root's main chain, bottom first, ending with
+    /// The layers of the root's main chain, bottom first, ending with
     /// the root: from the root, each file op's base input (the first
-    /// action's) and each merge's first input, back to scratch. Image
-    /// exporters make one layer per element, as BuildKit makes one per
-    /// step. `None` when the chain does not start from scratch (the root
-    /// is the context itself, or a step builds on it): the exporter then
-    /// makes one layer of the whole root.
-    pub chain: Option<Vec<SnapshotId>>,
+    /// action's), each merge's first input and each exec's root mount's
+    /// input, back to scratch or a base image (whose layers come first,
+    /// one element each). Image exporters make one layer per element, as
+    /// BuildKit makes one per step, and reuse base images' blobs as they
+    /// are. `None` when the chain does not start from scratch or an image
+    /// (the root is the context itself, or a step builds on it): the
+    /// exporter then makes one layer of the whole root.
+    pub chain: Option<Vec<ChainLayer>>,
+}
+
+/// One layer of a result's main chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLayer {
+    /// The tree up to and including this layer.
+    pub snapshot: SnapshotId,
+    /// For a base image's layer, the blob it was unpacked from (to be
+    /// exported unchanged); `None` for a build step, which the exporter
+    /// diffs against the layer below.
+    pub blob: Option<LayerBlob>,
+}
+
+/// A base image layer's blob, as its manifest and config name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub media_type: String,
+    /// `sha256:` of the (compressed) blob.
+    pub digest: String,
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
 }
 
 impl SolveResult {
@@ -104,9 +130,14 @@ pub struct SolveContext {
     pub progress: progress::Sender,
     /// Blocking jobs at once; 0 means one per core.
     pub parallelism: usize,
-    /// Pulls `docker-image://` sources; shared with the planner so each
-    /// image is resolved once per build. `None`: image sources fail.
-    pub registry: Option<Arc<Registry>>,
+    /// Resolves `docker-image://` sources (local store, then registry);
+    /// shared with the planner so each image is resolved once per build.
+    /// `None`: image sources fail.
+    pub images: Option<Arc<Images>>,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
+    pub session: Arc<Session>,
+    /// `--allow`: entitlements RUN steps may use.
+    pub entitlements: ops::exec::Entitlements,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -114,6 +145,7 @@ pub struct SolveContext {
 /// multi-threaded tokio runtime. The first failure cancels the rest and
 /// is returned naming the failing vertex and its Dockerfile lines.
 pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, SolveError> {
+    ops::exec::check_entitlements(def, ctx.entitlements)?;
     let solver = Arc::new(Solver {
         store: ctx.store.clone(),
         cache: ctx.cache.clone(),
@@ -125,7 +157,9 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
             n => Blocking::new(n),
         },
         context_turn: tokio::sync::Mutex::new(()),
-        registry: ctx.registry.clone(),
+        images: ctx.images.clone(),
+        session: ctx.session.clone(),
+        cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
     });
     let root = scheduler::run(def, solver).await?;
     Ok(SolveResult {
@@ -144,13 +178,14 @@ pub(crate) struct Done {
     /// For context sources: what was selected, to read it from.
     selection: Option<Arc<Selection>>,
     /// This result's main chain (see [`SolveResult::chain`]).
-    chain: Option<Arc<[SnapshotId]>>,
+    chain: Option<Arc<[ChainLayer]>>,
 }
 
 /// The main chain of a vertex's base input (without the vertex's own
 /// result): the first action's input for a file op (none: scratch), the
-/// first input for a merge. `None` when it is unknown.
-fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
+/// first input for a merge, the root mount's input for an exec. `None`
+/// when it is unknown.
+fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<ChainLayer>> {
     let base = match op {
         Op::File(file) => match file.actions.first().and_then(|a| a.input) {
             None => return Some(Vec::new()),
@@ -160,21 +195,33 @@ fn base_chain(op: &Op, inputs: &[Arc<Done>]) -> Option<Vec<SnapshotId>> {
             None => return Some(Vec::new()),
             Some(&i) => i,
         },
+        // A RUN's layer is the change of its root mount.
+        Op::Exec(exec) => match exec.mounts.iter().find(|m| m.dest == "/") {
+            Some(root) => match root.input {
+                None => return Some(Vec::new()),
+                Some(i) => i,
+            },
+            None => return None,
+        },
         _ => return None,
     };
     let done = inputs.get(base as usize)?;
     done.chain.as_ref().map(|c| c.to_vec())
 }
 
-/// `base` followed by `id`.
-fn extend_chain(base: Option<Vec<SnapshotId>>, id: &SnapshotId) -> Option<Arc<[SnapshotId]>> {
+/// `base` followed by the build step that made `id`.
+fn extend_chain(base: Option<Vec<ChainLayer>>, id: &SnapshotId) -> Option<Arc<[ChainLayer]>> {
     base.map(|mut c| {
-        c.push(id.clone());
+        c.push(ChainLayer {
+            snapshot: id.clone(),
+            blob: None,
+        });
         c.into()
     })
 }
 
 /// The directory an op reads an input from.
+#[derive(Clone)]
 pub(crate) enum InputDir {
     Scratch,
     Snapshot(SnapshotId),
@@ -190,7 +237,9 @@ struct Solver {
     blocking: Blocking,
     /// Serialises context reads (see `load_context`).
     context_turn: tokio::sync::Mutex<()>,
-    registry: Option<Arc<Registry>>,
+    images: Option<Arc<Images>>,
+    session: Arc<Session>,
+    cache_mounts: ops::exec_mounts::CacheMounts,
 }
 
 impl Runner for Solver {
@@ -301,7 +350,28 @@ impl Solver {
                     .run(move || ops::merge::run(&store, &parents))
                     .await??
             }
-            Op::Exec(exec) => return Err(ops::exec::run(exec)),
+            Op::Exec(exec) => {
+                let (solver, exec2) = (self.clone(), exec.clone());
+                let (dirs, done) = (inputs.clone(), task.inputs.clone());
+                // Not on the bounded pool: a `locked` cache may wait here
+                // for another step of this build, which must be able to
+                // take a worker to finish and release it.
+                let prepared = tokio::task::spawn_blocking(move || {
+                    let inputs = solver.mount_inputs(&exec2, &dirs, &done)?;
+                    ops::exec_mounts::prepare(&exec2, &inputs, solver.mount_context())
+                        .map_err(VertexError::from)
+                })
+                .await
+                .map_err(VertexError::Blocking)??;
+                let (op, progress, digest) = (exec.clone(), self.progress.clone(), digest.clone());
+                // `prepared` lives until the process has exited: dropping
+                // it releases caches and removes secrets and copies.
+                self.blocking
+                    .run(move || {
+                        ops::exec::run(&store, &op, &inputs, &prepared, &progress, &digest)
+                    })
+                    .await??
+            }
             Op::Diff(_) => {
                 return Err(VertexError::NotSupported {
                     what: "diff ops".into(),
@@ -371,8 +441,9 @@ impl Solver {
     }
 
     /// Resolves an image source to its manifest digest (its cache key's
-    /// content), then reuses the snapshot cached under that key or
-    /// downloads the missing layers and unpacks them.
+    /// content), locally or on the registry, then reuses the snapshots
+    /// cached for its layers or fetches the missing layers and unpacks
+    /// them. The result's chain lists the image's layers with their blobs.
     async fn load_image(
         &self,
         task: &Task<Done>,
@@ -383,8 +454,8 @@ impl Solver {
         use ops::image::{self, ImageOpError};
         let digest = task.digest.to_string();
         let reference = image::reference(&op.identifier)?;
-        let registry = self
-            .registry
+        let images = self
+            .images
             .clone()
             .ok_or_else(|| ImageOpError::NoRegistry(reference.to_string()))?;
         let platform = task.vertex.platform.clone().unwrap_or_else(Platform::host);
@@ -392,41 +463,45 @@ impl Solver {
             reference: reference.to_string(),
             source,
         };
-        let resolved = registry
+        let found = images
             .resolve(&reference, &platform)
             .await
             .map_err(pull_err)?;
+        let resolved = found.resolved.clone();
         let key = self.key(task, &[], Some(&resolved.manifest_digest));
-        let mut _key_lock = None;
-        if use_cache {
-            let mut hit = self.lookup(&key).await?;
-            if hit.is_none() {
-                _key_lock = Some(self.lock_key(&key).await?);
-                hit = self.lookup(&key).await?;
-            }
-            if let Some(id) = hit {
+        // Another process may be pulling this very image: wait for it.
+        let _key_lock = if use_cache && self.lookup(&key).await?.is_none() {
+            Some(self.lock_key(&key).await?)
+        } else {
+            None
+        };
+        if use_cache && self.lookup(&key).await?.is_some() {
+            let (store, cache, resolved2) =
+                (self.store.clone(), self.cache.clone(), resolved.clone());
+            let layers = self
+                .blocking
+                .run(move || image::cached_layers(&store, &cache, &resolved2))
+                .await??;
+            // A layer snapshot gone since: unpack again below.
+            if let Some(layers) = layers {
                 self.progress.cached(&digest, &task.name);
-                return Ok(Done {
-                    key,
-                    out: Ref::Snapshot(id),
-                    selection: None,
-                    // Image layers are not traced as a chain yet: an
-                    // exporter then writes the whole tree as one layer.
-                    chain: None,
-                });
+                return Ok(image_done(key, &resolved, layers));
             }
         }
         self.progress.started(&digest, &task.name);
         *started = true;
-        self.progress.status(
-            &digest,
-            "resolve",
-            &format!("resolve {reference} to {}", resolved.manifest_digest),
-            (0, 0),
-            true,
-        );
-        let blobs = registry
-            .fetch_layers(&reference, &resolved)
+        let what = if found.local {
+            format!(
+                "{reference} is {} in the local store",
+                resolved.manifest_digest
+            )
+        } else {
+            format!("resolve {reference} to {}", resolved.manifest_digest)
+        };
+        self.progress
+            .status(&digest, "resolve", &what, (0, 0), true);
+        let blobs = images
+            .fetch_layers(&reference, &found)
             .await
             .map_err(|e| pull_err(Arc::new(e)))?;
         let (store, cache, resolved2) = (self.store.clone(), self.cache.clone(), resolved.clone());
@@ -457,20 +532,56 @@ impl Solver {
             (0, 0),
             true,
         );
-        let out = match &unpacked.top {
-            Some(id) => Ref::Snapshot(id.clone()),
-            None => Ref::Scratch,
-        };
-        if let Some(id) = &unpacked.top {
+        if let Some(id) = unpacked.layers.last() {
             self.record(&key, Some(id), None, &task.name).await?;
         }
         self.progress.completed(&digest);
-        Ok(Done {
-            key,
-            out,
-            selection: None,
-            chain: None,
-        })
+        Ok(image_done(key, &resolved, unpacked.layers))
+    }
+
+    fn mount_context(&self) -> ops::exec_mounts::MountContext<'_> {
+        ops::exec_mounts::MountContext {
+            store: &self.store,
+            cache_mounts: &self.cache_mounts,
+            session: &self.session,
+        }
+    }
+
+    /// The inputs of an exec vertex as its non-root mounts read them; an
+    /// input only the root file system uses is not looked at (a context
+    /// selection would be copied for nothing).
+    fn mount_inputs(
+        &self,
+        exec: &ExecOp,
+        dirs: &[InputDir],
+        done: &[Arc<Done>],
+    ) -> Result<Vec<ops::exec_mounts::MountInput>, VertexError> {
+        let used: Vec<u32> = exec
+            .mounts
+            .iter()
+            .filter(|m| m.dest != "/")
+            .filter_map(|m| m.input)
+            .collect();
+        dirs.iter()
+            .zip(done)
+            .enumerate()
+            .map(|(i, (dir, done))| {
+                let dir = match dir {
+                    _ if !used.contains(&(i as u32)) => None,
+                    InputDir::Scratch => None,
+                    InputDir::Snapshot(id) => Some(self.store.path(id)),
+                    InputDir::Context(selection) => Some(selection.dir(&self.store)?),
+                };
+                // A cache seeded from a snapshot is keyed by that
+                // snapshot, as BuildKit keys it by the source ref: a
+                // `--no-cache` rebuild of the source starts a new cache.
+                let identity = match &done.out {
+                    Ref::Snapshot(id) => format!("snapshot:{}", id.as_str()),
+                    _ => format!("key:{}", done.key),
+                };
+                Ok(ops::exec_mounts::MountInput { dir, identity })
+            })
+            .collect()
     }
 
     fn key(&self, task: &Task<Done>, inputs: &[CacheKey], content: Option<&str>) -> CacheKey {
@@ -566,6 +677,38 @@ impl Solver {
                     .map_err(VertexError::CacheRecord)
             })
             .await?
+    }
+}
+
+/// An image source's result: its top layer, and its layers as the
+/// bottom of a chain, each with its blob.
+fn image_done(
+    key: CacheKey,
+    resolved: &crate::registry::Resolved,
+    layers: Vec<SnapshotId>,
+) -> Done {
+    let out = layers
+        .last()
+        .map_or(Ref::Scratch, |id| Ref::Snapshot(id.clone()));
+    let chain: Vec<ChainLayer> = layers
+        .into_iter()
+        .zip(&resolved.manifest.layers)
+        .zip(&resolved.config.rootfs.diff_ids)
+        .map(|((snapshot, desc), diff_id)| ChainLayer {
+            snapshot,
+            blob: Some(LayerBlob {
+                media_type: desc.media_type.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+                diff_id: diff_id.clone(),
+            }),
+        })
+        .collect();
+    Done {
+        key,
+        out,
+        selection: None,
+        chain: Some(chain.into()),
     }
 }
 

@@ -54,7 +54,9 @@ impl Env {
             no_cache,
             progress: sender,
             parallelism: 2,
-            registry: None,
+            images: None,
+            session: Default::default(),
+            entitlements: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -262,7 +264,10 @@ fn failures_name_the_vertex_and_its_lines() {
 }
 
 #[test]
-fn exec_is_not_supported_and_images_need_a_registry() {
+fn insecure_exec_needs_its_entitlement_and_images_need_a_registry() {
+    // Running a process needs the bk binary (the sandbox is a
+    // re-execution of it); the integration tests cover that. The
+    // entitlement check happens before anything runs.
     let env = Env::new(&[]);
     let mut def = Definition::new();
     let exec = Vertex {
@@ -277,7 +282,7 @@ fn exec_is_not_supported_and_images_need_a_registry() {
             },
             mounts: vec![],
             network: NetMode::Sandbox,
-            security: SecurityMode::Sandbox,
+            security: SecurityMode::Insecure,
         }),
         inputs: vec![],
         platform: None,
@@ -285,9 +290,10 @@ fn exec_is_not_supported_and_images_need_a_registry() {
     def.root = Some(def.add(exec, named("[2/2] RUN make", Some("2-2"))).unwrap());
     let err = env.solve(&def, false).0.unwrap_err();
     assert!(
-        error_chain(&err).contains("not supported yet: RUN"),
+        error_chain(&err).contains("entitlement security.insecure is not allowed"),
         "{err:?}"
     );
+    assert_eq!(err.vertex_name(), Some("[2/2] RUN make"));
 
     let mut def = Definition::new();
     let image = Vertex {
@@ -322,9 +328,13 @@ fn the_main_chain_lists_each_step_bottom_first_cached_or_not() {
     let result = result.unwrap();
     let chain = result.chain.clone().expect("a chain from scratch");
     assert_eq!(chain.len(), 2);
-    assert_eq!(result.root, Ref::Snapshot(chain[1].clone()));
+    assert_eq!(result.root, Ref::Snapshot(chain[1].snapshot.clone()));
+    assert!(
+        chain.iter().all(|l| l.blob.is_none()),
+        "build steps have no blob"
+    );
     // The first step's snapshot has only /a; the second adds /b.
-    let first = env.store.path(&chain[0]);
+    let first = env.store.path(&chain[0].snapshot);
     assert!(first.join("a").exists() && !first.join("b").exists());
     // A cached rebuild reports the same chain.
     let (again, _) = env.solve(&def, false);

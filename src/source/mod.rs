@@ -1,15 +1,18 @@
-//! Build inputs that come from outside the cache. Today that is the local
-//! build context ([`local`]): read in place, filtered the way BuildKit's
-//! context transfer filters it, and checksummed over exactly the files an
-//! operation reads.
+//! Build inputs that come from outside the cache: the local build context
+//! ([`local`]), read in place, filtered the way BuildKit's context
+//! transfer filters it, and checksummed over exactly the files an
+//! operation reads; and base images ([`image`]), from the local image
+//! store or a registry.
 //!
 //! This module may use `cache` (the file-checksum store), the frontend's
 //! ignore-file and pattern matcher (`dockerfile::dockerignore`,
-//! `dockerfile::pattern`) and `util`. It must not import the solver,
+//! `dockerfile::pattern`), `registry`, `imagestore`, `content`, `image`
+//! and `util`. It must not import the solver,
 //! snapshotter, executor or CLI: they call it, not the other way round.
 
 pub mod dockerignore;
 mod follow;
+pub mod image;
 pub mod local;
 #[cfg(test)]
 mod local_tests;

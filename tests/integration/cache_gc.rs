@@ -383,3 +383,21 @@ fn concurrent_builds_with_kills_keep_the_store_sound() {
         .count();
     assert_eq!(tmp, 0, "seed {seed}: leftovers in tmp/");
 }
+
+#[test]
+fn prune_all_keeps_the_blobs_of_local_images() {
+    let dir = Dir::new();
+    setup(&dir, "ctx", "kept");
+    let o = bk(&dir)
+        .args(["build", "--progress=plain", "-t", "app", "ctx"])
+        .output();
+    assert!(o.status.success(), "{}", describe(&o));
+    bk(&dir).args(["cache", "prune", "-f", "--all"]).stdout();
+    assert!(rows(&bk(&dir).args(["du"]).stdout()).is_empty());
+    // The image still reads back whole: built FROM, its files come out.
+    dir.create("from/Dockerfile", "FROM app\n");
+    let log = build(&dir, "from", "out");
+    assert!(!log.is_empty());
+    assert_eq!(std::fs::read_to_string(dir.path().join("out/small")).unwrap(), "kept");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out/big")).unwrap().len(), 300_000);
+}

@@ -13,8 +13,9 @@ use crate::cache::{CacheDb, CacheError, CacheKey, Digest, RecordType};
 use crate::image::reference::ReferenceError;
 use crate::image::Reference;
 use crate::registry::unpack::{self, UnpackError};
-use crate::registry::{RegistryError, Resolved};
+use crate::registry::Resolved;
 use crate::snapshot::{SnapshotError, SnapshotId, Store};
+use crate::source::image::ImageSourceError;
 use crate::util::fs::FsError;
 
 /// Why an image source failed.
@@ -31,13 +32,13 @@ pub enum ImageOpError {
     /// caller: every CLI build has one).
     #[error("no registry client to pull {0}")]
     NoRegistry(String),
-    /// Resolving or downloading failed (shared: the planner and the
-    /// solver see the same resolution).
+    /// Resolving or downloading failed, or the local image is broken
+    /// (shared: the planner and the solver see the same resolution).
     #[error("failed to pull {reference}")]
     Pull {
         reference: String,
         #[source]
-        source: Arc<RegistryError>,
+        source: Arc<ImageSourceError>,
     },
     /// Starting a layer's snapshot failed.
     #[error("cannot unpack layer {digest}")]
@@ -98,8 +99,8 @@ fn layer_key(chain_id: &str) -> CacheKey {
 
 /// What unpacking produced.
 pub struct Unpacked {
-    /// The top layer's snapshot (`None`: the image has no layers).
-    pub top: Option<SnapshotId>,
+    /// Each layer's snapshot (the tree up to it), bottom first.
+    pub layers: Vec<SnapshotId>,
     /// Layers that were unpacked now (the rest were cached).
     pub unpacked: usize,
     /// Device nodes skipped (creating them needs root).
@@ -116,7 +117,7 @@ pub fn unpack(
 ) -> Result<Unpacked, ImageOpError> {
     let chain = resolved.chain_ids();
     let mut out = Unpacked {
-        top: None,
+        layers: Vec::new(),
         unpacked: 0,
         skipped_devices: Vec::new(),
     };
@@ -135,12 +136,12 @@ pub fn unpack(
             .and_then(|row| SnapshotId::new(row.snapshot_id).ok())
             .filter(|id| store.exists(id));
         if let Some(id) = cached {
-            out.top = Some(id);
+            out.layers.push(id);
             continue;
         }
-        let active_parent = out.top.clone();
+        let active_parent = out.layers.last().cloned();
         let active = store
-            .prepare(out.top.as_ref())
+            .prepare(out.layers.last())
             .map_err(|source| ImageOpError::Prepare {
                 digest: digest.clone(),
                 source,
@@ -177,9 +178,63 @@ pub fn unpack(
             source,
         })?;
         out.unpacked += 1;
-        out.top = Some(id);
+        out.layers.push(id);
     }
     Ok(out)
+}
+
+/// Records that `snapshots[i]` holds the layers `diff_ids[..=i]`
+/// stacked, so that an image made from these snapshots, used as a base
+/// later (`FROM` the tag, or the image pulled back), unpacks nothing: its
+/// layers are found by chain ID as if they had been unpacked. Blocking.
+pub fn remember_layers(
+    db: &CacheDb,
+    diff_ids: &[String],
+    snapshots: &[SnapshotId],
+) -> Result<(), ImageOpError> {
+    let rootfs = crate::image::config::RootFs {
+        kind: "layers".into(),
+        diff_ids: diff_ids.to_vec(),
+    };
+    for ((chain_id, diff_id), id) in rootfs.chain_ids().iter().zip(diff_ids).zip(snapshots) {
+        db.put(
+            &layer_key(chain_id),
+            id.as_str(),
+            &format!("layer {diff_id}"),
+            0,
+        )
+        .map_err(|source| ImageOpError::LayerCache {
+            digest: diff_id.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The snapshot of each of `resolved`'s layers when all are cached and
+/// still exist (`None` otherwise: the caller unpacks). Blocking.
+pub fn cached_layers(
+    store: &Store,
+    db: &CacheDb,
+    resolved: &Resolved,
+) -> Result<Option<Vec<SnapshotId>>, ImageOpError> {
+    let mut layers = Vec::new();
+    for (chain_id, desc) in resolved.chain_ids().iter().zip(&resolved.manifest.layers) {
+        let row = db
+            .get(&layer_key(chain_id))
+            .map_err(|source| ImageOpError::LayerCache {
+                digest: desc.digest.clone(),
+                source,
+            })?;
+        match row
+            .and_then(|row| SnapshotId::new(row.snapshot_id).ok())
+            .filter(|id| store.exists(id))
+        {
+            Some(id) => layers.push(id),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(layers))
 }
 
 #[cfg(test)]
