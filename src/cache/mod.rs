@@ -16,6 +16,7 @@
 //! `bk du` shows, `prune` removes records without touching what a live
 //! build uses.
 
+mod cache_mounts;
 mod db;
 mod key;
 mod layer_blobs;
@@ -28,6 +29,7 @@ mod usage;
 
 use std::path::PathBuf;
 
+pub use cache_mounts::{cache_mounts, prune_cache_mounts, CacheMount};
 pub use db::{CacheDb, CachedResult, FileStamp, DB_FILE_NAME};
 pub use key::{CacheKey, Digest, KeyProblem};
 pub use layer_blobs::LayerBlob;

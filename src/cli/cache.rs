@@ -96,7 +96,8 @@ pub fn du(args: DuArgs, root: &Path) -> anyhow::Result<ExitCode> {
     } else {
         write_table(&mut out, &rows, now)?;
     }
-    write_totals(&mut out, &usage, &rows, filters.is_empty())?;
+    let mounts: u64 = cache::cache_mounts(root).iter().map(|m| m.size).sum();
+    write_totals(&mut out, &usage, mounts, &rows, filters.is_empty())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,6 +192,7 @@ fn write_verbose(out: &mut impl Write, r: &RecordUsage, now: SystemTime) -> std:
 fn write_totals(
     out: &mut impl Write,
     usage: &Usage,
+    cache_mounts: u64,
     rows: &[&RecordUsage],
     unfiltered: bool,
 ) -> std::io::Result<()> {
@@ -202,7 +204,14 @@ fn write_totals(
         if usage.blobs > 0 {
             writeln!(out, "Blobs:\t\t{}", human_size(usage.blobs))?;
         }
-        writeln!(out, "Total:\t\t{}", human_size(usage.total()))
+        if cache_mounts > 0 {
+            writeln!(out, "Cache mounts:\t{}", human_size(cache_mounts))?;
+        }
+        writeln!(
+            out,
+            "Total:\t\t{}",
+            human_size(usage.total() + cache_mounts)
+        )
     } else {
         // Over the selected records only.
         let size: u64 = rows.iter().map(|r| r.size).sum();
@@ -249,6 +258,19 @@ fn prune(args: PruneArgs, root: &Path) -> anyhow::Result<ExitCode> {
     if args.all && opts.filters.is_empty() && opts.keep_storage.is_none() {
         (blobs, blobs_freed) = prune_blobs(root, &s.db)?;
     }
+    let selects_mounts = opts.filters.types.is_empty()
+        || opts
+            .filters
+            .types
+            .contains(&cache::RecordType::ExecCacheMount);
+    let mounts = if args.all && selects_mounts && opts.keep_storage.is_none() {
+        cache::prune_cache_mounts(root)
+    } else {
+        Vec::new()
+    };
+    let mounts_freed: u64 = mounts.iter().map(|m| m.size).sum();
+    blobs_freed += mounts_freed;
+    blobs.extend(mounts.into_iter().map(|m| (m.id, m.size)));
     let now = SystemTime::now();
     let mut out = std::io::stdout().lock();
     let rows: Vec<&RecordUsage> = pruned.removed.iter().collect();
@@ -456,6 +478,14 @@ fn gc(root: &Path, store: &Store, db: &CacheDb) -> anyhow::Result<()> {
         if after <= policy.keep_storage {
             break;
         }
+    }
+    // Cache mounts last: only when the layer cache alone cannot get the
+    // store under the limit.
+    let mounts: u64 = cache::cache_mounts(root).iter().map(|m| m.size).sum();
+    if after + mounts > policy.keep_storage && mounts > 0 {
+        let gone = cache::prune_cache_mounts(root);
+        removed += gone.len();
+        freed += gone.iter().map(|m| m.size).sum::<u64>();
     }
     if removed > 0 || freed > 0 {
         eprintln!(

@@ -398,6 +398,83 @@ fn prune_all_keeps_the_blobs_of_local_images() {
     dir.create("from/Dockerfile", "FROM app\n");
     let log = build(&dir, "from", "out");
     assert!(!log.is_empty());
-    assert_eq!(std::fs::read_to_string(dir.path().join("out/small")).unwrap(), "kept");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out/big")).unwrap().len(), 300_000);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/small")).unwrap(),
+        "kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/big"))
+            .unwrap()
+            .len(),
+        300_000
+    );
+}
+
+/// `FROM` a busybox image in the test registry, applets installed.
+fn busybox_base() -> String {
+    use crate::registry_util::{busybox_layer, registry, ImageSpec};
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let image = IMAGE.get_or_init(|| {
+        let reg = registry();
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        reg.push(
+            "gc/busybox:latest",
+            &[ImageSpec {
+                arch: arch.to_string(),
+                layers: vec![busybox_layer(arch)],
+                env: &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                workdir: "/",
+            }],
+        );
+        format!("{}/gc/busybox", reg.host)
+    });
+    format!("FROM {image}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n")
+}
+
+#[test]
+fn cache_mounts_survive_a_plain_prune_and_go_with_all() {
+    let dir = Dir::new();
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "{}ARG N\nRUN --mount=type=cache,target=/c \\\n  echo $N >> /c/log && head -c 100000 /dev/zero > /c/blob$N && wc -l < /c/log > /count\n",
+            busybox_base()
+        ),
+    );
+    let run = |n: &str, out: &str| {
+        let o = bk(&dir)
+            .args([
+                "build",
+                "--progress=plain",
+                "--build-arg",
+                &format!("N={n}"),
+                "-o",
+                out,
+                "ctx",
+            ])
+            .output();
+        assert!(o.status.success(), "{}", describe(&o));
+        std::fs::read_to_string(dir.path().join(out).join("count")).unwrap()
+    };
+    assert_eq!(run("1", "o1").trim(), "1");
+    let du = bk(&dir).args(["du"]).stdout();
+    assert!(total(&du, "Cache mounts") >= 100_000.0, "{du}");
+    assert_near(
+        total(&du, "Total"),
+        disk_bytes(&[store_paths(&dir)[0].clone(), store_paths(&dir)[1].clone()])
+            + total(&du, "Cache mounts"),
+    );
+    bk(&dir).args(["cache", "prune", "-f"]).stdout();
+    // The cache mount was kept: the count goes on.
+    assert_eq!(run("2", "o2").trim(), "2");
+    let pruned = bk(&dir).args(["cache", "prune", "-f", "--all"]).stdout();
+    assert!(pruned.lines().count() > 2, "{pruned}");
+    let du = bk(&dir).args(["du"]).stdout();
+    assert!(!du.contains("Cache mounts"), "{du}");
+    // Gone: it starts empty.
+    assert_eq!(run("3", "o3").trim(), "1");
 }
