@@ -478,3 +478,45 @@ fn cache_mounts_survive_a_plain_prune_and_go_with_all() {
     // Gone: it starts empty.
     assert_eq!(run("3", "o3").trim(), "1");
 }
+
+/// Two processes building the same step at once: one runs it, the other
+/// waits for its result (the random output is the same in both).
+#[test]
+fn a_step_another_process_is_building_is_waited_for_not_repeated() {
+    let dir = Dir::new();
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "{}RUN sleep 1 && head -c 16 /dev/urandom | od -An -tx1 > /random\n",
+            busybox_base()
+        ),
+    );
+    // Pull and install the base first, so both start at the RUN.
+    dir.create("base/Dockerfile", &busybox_base());
+    build(&dir, "base", "base-out");
+    let spawn = |out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bk"))
+            .current_dir(dir.path())
+            .env("BK_ROOT", dir.path().join(".bk-root"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .args(["build", "--progress=plain", "-o", out, "ctx"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", describe(&a));
+    assert!(b.status.success(), "{}", describe(&b));
+    let read = |o: &str| std::fs::read_to_string(dir.path().join(o).join("random")).unwrap();
+    assert_eq!(read("a"), read("b"));
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    // Exactly one of them ran the step; the other reports it cached.
+    assert!(logs.contains("CACHED"), "{logs}");
+}
