@@ -250,3 +250,44 @@ fn bk_push_uses_tokens_too() {
     );
     assert_eq!(asked.len(), 2, "{asked:?}");
 }
+
+#[test]
+fn blobs_from_another_repository_go_up_with_a_single_scope_token() {
+    let reg = token_registry();
+    let base = format!("{}/tok/mount-base:v1", reg.host);
+    ok(build(
+        &scratch_context(2),
+        &reg.docker_config(),
+        &["--push", "-t", &base],
+    ));
+    // The next build pulls the base and pushes to another repository:
+    // bk tries to mount the base's layers from tok/mount-base, which a
+    // token scoped to tok/mount-app alone does not allow; they are
+    // uploaded instead.
+    let dir = Dir::new();
+    dir.create(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nCOPY x.txt /x.txt\n"),
+    );
+    dir.create("ctx/x.txt", "x\n");
+    let image = format!("{}/tok/mount-app:v1", reg.host);
+    let log = ok(build(&dir, &reg.docker_config(), &["--push", "-t", &image]));
+    assert!(log.contains(&format!("pushed {image}@sha256:")), "{log}");
+    // The mount was tried and refused (401), then the blob uploaded:
+    // 4 blobs (config and 3 layers), none mounted.
+    let mounts = reg
+        .log()
+        .lines()
+        .filter(|l| l.starts_with("127.0.0.1 - -"))
+        .filter(|l| l.contains("POST /v2/tok/mount-app/blobs/uploads/?") && l.contains("mount="))
+        .map(|l| l.split('"').nth(2).unwrap_or("").trim().to_string())
+        .collect::<Vec<_>>();
+    assert!(!mounts.is_empty(), "no mount tried:\n{}", reg.log());
+    assert!(mounts.iter().all(|m| m.starts_with("401 ")), "{mounts:?}");
+    assert!(log.contains("4 blobs uploaded"), "{log}");
+    assert!(log.contains(", 0 mounted"), "{log}");
+    let raw = skopeo_raw(reg, &image);
+    assert_eq!(raw["layers"].as_array().map(Vec::len), Some(3), "{raw}");
+    let asked = reg.requests_for("tok/mount-app");
+    assert_eq!(asked.len(), 2, "{asked:?}");
+}
