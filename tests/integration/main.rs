@@ -16,4 +16,6 @@ mod registry_util;
 mod run;
 mod secure_registry;
 mod shell_conformance;
+mod token_auth;
+mod token_registry;
 mod util;
