@@ -11,6 +11,7 @@
 //! `--load` store the image in the local image store ([`local_image`]);
 //! `-q` then prints its ID.
 
+pub(super) mod cache;
 pub(super) mod local_image;
 
 use std::io::Read;
@@ -429,15 +430,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 5] = [
-        (
-            !opts.cache_from.is_empty(),
-            "--cache-from (importing build cache)",
-        ),
-        (
-            !opts.cache_to.is_empty(),
-            "--cache-to (exporting build cache)",
-        ),
+    let checks: [(bool, &str); 3] = [
         (!opts.secrets.is_empty(), "--secret"),
         (!opts.ssh.is_empty(), "--ssh"),
         (!opts.build_contexts.is_empty(), "--build-context"),
@@ -585,6 +578,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         progress: sender,
         parallelism: 0,
         images: Some(images),
+        imported: cache::import(&opts, &registry, &runtime),
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -605,6 +599,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         cache: &cache,
     };
     let image_id = export(&opts, &store, &result, &image)?;
+    cache::export(&opts, &store, &result, &root, &cache, &registry)?;
     // `docker build -q`: the image ID, unless stdout carries the output.
     let stdout_taken = opts
         .outputs
@@ -899,8 +894,15 @@ fn export_image(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
-        .context("failed to make the image")?;
+    let committed = cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        &options,
+        image.cache,
+        result,
+    )?;
     local_image::remember_layers(image.cache, result, &committed, &options);
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,

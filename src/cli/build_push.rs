@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use super::build::{image_options, BuildOpts, ImageExport};
 use super::build_opts::{Output, OutputKind};
 use crate::content::ContentStore;
-use crate::exporter::image as image_exp;
 use crate::exporter::metadata::ImageMetadata;
 use crate::image::Reference;
 use crate::registry::push::Pushed;
@@ -105,8 +104,15 @@ pub fn export(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
-        .context("failed to make the image")?;
+    let committed = super::build::cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        &options,
+        image.cache,
+        result,
+    )?;
     super::build::local_image::remember_layers(image.cache, result, &committed, &options);
     // The build's runtime is gone; connections are opened afresh here.
     let registry = image.registry.renewed();

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod push;
+mod raw;
 pub mod retry;
 pub mod transport;
 pub mod unpack;
