@@ -11,6 +11,7 @@ mod parse;
 mod push;
 mod registry;
 mod registry_util;
+mod remote_cache;
 mod secure_registry;
 mod shell_conformance;
 mod util;
