@@ -14,8 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # images the pull tests read from a registry on 127.0.0.1; openssl (a CA
 # and a server certificate) and apache2-utils (htpasswd) set up the TLS +
 # basic-auth registry the push tests use. fuse-overlayfs serves the fuse
-# snapshotter's tests.
-packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs)
+# snapshotter's tests; uidmap (newuidmap/newgidmap) maps the rootless RUN
+# tests' user namespace.
+packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -28,6 +29,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: missing packages ${missing[*]}: run as root or install them" >&2
     exit 1
   fi
+fi
+
+# The rootless RUN tests run bk as this unprivileged user, with a
+# subordinate id range (they create it themselves when missing, too).
+if [ "$(id -u)" = 0 ]; then
+  user=bk-rootless-test
+  id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+  for f in /etc/subuid /etc/subgid; do
+    grep -q "^$user:" "$f" 2>/dev/null || echo "$user:300000:65536" >>"$f"
+  done
 fi
 
 step "cargo fmt --check"

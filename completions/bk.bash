@@ -107,7 +107,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__build)
-            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --insecure-registry --load --cache-from --cache-to --secret --ssh --build-context --network --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --snapshotter --root --debug --help --version"
+            opts="-f -t -o -q -h -V --file --tag --target --build-arg --platform --output --push --insecure-registry --load --cache-from --cache-to --secret --ssh --build-context --network --allow --sandbox --no-cache --no-cache-filter --pull --progress --metadata-file --iidfile --label --annotation --quiet --check --snapshotter --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -174,6 +174,14 @@ _bk() {
                     return 0
                     ;;
                 --network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sandbox)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -48,6 +48,8 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to exp
 complete -c bk -n "__fish_bk_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose (default|ID[=PATH,…])' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context (NAME=VALUE)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l network -d 'Networking mode for RUN instructions' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (security.insecure, network.host)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l sandbox -d 'Isolation of RUN steps: default (namespaces; a user namespace without root) or none (no isolation: chroot as root, run on the host otherwise; for machines without user namespaces)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l no-cache-filter -d 'Do not cache the given stages' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l progress -d 'Progress output' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l metadata-file -d 'Write build result metadata to a file' -r -F

@@ -2,7 +2,17 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match bk::cli::run(bk::cli::parse()) {
+    // A RUN sandbox is this binary again; it must start before anything
+    // else (it forks and unshares, which needs a single thread).
+    if let Some(code) = bk::rootless::sandbox::main_if_requested() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let cli = bk::cli::parse();
+    let result = bk::cli::enter_namespaces(&cli).and_then(|entered| match entered {
+        Some(code) => Ok(code),
+        None => bk::cli::run(cli),
+    });
+    match result {
         Ok(code) => code,
         Err(err) => {
             // A closed stdout (`bk debug parse F | head`) is not a failure.

@@ -23,7 +23,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::build_opts::{
-    self, CacheSpec, Dest, Network, Output, OutputKind, Progress, Secret, SshSpec,
+    self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
+    SshSpec,
 };
 use super::{build_push, SourceError};
 use crate::cache::CacheDb;
@@ -114,6 +115,21 @@ pub struct BuildArgs {
     #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: Network,
 
+    /// Allow extra privileged entitlement (security.insecure, network.host)
+    #[arg(long = "allow", value_delimiter = ',', value_name = "ENTITLEMENT")]
+    pub allow: Vec<Entitlement>,
+
+    /// Isolation of RUN steps: default (namespaces; a user namespace
+    /// without root) or none (no isolation: chroot as root, run on the host
+    /// otherwise; for machines without user namespaces)
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "MODE",
+        env = "BK_SANDBOX"
+    )]
+    pub sandbox: Sandbox,
+
     /// Do not use cache when building
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -186,6 +202,8 @@ pub struct BuildOpts {
     pub ssh: Vec<SshSpec>,
     pub build_contexts: Vec<(String, String)>,
     pub network: Network,
+    pub allow: Vec<Entitlement>,
+    pub sandbox: Sandbox,
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
     pub pull: bool,
@@ -269,6 +287,8 @@ impl BuildOpts {
             ssh: args.ssh,
             build_contexts: kv("build context", &args.build_contexts)?,
             network: args.network,
+            allow: args.allow,
+            sandbox: args.sandbox,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter,
             pull: args.pull,
@@ -579,6 +599,13 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         parallelism: 0,
         images: Some(images),
         imported: cache::import(&opts, &registry, &runtime),
+        entitlements: solver::ops::exec::Entitlements {
+            // As in buildx, asking for the host network on the command
+            // line grants it.
+            network_host: opts.allow.contains(&Entitlement::NetworkHost)
+                || opts.network == Network::Host,
+            security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
+        },
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
     // A failed build may leave blocking work running (a copy cannot be
@@ -1089,6 +1116,20 @@ mod tests {
         .unwrap();
         assert_eq!(o.network, Network::None);
         assert_eq!(o.progress, Progress::Plain);
+        let o2 = opts(&[
+            "--allow",
+            "security.insecure,network.host",
+            "--sandbox",
+            "none",
+            ".",
+        ])
+        .unwrap();
+        assert_eq!(
+            o2.allow,
+            vec![Entitlement::SecurityInsecure, Entitlement::NetworkHost]
+        );
+        assert_eq!(o2.sandbox, Sandbox::None);
+        assert!(opts(&["--allow", "device", "."]).is_err());
         assert_eq!(o.no_cache_filter, vec!["a", "b"]);
         assert_eq!(
             o.build_contexts,

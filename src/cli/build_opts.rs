@@ -46,6 +46,10 @@ pub enum OptError {
     KeyValue { what: &'static str, value: String },
     #[error("invalid network mode {0:?} (expected default, none or host)")]
     Network(String),
+    #[error("invalid entitlement {0:?} (expected security.insecure or network.host)")]
+    Entitlement(String),
+    #[error("invalid sandbox {0:?} (expected default or none)")]
+    Sandbox(String),
     #[error("invalid progress mode {0:?} (expected auto, tty, plain, rawjson or quiet)")]
     Progress(String),
     #[error("invalid tag {tag:?}: {why}")]
@@ -515,6 +519,47 @@ impl FromStr for Network {
     }
 }
 
+/// One `--allow` entitlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    SecurityInsecure,
+    NetworkHost,
+}
+
+impl FromStr for Entitlement {
+    type Err = OptError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            "network.host" => Ok(Entitlement::NetworkHost),
+            _ => Err(OptError::Entitlement(s.into())),
+        }
+    }
+}
+
+/// `--sandbox`: how RUN steps are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sandbox {
+    /// Namespaces (a user namespace when not root).
+    #[default]
+    Default,
+    /// None at all: `chroot` as root, straight on the host otherwise.
+    None,
+}
+
+impl FromStr for Sandbox {
+    type Err = OptError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "default" | "" => Ok(Sandbox::Default),
+            "none" => Ok(Sandbox::None),
+            _ => Err(OptError::Sandbox(s.into())),
+        }
+    }
+}
+
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Progress {
@@ -728,6 +773,17 @@ mod tests {
     #[test]
     fn network_and_progress() {
         assert_eq!("none".parse::<Network>(), Ok(Network::None));
+        assert_eq!(
+            "security.insecure".parse::<Entitlement>(),
+            Ok(Entitlement::SecurityInsecure)
+        );
+        assert_eq!(
+            "network.host".parse::<Entitlement>(),
+            Ok(Entitlement::NetworkHost)
+        );
+        assert!("device".parse::<Entitlement>().is_err());
+        assert_eq!("none".parse::<Sandbox>(), Ok(Sandbox::None));
+        assert!("gvisor".parse::<Sandbox>().is_err());
         assert!("bridge".parse::<Network>().is_err());
         assert_eq!("rawjson".parse::<Progress>(), Ok(Progress::RawJson));
         assert!("fancy".parse::<Progress>().is_err());

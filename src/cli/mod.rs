@@ -58,6 +58,25 @@ pub fn parse() -> Cli {
     Cli::parse()
 }
 
+/// Sets this process up for the command before any thread exists: the
+/// commands that touch the store run in bk's namespaces (see
+/// [`crate::rootless::enter`]). `Some(code)`: this process only waited
+/// for the namespace child, which did the work; exit with its code.
+pub fn enter_namespaces(cli: &Cli) -> anyhow::Result<Option<ExitCode>> {
+    use crate::rootless::{self, Entered, Isolation};
+    let isolation = match &cli.command {
+        Command::Build(args) if !args.check => match args.sandbox {
+            build_opts::Sandbox::Default => Isolation::Namespaces,
+            build_opts::Sandbox::None => Isolation::None,
+        },
+        _ => return Ok(None),
+    };
+    match rootless::enter(isolation)? {
+        Entered::Continue => Ok(None),
+        Entered::Exit(code) => Ok(Some(ExitCode::from(code))),
+    }
+}
+
 /// Runs one command; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

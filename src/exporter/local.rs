@@ -5,8 +5,9 @@
 //! Kept: content, permission bits, symlinks as symlinks (never followed),
 //! hardlinks within the tree as hardlinks between the copies, fifos,
 //! devices when permitted, xattrs where possible, access and modification
-//! times, and ownership when running as root (otherwise files belong to
-//! the user, as with BuildKit's client-side receiver). Sockets are
+//! times, and ownership when running as real root (otherwise, in bk's
+//! user namespace too, files belong to the user, as with BuildKit's
+//! client-side receiver). Sockets are
 //! skipped.
 //!
 //! How the output lands, and what a failure leaves:
@@ -196,14 +197,25 @@ impl DirMeta {
     }
 }
 
-/// Ownership is only carried over by root: anyone else cannot give files
-/// away, and their output is theirs anyway.
+/// Ownership is only carried over by real root: anyone else cannot give
+/// files away, and their output is theirs anyway. Root of bk's user
+/// namespace is the invoking user outside it, so its output belongs to
+/// that user too (container ids would land as subordinate ids nobody
+/// can clean up without entering the namespace).
 fn meta_opts() -> MetaOpts {
     MetaOpts {
-        owner: nix::unistd::geteuid().is_root(),
+        owner: nix::unistd::geteuid().is_root() && !in_user_namespace(),
         xattrs: true,
         strict: false,
     }
+}
+
+/// Whether this process runs in a user namespace other than the
+/// initial one (whose uid map is the identity over every id).
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|map| map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
 }
 
 /// A staged copy: its counts and its directories' pending metadata, by

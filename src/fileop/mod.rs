@@ -40,6 +40,18 @@ pub use owner::{resolve_owner, IdResolver, IdSpec, Ids, Owner, OwnerError, Passw
 pub use root::RootError;
 pub use unpack::UnpackError;
 
+/// The host path of in-root path `path` (absolute or not), every symlink
+/// on the way followed inside `root` (the last component too); missing
+/// components are taken literally. What a process `chroot`ed into
+/// `root` would open, for callers outside this module (the runner's
+/// mount points, `USER` lookups).
+pub fn resolve_in_root(
+    root: &std::path::Path,
+    path: &str,
+) -> std::result::Result<std::path::PathBuf, RootError> {
+    root::resolve(root, path.as_bytes()).map(|r| r.host(root))
+}
+
 use crate::pattern::PatternError;
 use crate::util::fs::FsError;
 

@@ -2,7 +2,8 @@
 //! turning names into numeric ids through an [`IdResolver`] (the default,
 //! [`PasswdResolver`], reads `/etc/passwd` and `/etc/group` inside a root
 //! directory the way BuildKit's `readUser` does), and deciding whether
-//! this process may apply the result.
+//! this process may apply the result: root may (in bk's user namespace
+//! too, for the ids it maps), anyone else only its own ids.
 //!
 //! It owns no filesystem writes. It must not import the copy engine; the
 //! engine imports it.
@@ -86,12 +87,20 @@ pub enum OwnerError {
     CheckUserFile { path: PathBuf },
     #[error("`{}` exceeds {MAX_USER_FILE_BYTES} bytes", path.display())]
     SizeUserFile { path: PathBuf },
-    /// Not running as root, and the ids asked for are not our own.
+    /// Not running as root (not even in bk's user namespace: bk was
+    /// started with `--sandbox=none`), and the ids asked for are not our
+    /// own.
     #[error(
-        "--chown to {uid}:{gid} needs root: --chown to other users needs root or the \
-         user-namespace mode, not supported yet"
+        "--chown to {uid}:{gid} needs root: without its user namespace \
+         (--sandbox=none) bk can only create files owned by you"
     )]
     ChownNeedsRoot { uid: u32, gid: u32 },
+    /// Root in a user namespace that does not map the ids asked for.
+    #[error(
+        "--chown to {uid}:{gid}: the id is not mapped in bk's user namespace; give your user \
+         a subordinate id range in /etc/subuid and /etc/subgid"
+    )]
+    ChownUnmapped { uid: u32, gid: u32 },
 }
 
 /// Turns user and group names into ids.
@@ -218,11 +227,15 @@ impl IdResolver for PasswdResolver {
 /// What this process may do about ownership.
 #[derive(Debug, Clone)]
 pub(crate) struct Privilege {
-    /// Effective uid 0: every `lchown` is allowed.
+    /// Effective uid 0: every `lchown` to a mapped id is allowed.
     pub root: bool,
     pub uid: u32,
     /// Effective and supplementary groups.
     pub groups: Vec<u32>,
+    /// The ids that exist in this process's user namespace, as
+    /// `(first, count)` ranges; `None` means all of them.
+    pub uids: Option<Vec<(u32, u32)>>,
+    pub gids: Option<Vec<(u32, u32)>>,
 }
 
 impl Privilege {
@@ -236,15 +249,34 @@ impl Privilege {
             root: uid == 0,
             uid,
             groups,
+            uids: id_map("/proc/self/uid_map"),
+            gids: id_map("/proc/self/gid_map"),
         }
     }
 
-    /// An explicitly requested owner must be applied exactly; without
-    /// root that only works for our own uid and one of our groups (what
-    /// `chown(2)` allows an unprivileged owner), anything else is refused
-    /// up front rather than silently ignored.
+    /// An explicitly requested owner must be applied exactly. Root (also
+    /// root in bk's user namespace) may give files any id its namespace
+    /// maps; anyone else only its own uid and one of its groups (what
+    /// `chown(2)` allows an unprivileged owner). Anything else is
+    /// refused up front rather than silently ignored.
     pub fn check_requested(&self, ids: Ids) -> Result<(), OwnerError> {
-        if self.root || (ids.uid == self.uid && self.groups.contains(&ids.gid)) {
+        let mapped = |map: &Option<Vec<(u32, u32)>>, id: u32| {
+            map.as_ref().is_none_or(|ranges| {
+                ranges.iter().any(|&(first, count)| {
+                    id >= first && u64::from(id) < u64::from(first) + u64::from(count)
+                })
+            })
+        };
+        if self.root {
+            if mapped(&self.uids, ids.uid) && mapped(&self.gids, ids.gid) {
+                return Ok(());
+            }
+            return Err(OwnerError::ChownUnmapped {
+                uid: ids.uid,
+                gid: ids.gid,
+            });
+        }
+        if ids.uid == self.uid && self.groups.contains(&ids.gid) {
             Ok(())
         } else {
             Err(OwnerError::ChownNeedsRoot {
@@ -253,6 +285,26 @@ impl Privilege {
             })
         }
     }
+}
+
+/// The inside ranges of a `/proc/self/{uid,gid}_map`; `None` when it
+/// cannot be read or maps every id (the initial namespace).
+fn id_map(path: &str) -> Option<Vec<(u32, u32)>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ranges: Vec<(u32, u32)> = text
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| (f[0] as u32, f[2].min(u64::from(u32::MAX)) as u32))
+        })
+        .collect();
+    let everything = ranges
+        .iter()
+        .any(|&(first, count)| first == 0 && count == u32::MAX);
+    (!everything).then_some(ranges)
 }
 
 #[cfg(test)]
@@ -352,11 +404,13 @@ mod tests {
     }
 
     #[test]
-    fn unprivileged_chown_is_refused_unless_it_is_a_no_op() {
+    fn chown_is_refused_unless_the_ids_can_be_applied() {
         let p = Privilege {
             root: false,
             uid: 1000,
             groups: vec![1000, 27],
+            uids: None,
+            gids: None,
         };
         assert!(p
             .check_requested(Ids {
@@ -367,16 +421,36 @@ mod tests {
         assert!(p.check_requested(Ids { uid: 1000, gid: 27 }).is_ok());
         let err = p.check_requested(Ids { uid: 0, gid: 0 }).unwrap_err();
         assert!(
-            err.to_string().contains(
-                "--chown to other users needs root or the user-namespace mode, not supported yet"
-            ),
+            err.to_string().contains("--chown to 0:0 needs root"),
             "{err}"
         );
         let root = Privilege {
             root: true,
             uid: 0,
             groups: vec![0],
+            uids: None,
+            gids: None,
         };
         assert!(root.check_requested(Ids { uid: 5, gid: 6 }).is_ok());
+        // Root of a user namespace with a single-id map.
+        let single = Privilege {
+            uids: Some(vec![(0, 1)]),
+            gids: Some(vec![(0, 1)]),
+            ..root.clone()
+        };
+        assert!(single.check_requested(Ids { uid: 0, gid: 0 }).is_ok());
+        let err = single.check_requested(Ids { uid: 5, gid: 0 }).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not mapped in bk's user namespace"),
+            "{err}"
+        );
+        let full = Privilege {
+            uids: Some(vec![(0, 1), (1, 65536)]),
+            gids: Some(vec![(0, 1), (1, 65536)]),
+            ..root
+        };
+        assert!(full.check_requested(Ids { uid: 123, gid: 456 }).is_ok());
+        assert!(full.check_requested(Ids { uid: 70000, gid: 0 }).is_err());
     }
 }

@@ -5,11 +5,16 @@
 //! extra mounts from the op's `RUN --mount`s (cache directories, bind
 //! sources, secret files, ssh sockets, tmpfs), already prepared on the
 //! host side.
+//!
+//! It is serde-serializable because the runner hands it (resolved into a
+//! launch plan) to a fresh `bk` process over a pipe.
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// One process to run in a sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
     /// `argv`, `args[0]` looked up in the sandbox's `PATH` when it has
     /// no slash.
@@ -30,10 +35,14 @@ pub struct Spec {
     pub mounts: Vec<Mount>,
     /// Mount the root file system read-only.
     pub readonly_rootfs: bool,
+    /// `--security=insecure`: keep every capability instead of
+    /// BuildKit's default set.
+    #[serde(default)]
+    pub all_caps: bool,
 }
 
 /// `RUN --network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Network {
     /// The host's network (BuildKit's rootless default).
     #[default]
@@ -43,7 +52,7 @@ pub enum Network {
 }
 
 /// One extra mount inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     /// Absolute path inside the sandbox; created (as a directory, or an
     /// empty file when a bind source is not a directory) if missing.
@@ -52,7 +61,7 @@ pub struct Mount {
 }
 
 /// How a [`Mount`] is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
     /// A bind mount of a host path (directory, file or socket).
     Bind { source: PathBuf, readonly: bool },

@@ -7,6 +7,7 @@
 //! `dockerfile` (the CLI renders the Dockerfile snippet from
 //! [`LineRange`]).
 
+use super::ops::exec::ExecError;
 use super::ops::file::FileError;
 use super::ops::image::ImageOpError;
 use super::ops::merge::MergeError;
@@ -97,6 +98,8 @@ pub enum VertexError {
     Source(#[from] SourceOpError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
     #[error(transparent)]
     Image(#[from] ImageOpError),
     #[error(transparent)]

@@ -3,8 +3,8 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `source`, `registry`, `remotecache`, `image`
-//! and `progress`;
+//! `snapshot`, `fileop`, `rootless`, `source`, `registry`,
+//! `remotecache`, `image` and `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!
@@ -153,6 +153,8 @@ pub struct SolveContext {
     pub images: Option<Arc<Images>>,
     /// Records of `--cache-from`, consulted on a local miss.
     pub imported: Option<Arc<Imported>>,
+    /// `--allow`: entitlements RUN steps may use.
+    pub entitlements: ops::exec::Entitlements,
 }
 
 /// Runs every vertex the root of `def` needs, concurrently where the
@@ -160,6 +162,7 @@ pub struct SolveContext {
 /// multi-threaded tokio runtime. The first failure cancels the rest and
 /// is returned naming the failing vertex and its Dockerfile lines.
 pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, SolveError> {
+    ops::exec::check_entitlements(def, ctx.entitlements)?;
     let solver = Arc::new(Solver {
         store: ctx.store.clone(),
         cache: ctx.cache.clone(),
@@ -357,7 +360,12 @@ impl Solver {
                     .run(move || ops::merge::run(&store, &parents))
                     .await??
             }
-            Op::Exec(exec) => return Err(ops::exec::run(exec)),
+            Op::Exec(op) => {
+                let (op, progress, digest) = (op.clone(), self.progress.clone(), digest.clone());
+                self.blocking
+                    .run(move || ops::exec::run(&store, &op, &inputs, &progress, &digest))
+                    .await??
+            }
             Op::Diff(_) => {
                 return Err(VertexError::NotSupported {
                     what: "diff ops".into(),

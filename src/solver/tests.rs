@@ -56,6 +56,7 @@ impl Env {
             progress: sender,
             parallelism: 2,
             images: None,
+            entitlements: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -263,7 +264,10 @@ fn failures_name_the_vertex_and_its_lines() {
 }
 
 #[test]
-fn exec_is_not_supported_and_images_need_a_registry() {
+fn insecure_exec_needs_its_entitlement_and_images_need_a_registry() {
+    // Running a process needs the bk binary (the sandbox is a
+    // re-execution of it); the integration tests cover that. The
+    // entitlement check happens before anything runs.
     let env = Env::new(&[]);
     let mut def = Definition::new();
     let exec = Vertex {
@@ -278,7 +282,7 @@ fn exec_is_not_supported_and_images_need_a_registry() {
             },
             mounts: vec![],
             network: NetMode::Sandbox,
-            security: SecurityMode::Sandbox,
+            security: SecurityMode::Insecure,
         }),
         inputs: vec![],
         platform: None,
@@ -286,9 +290,10 @@ fn exec_is_not_supported_and_images_need_a_registry() {
     def.root = Some(def.add(exec, named("[2/2] RUN make", Some("2-2"))).unwrap());
     let err = env.solve(&def, false).0.unwrap_err();
     assert!(
-        error_chain(&err).contains("not supported yet: RUN"),
+        error_chain(&err).contains("entitlement security.insecure is not allowed"),
         "{err:?}"
     );
+    assert_eq!(err.vertex_name(), Some("[2/2] RUN make"));
 
     let mut def = Definition::new();
     let image = Vertex {

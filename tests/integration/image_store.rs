@@ -136,11 +136,16 @@ fn load_and_image_outputs_store_the_image() {
     let dir = Dir::new();
     dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");
     dir.create("ctx/a.txt", "A\n");
-    let loaded = bk(&dir, &["build", "-q", "--load", "-t", "l", "ctx"]);
-    let stored = bk(
-        &dir,
-        &["build", "-q", "-o", "type=image,name=i:2,push=false", "ctx"],
-    );
+    // A fixed epoch: the config's creation time would otherwise be each
+    // build's own second.
+    let build = |args: &[&str]| {
+        dir.bk()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args)
+            .stdout()
+    };
+    let loaded = build(&["build", "-q", "--load", "-t", "l", "ctx"]);
+    let stored = build(&["build", "-q", "-o", "type=image,name=i:2,push=false", "ctx"]);
     // The same config either way; --load uses Docker media types (the
     // docker exporter's default), type=image OCI's.
     assert_eq!(loaded, stored);

@@ -12,6 +12,7 @@ mod push;
 mod registry;
 mod registry_util;
 mod remote_cache;
+mod run;
 mod secure_registry;
 mod shell_conformance;
 mod util;

@@ -1,71 +1,209 @@
-//! Exec ops (`RUN`): not runnable yet. Running a process needs the
-//! rootless runner (user namespace, mounts, a root filesystem made from
-//! the input snapshot), which does not exist yet; until it does, an exec
-//! vertex fails with a message that says so instead of pretending.
+//! Exec ops (`RUN`): the root mount's input snapshot → a writable root
+//! file system ([`Store::prepare_mounted`]) → the process, run by [`crate::rootless`] with its output
+//! streamed to the vertex's progress log → on exit 0 the root is
+//! committed as the op's result; otherwise it is discarded and the step
+//! fails as BuildKit words it (`process "/bin/sh -c false" did not
+//! complete successfully: exit code: 1`).
 //!
-//! Imports `llb` and the solver's error type only.
+//! Entitlements (`--allow`) are checked for the whole graph before
+//! anything runs, as BuildKit checks them when it loads the definition:
+//! `--security=insecure` needs `security.insecure`, `--network=host`
+//! needs `network.host`.
+//!
+//! Imports `llb`, `snapshot`, `rootless` and `progress`; never `cli` or
+//! `dockerfile`.
 
-use crate::llb::ExecOp;
-use crate::solver::VertexError;
+use crate::llb::{Definition, ExecOp, NetMode, Op, SecurityMode};
+use crate::progress;
+use crate::rootless::{self, spec, Exit, RunError, Stream};
+use crate::snapshot::{SnapshotError, SnapshotId, Store};
+use crate::solver::{InputDir, LineRange, SolveError, VertexError};
 
-/// Fails: see the module documentation.
-pub fn run(exec: &ExecOp) -> VertexError {
-    VertexError::NotSupported {
-        what: "RUN".into(),
-        detail: format!(
-            "the rootless runner is not built yet; cannot run {}",
-            shown_command(exec)
-        ),
+/// `--allow`: what RUN steps may ask for beyond the default sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entitlements {
+    /// `network.host`: `RUN --network=host`.
+    pub network_host: bool,
+    /// `security.insecure`: `RUN --security=insecure`.
+    pub security_insecure: bool,
+}
+
+/// Why an exec op failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The process ran and failed.
+    #[error("process {command:?} did not complete successfully: {}", describe(*exit))]
+    Failed { command: String, exit: Exit },
+    /// The process could not be started.
+    #[error("failed to run {command:?}")]
+    Run {
+        command: String,
+        #[source]
+        source: RunError,
+    },
+    #[error("a RUN step cannot start from {0}")]
+    Base(&'static str),
+    #[error("cannot prepare the root file system to run in")]
+    Prepare(#[source] SnapshotError),
+    #[error("cannot commit the result")]
+    Commit(#[source] SnapshotError),
+    #[error("entitlement {0} is not allowed (pass --allow {0})")]
+    Entitlement(&'static str),
+}
+
+fn describe(exit: Exit) -> String {
+    match exit {
+        Exit::Code(code) => format!("exit code: {code}"),
+        Exit::Signal(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            format!("exit code: {} (killed by {name})", 128 + signal)
+        }
     }
 }
 
-/// The command as a user would recognise it: `sh -c` scripts as the
-/// script, exec form as its words.
-fn shown_command(exec: &ExecOp) -> String {
-    let args = &exec.meta.args;
-    let text = match args.as_slice() {
-        [shell, flag, script] if flag == "-c" && shell.ends_with("sh") => script.clone(),
-        _ => format!("{args:?}"),
+/// The first exec vertex of `def` asking for an entitlement that was not
+/// granted, as the error the build fails with.
+pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(), SolveError> {
+    for (digest, vertex, meta) in def.iter() {
+        let Op::Exec(exec) = &vertex.op else { continue };
+        let missing = if exec.security == SecurityMode::Insecure && !allowed.security_insecure {
+            Some("security.insecure")
+        } else if exec.network == NetMode::Host && !allowed.network_host {
+            Some("network.host")
+        } else {
+            None
+        };
+        if let Some(entitlement) = missing {
+            return Err(SolveError::Vertex {
+                name: crate::solver::scheduler::display_name(digest, vertex, meta),
+                location: LineRange::of(meta),
+                source: Box::new(ExecError::Entitlement(entitlement).into()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `exec` on `inputs` into a new committed snapshot, logging its
+/// output under vertex `digest`. Blocking.
+pub(crate) fn run(
+    store: &Store,
+    exec: &ExecOp,
+    inputs: &[InputDir],
+    progress: &progress::Sender,
+    digest: &str,
+) -> Result<SnapshotId, VertexError> {
+    let command = exec.meta.args.join(" ");
+    // ---- RUN --mount: only the root mount is supported yet. ----------
+    // Every other mount (cache, bind, tmpfs, secret, ssh, and the
+    // `/dev/pipes/` script of a `#!` heredoc) is refused here, in this
+    // one place, until the mounts are prepared into `spec::Mount`s.
+    if let Some(other) = exec.mounts.iter().find(|m| m.dest != "/") {
+        // The frontend mounts a `#!` heredoc's script at /dev/pipes/.
+        let what = if other.dest.starts_with("/dev/pipes/") {
+            "RUN heredocs with a #! line"
+        } else {
+            "RUN --mount"
+        };
+        return Err(VertexError::NotSupported {
+            what: what.into(),
+            detail: format!("a {} mount at {}", mount_kind(other), other.dest),
+        });
+    }
+    let extra_mounts: Vec<spec::Mount> = Vec::new();
+    // ------------------------------------------------------------------
+    let base = match exec
+        .mounts
+        .iter()
+        .find(|m| m.dest == "/")
+        .and_then(|m| m.input)
+    {
+        None => None,
+        Some(i) => match inputs.get(i as usize) {
+            Some(InputDir::Snapshot(id)) => Some(id.clone()),
+            Some(InputDir::Scratch) => None,
+            Some(InputDir::Context(_)) => {
+                return Err(ExecError::Base("the build context itself").into())
+            }
+            None => return Err(ExecError::Base("a missing input").into()),
+        },
     };
-    const LIMIT: usize = 80;
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("`{}…`", &text[..cut]),
-        None => format!("`{text}`"),
+    let rootfs = store
+        .prepare_mounted(base.as_ref())
+        .map_err(ExecError::Prepare)?;
+    let mut env = exec.meta.env.clone();
+    env.extend(exec.meta.proxy_env.iter().cloned());
+    let spec = spec::Spec {
+        args: exec.meta.args.clone(),
+        env,
+        cwd: if exec.meta.cwd.is_empty() {
+            "/".into()
+        } else {
+            exec.meta.cwd.clone()
+        },
+        user: exec.meta.user.clone(),
+        hostname: exec.meta.hostname.clone(),
+        network: match exec.network {
+            NetMode::None => spec::Network::None,
+            NetMode::Sandbox | NetMode::Host => spec::Network::Host,
+        },
+        rootfs: rootfs.root().to_path_buf(),
+        mounts: extra_mounts,
+        readonly_rootfs: false,
+        all_caps: exec.security == SecurityMode::Insecure,
+    };
+    let output = |stream: Stream, data: &[u8]| {
+        let stream = match stream {
+            Stream::Stdout => progress::Stream::Stdout,
+            Stream::Stderr => progress::Stream::Stderr,
+        };
+        progress.log(digest, stream, data.to_vec());
+    };
+    let exit = rootless::run(&spec, output).map_err(|source| ExecError::Run {
+        command: command.clone(),
+        source,
+    })?;
+    if !exit.success() {
+        // Dropping `rootfs` discards the changes.
+        return Err(ExecError::Failed { command, exit }.into());
+    }
+    Ok(rootfs.commit().map_err(ExecError::Commit)?)
+}
+
+fn mount_kind(m: &crate::llb::Mount) -> &'static str {
+    use crate::llb::MountKind;
+    match m.kind {
+        MountKind::Bind => "bind",
+        MountKind::Cache { .. } => "cache",
+        MountKind::Tmpfs { .. } => "tmpfs",
+        MountKind::Secret(_) => "secret",
+        MountKind::Ssh(_) => "ssh",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llb::{ExecMeta, NetMode, SecurityMode};
-
-    fn exec(args: &[&str]) -> ExecOp {
-        ExecOp {
-            meta: ExecMeta {
-                args: args.iter().map(|a| a.to_string()).collect(),
-                env: vec![],
-                cwd: "/".into(),
-                user: String::new(),
-                hostname: String::new(),
-                proxy_env: vec![],
-            },
-            mounts: vec![],
-            network: NetMode::Sandbox,
-            security: SecurityMode::Sandbox,
-        }
-    }
 
     #[test]
-    fn names_run_and_the_command() {
-        let err = run(&exec(&["/bin/sh", "-c", "make all"])).to_string();
-        assert!(
-            err.starts_with("not supported yet: RUN (the rootless runner is not built yet"),
-            "{err}"
+    fn failures_are_worded_like_buildkit() {
+        let err = ExecError::Failed {
+            command: "/bin/sh -c false".into(),
+            exit: Exit::Code(1),
+        };
+        assert_eq!(
+            err.to_string(),
+            r#"process "/bin/sh -c false" did not complete successfully: exit code: 1"#
         );
-        assert!(err.contains("`make all`"), "{err}");
-        let err = run(&exec(&["echo", "hi"])).to_string();
-        assert!(err.contains(r#"`["echo", "hi"]`"#), "{err}");
-        let long = "x".repeat(200);
-        assert!(run(&exec(&["sh", "-c", &long])).to_string().contains("x…`"));
+        let err = ExecError::Failed {
+            command: "sleep 60".into(),
+            exit: Exit::Signal(9),
+        };
+        assert_eq!(
+            err.to_string(),
+            r#"process "sleep 60" did not complete successfully: exit code: 137 (killed by SIGKILL)"#
+        );
     }
 }

@@ -1,0 +1,444 @@
+//! The sandbox's mount table as data: [`plan`] lists every step for a
+//! [`Launch`] (the root bound onto itself, `/proc`, a minimal `/dev`, a
+//! read-only `/sys`, runc's masked and read-only paths, then the
+//! generated `/etc` files and the spec's mounts in order), and [`apply`]
+//! performs them. Keeping the list pure lets unit tests check it exactly
+//! without root; only `apply` touches the kernel.
+//!
+//! Used by [`super::sandbox`] in pid 1 of the new namespaces, before
+//! `pivot_root`; every target is a host path under the root file system.
+
+use std::os::unix::fs::{symlink, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+use super::sandbox::Launch;
+use super::spec::MountKind;
+
+/// Host devices bound into the sandbox's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// runc's default masked paths under `/proc` (and two under `/sys`).
+const MASKED_PROC: [&str; 9] = [
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+const MASKED_SYS: [&str; 2] = ["firmware", "devices/virtual/powercap"];
+/// runc's default read-only paths under `/proc`.
+const READONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+/// One step of the sandbox's mount setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Mount {
+        source: PathBuf,
+        target: PathBuf,
+        /// `None`: a bind mount.
+        fstype: Option<&'static str>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    /// Remount the bind mount at the path read-only (keeping its locked
+    /// flags).
+    RemountReadonly(PathBuf),
+    /// sysfs, read-only; where the kernel refuses it (not root and no
+    /// network namespace of our own), the host's `/sys` bound read-only,
+    /// as rootless runc does.
+    Sys(PathBuf),
+    /// An empty file (mode 0666) to bind a device onto.
+    File(PathBuf),
+    Dir(PathBuf),
+    Symlink {
+        target: &'static str,
+        link: PathBuf,
+    },
+    /// If it exists: an empty read-only tmpfs over a directory,
+    /// `/dev/null` over anything else.
+    Mask(PathBuf),
+    /// If it exists: bound onto itself read-only.
+    Readonly(PathBuf),
+}
+
+fn mount(
+    source: impl Into<PathBuf>,
+    target: impl Into<PathBuf>,
+    fstype: Option<&'static str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Step {
+    Step::Mount {
+        source: source.into(),
+        target: target.into(),
+        fstype,
+        flags,
+        data: data.map(str::to_string),
+    }
+}
+
+/// Every mount step for `launch`, in order.
+pub fn plan(launch: &Launch) -> Vec<Step> {
+    use MsFlags as F;
+    let root = &launch.rootfs;
+    let dev = &launch.dev_dir;
+    let mut steps = vec![
+        mount(root, root, None, F::MS_BIND | F::MS_REC, None),
+        mount(
+            "proc",
+            &launch.proc_dir,
+            Some("proc"),
+            F::MS_NOSUID | F::MS_NODEV | F::MS_NOEXEC,
+            None,
+        ),
+        mount(
+            "tmpfs",
+            dev,
+            Some("tmpfs"),
+            F::MS_NOSUID | F::MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+        ),
+    ];
+    for name in DEVICES {
+        steps.push(Step::File(dev.join(name)));
+        steps.push(mount(
+            Path::new("/dev").join(name),
+            dev.join(name),
+            None,
+            F::MS_BIND,
+            None,
+        ));
+    }
+    steps.extend([
+        Step::Dir(dev.join("pts")),
+        mount(
+            "devpts",
+            dev.join("pts"),
+            Some("devpts"),
+            F::MS_NOSUID | F::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        Step::Dir(dev.join("shm")),
+        mount(
+            "shm",
+            dev.join("shm"),
+            Some("tmpfs"),
+            F::MS_NOSUID | F::MS_NODEV | F::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        ),
+    ]);
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink {
+            target,
+            link: dev.join(link),
+        });
+    }
+    steps.push(Step::Sys(launch.sys_dir.clone()));
+    // `--security=insecure` sees everything, as in BuildKit.
+    if !launch.all_caps {
+        steps.extend(
+            MASKED_PROC
+                .iter()
+                .map(|p| Step::Mask(launch.proc_dir.join(p))),
+        );
+        steps.extend(
+            MASKED_SYS
+                .iter()
+                .map(|p| Step::Mask(launch.sys_dir.join(p))),
+        );
+        steps.extend(
+            READONLY_PROC
+                .iter()
+                .map(|p| Step::Readonly(launch.proc_dir.join(p))),
+        );
+    }
+    for m in &launch.mounts {
+        match &m.kind {
+            MountKind::Bind { source, readonly } => {
+                steps.push(mount(source, &m.target, None, F::MS_BIND | F::MS_REC, None));
+                if *readonly {
+                    steps.push(Step::RemountReadonly(m.target.clone()));
+                }
+            }
+            MountKind::Tmpfs { size } => {
+                let data = size.map(|s| format!("size={s}"));
+                steps.push(mount(
+                    "tmpfs",
+                    &m.target,
+                    Some("tmpfs"),
+                    F::MS_NOSUID | F::MS_NODEV,
+                    data.as_deref(),
+                ));
+            }
+        }
+    }
+    if launch.readonly_rootfs {
+        steps.push(Step::RemountReadonly(root.clone()));
+    }
+    steps
+}
+
+/// Performs `steps` in order; the error names the step that failed.
+pub fn apply(steps: &[Step]) -> Result<(), String> {
+    steps.iter().try_for_each(apply_one)
+}
+
+fn apply_one(step: &Step) -> Result<(), String> {
+    match step {
+        Step::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => do_mount(source, target, *fstype, *flags, data.as_deref()),
+        Step::RemountReadonly(target) => remount_readonly(target),
+        Step::Sys(target) => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if do_mount(
+                Path::new("sysfs"),
+                target,
+                Some("sysfs"),
+                flags | MsFlags::MS_RDONLY,
+                None,
+            )
+            .is_ok()
+            {
+                return Ok(());
+            }
+            do_mount(
+                Path::new("/sys"),
+                target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            remount_readonly(target)
+        }
+        Step::File(path) => std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o666)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("create {}: {e}", path.display())),
+        Step::Dir(path) => {
+            std::fs::create_dir(path).map_err(|e| format!("create {}: {e}", path.display()))
+        }
+        Step::Symlink { target, link } => {
+            symlink(target, link).map_err(|e| format!("create {}: {e}", link.display()))
+        }
+        Step::Mask(path) => match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => do_mount(
+                Path::new("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            ),
+            Ok(_) => do_mount(Path::new("/dev/null"), path, None, MsFlags::MS_BIND, None),
+            Err(_) => Ok(()),
+        },
+        Step::Readonly(path) => {
+            if !path.exists() {
+                return Ok(());
+            }
+            do_mount(path, path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            remount_readonly(path)
+        }
+    }
+}
+
+fn do_mount(
+    source: &Path,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    nix::mount::mount(Some(source), target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mount {} on {} ({}): {e}",
+            source.display(),
+            target.display(),
+            fstype.unwrap_or("bind"),
+        )
+    })
+}
+
+/// Remounts the bind mount at `target` read-only, keeping the flags the
+/// kernel locks in a user namespace (nosuid, nodev, noexec, atime).
+fn remount_readonly(target: &Path) -> Result<(), String> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let st = statvfs(target).map_err(|e| format!("statvfs {}: {e}", target.display()))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let keep = [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    for (has, set) in keep {
+        if st.flags().contains(has) {
+            flags |= set;
+        }
+    }
+    nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| format!("remount {} read-only: {e}", target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootless::sandbox::HostMount;
+    use crate::rootless::spec::Network;
+
+    fn launch() -> Launch {
+        Launch {
+            args: vec!["true".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            hostname: "h".into(),
+            network: Network::Host,
+            rootfs: "/r".into(),
+            readonly_rootfs: false,
+            proc_dir: "/r/proc".into(),
+            dev_dir: "/r/dev".into(),
+            sys_dir: "/r/sys".into(),
+            mounts: vec![
+                HostMount {
+                    target: "/r/etc/hosts".into(),
+                    kind: MountKind::Bind {
+                        source: "/tmp/x/hosts".into(),
+                        readonly: false,
+                    },
+                },
+                HostMount {
+                    target: "/r/src".into(),
+                    kind: MountKind::Bind {
+                        source: "/ctx".into(),
+                        readonly: true,
+                    },
+                },
+                HostMount {
+                    target: "/r/scratch".into(),
+                    kind: MountKind::Tmpfs { size: Some(4096) },
+                },
+            ],
+            isolated: true,
+            all_caps: false,
+        }
+    }
+
+    fn target(step: &Step) -> &Path {
+        match step {
+            Step::Mount { target, .. } => target,
+            Step::RemountReadonly(p)
+            | Step::Sys(p)
+            | Step::File(p)
+            | Step::Dir(p)
+            | Step::Mask(p)
+            | Step::Readonly(p) => p,
+            Step::Symlink { link, .. } => link,
+        }
+    }
+
+    #[test]
+    fn the_root_comes_first_then_proc_and_dev() {
+        let steps = plan(&launch());
+        assert_eq!(
+            steps[0],
+            mount("/r", "/r", None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        );
+        assert!(
+            matches!(&steps[1], Step::Mount { fstype: Some("proc"), target, .. } if target == Path::new("/r/proc"))
+        );
+        assert!(
+            matches!(&steps[2], Step::Mount { fstype: Some("tmpfs"), target, .. } if target == Path::new("/r/dev"))
+        );
+        for dev in DEVICES {
+            let bind = mount(
+                Path::new("/dev").join(dev),
+                Path::new("/r/dev").join(dev),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            );
+            let at = steps.iter().position(|s| *s == bind).expect(dev);
+            assert_eq!(steps[at - 1], Step::File(Path::new("/r/dev").join(dev)));
+        }
+        // Nothing is mounted outside the root.
+        assert!(steps.iter().all(|s| target(s).starts_with("/r")));
+    }
+
+    #[test]
+    fn kernel_knobs_are_masked_unless_insecure() {
+        let steps = plan(&launch());
+        assert!(steps.contains(&Step::Readonly("/r/proc/sysrq-trigger".into())));
+        assert!(steps.contains(&Step::Readonly("/r/proc/sys".into())));
+        assert!(steps.contains(&Step::Mask("/r/proc/kcore".into())));
+        assert!(steps.contains(&Step::Mask("/r/sys/firmware".into())));
+        let insecure = plan(&Launch {
+            all_caps: true,
+            ..launch()
+        });
+        assert!(!insecure
+            .iter()
+            .any(|s| matches!(s, Step::Mask(_) | Step::Readonly(_))));
+    }
+
+    #[test]
+    fn spec_mounts_follow_in_order_and_read_only_ones_are_remounted() {
+        let steps = plan(&launch());
+        let tail: Vec<&Step> = steps.iter().rev().take(4).rev().collect();
+        assert_eq!(
+            tail,
+            [
+                &mount(
+                    "/tmp/x/hosts",
+                    "/r/etc/hosts",
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None
+                ),
+                &mount(
+                    "/ctx",
+                    "/r/src",
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None
+                ),
+                &Step::RemountReadonly("/r/src".into()),
+                &mount(
+                    "tmpfs",
+                    "/r/scratch",
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some("size=4096")
+                ),
+            ]
+        );
+        let ro = plan(&Launch {
+            readonly_rootfs: true,
+            ..launch()
+        });
+        assert_eq!(ro.last(), Some(&Step::RemountReadonly("/r".into())));
+    }
+}
