@@ -258,3 +258,61 @@ fn unreachable_cache_sources_warn() {
         describe(&out)
     );
 }
+
+/// A RUN whose output is a nanosecond timestamp: identical after an
+/// import only if it did not run again. Base image: busybox with `date`.
+#[test]
+fn run_result_is_imported_not_rerun() {
+    use crate::registry_util::{busybox_layer, layer_tar, ImageSpec};
+    let reg = registry();
+    let date: &[(&str, tar::EntryType, &[u8], u32)] = &[
+        ("bin/date", tar::EntryType::Symlink, b"busybox", 0o777),
+        ("bin/cat", tar::EntryType::Symlink, b"busybox", 0o777),
+    ];
+    reg.push(
+        "cachebox:latest",
+        &[ImageSpec {
+            arch: "amd64".into(),
+            layers: vec![busybox_layer("amd64"), layer_tar(date)],
+            env: &["PATH=/usr/bin:/bin"],
+            workdir: "/",
+        }],
+    );
+    let dir = Dir::new();
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {}/cachebox\nRUN date +%s%N > /stamp\nCOPY a.txt /a\nRUN cat /stamp /a > /both\n",
+            reg.host
+        ),
+    );
+    dir.create("ctx/a.txt", "A\n");
+    let cache = dir.path().join("cache");
+    ok(build(
+        &dir,
+        "s1",
+        "out1",
+        &[
+            "--cache-to",
+            &format!("type=local,dest={}", cache.display()),
+        ],
+    ));
+    let (events, _) = ok(build(
+        &dir,
+        "s2",
+        "out2",
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+        ],
+    ));
+    assert_eq!(events.end_of("RUN date"), "cached");
+    assert_eq!(events.end_of("RUN cat"), "cached");
+    let stamp = read(&dir.path().join("out1/stamp"));
+    assert!(stamp.trim().len() > 10, "{stamp:?}");
+    assert_eq!(stamp, read(&dir.path().join("out2/stamp")));
+    assert_eq!(
+        read(&dir.path().join("out1/both")),
+        read(&dir.path().join("out2/both"))
+    );
+}
