@@ -1013,11 +1013,6 @@ mod tests {
                 .contains("rewrite-timestamp")
         );
         for (argv, want) in [
-            (
-                &["--cache-from", "type=local,src=/c", "."][..],
-                "--cache-from",
-            ),
-            (&["--cache-to", "type=inline", "."][..], "--cache-to"),
             (&["--secret", "id=s,src=/f", "."][..], "--secret"),
             (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
@@ -1030,6 +1025,8 @@ mod tests {
             assert!(got.starts_with(want), "{argv:?}: {got}");
         }
         assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
+        assert_eq!(flag(&["--cache-from", "type=local,src=/c", "."]), None);
+        assert_eq!(flag(&["--cache-to", "type=inline", "."]), None);
     }
 
     #[test]
