@@ -263,10 +263,76 @@ impl Imported {
     }
 }
 
+/// A cache manifest: an image manifest (bk's and BuildKit's
+/// `image-manifest=true` shape, or an image with inline cache), or
+/// BuildKit's default shape, an index whose entries are the layer blobs
+/// plus the cache config.
 fn parse_manifest(bytes: &[u8], where_: &str) -> Result<Manifest> {
-    serde_json::from_slice(bytes).map_err(|source| RemoteCacheError::Parse {
+    let parse_err = |source| RemoteCacheError::Parse {
         what: "the cache manifest",
         where_: where_.into(),
         source,
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(parse_err)?;
+    if value.get("config").is_none() {
+        if let Some(entries) = value.get("manifests") {
+            let entries: Vec<Blob> = serde_json::from_value(entries.clone()).map_err(parse_err)?;
+            let (configs, layers): (Vec<Blob>, Vec<Blob>) = entries
+                .into_iter()
+                .partition(|b| b.media_type == CACHE_CONFIG_MEDIA_TYPE);
+            if let Some(config) = configs.into_iter().next() {
+                return Ok(Manifest { config, layers });
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(parse_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ContentStore;
+    use crate::remotecache::{write_local, CacheManifest, ExportLayer, ExportRecord};
+
+    #[test]
+    fn a_local_layout_round_trips_by_tag_and_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content = ContentStore::open(&tmp.path().join("store")).unwrap();
+        let blob = content
+            .put("application/vnd.oci.image.layer.v1.tar", b"layer bytes")
+            .unwrap();
+        let records = [ExportRecord {
+            key: "sha256:01".into(),
+            chain: vec![ExportLayer {
+                descriptor: blob.clone(),
+                diff_id: blob.digest.clone(),
+            }],
+        }];
+        let manifest = CacheManifest::new(&records);
+        let (m, c) = manifest.store(&content).unwrap();
+        let dir = tmp.path().join("cache");
+        write_local(&dir, &content, &m, &c, &manifest.layers, "v2").unwrap();
+        assert!(Imported::load_dir(&dir, None, None).is_err());
+        for imported in [
+            Imported::load_dir(&dir, Some("v2"), None).unwrap(),
+            Imported::load_dir(&dir, None, Some(&m.digest)).unwrap(),
+        ] {
+            let hit = imported.get("sha256:01").unwrap();
+            assert_eq!(hit.digest, blob.digest);
+            assert_eq!(hit.diff_id.as_deref(), Some(blob.digest.as_str()));
+            assert!(imported.get("sha256:02").is_none());
+        }
+    }
+
+    #[test]
+    fn buildkit_index_shape_is_read() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:aa","size":3}},
+            {{"mediaType":"{CACHE_CONFIG_MEDIA_TYPE}","digest":"sha256:cc","size":9}}]}}"#
+        );
+        let m = parse_manifest(index.as_bytes(), "x").unwrap();
+        assert_eq!(m.config.digest, "sha256:cc");
+        assert_eq!(m.layers.len(), 1);
+    }
 }

@@ -26,8 +26,10 @@
 //! writes records without `inputs` and looks them up by key alone.
 //! BuildKit can therefore read a bk cache's manifest and blobs but will
 //! never match a key in it, and bk ignores BuildKit's records for the
-//! same reason (they are parsed, never hit). bk reads only the
-//! image-manifest shape, not BuildKit's default index-of-blobs shape.
+//! same reason (they are parsed, never hit). bk always writes the
+//! image-manifest shape (`image-manifest=` and `oci-mediatypes=` are
+//! accepted and change nothing); it reads that and BuildKit's default
+//! shape, an index listing the blobs and the config.
 //!
 //! Imports `content`, `registry`, `image` and `util`; never the solver,
 //! the exporter or the CLI (those call in).
