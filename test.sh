@@ -15,8 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # and a server certificate) and apache2-utils (htpasswd) set up the TLS +
 # basic-auth registry the push tests use. fuse-overlayfs serves the fuse
 # snapshotter's tests; uidmap (newuidmap/newgidmap) maps the rootless RUN
-# tests' user namespace.
-packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap)
+# tests' user namespace; openssh-client (ssh-agent, ssh-add, ssh-keygen)
+# serves and checks the keys of `--ssh id=KEYFILE`.
+packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap openssh-client)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

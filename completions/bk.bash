@@ -31,6 +31,9 @@ _bk() {
             bk,images)
                 cmd="bk__subcmd__images"
                 ;;
+            bk,push)
+                cmd="bk__subcmd__push"
+                ;;
             bk,rmi)
                 cmd="bk__subcmd__rmi"
                 ;;
@@ -70,6 +73,9 @@ _bk() {
             bk__subcmd__help,images)
                 cmd="bk__subcmd__help__subcmd__images"
                 ;;
+            bk__subcmd__help,push)
+                cmd="bk__subcmd__help__subcmd__push"
+                ;;
             bk__subcmd__help,rmi)
                 cmd="bk__subcmd__help__subcmd__rmi"
                 ;;
@@ -89,7 +95,7 @@ _bk() {
 
     case "${cmd}" in
         bk)
-            opts="-h -V --root --debug --help --version build completion debug images rmi tag help"
+            opts="-h -V --root --debug --help --version build completion debug images push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,7 +379,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__help)
-            opts="build completion debug images rmi tag help"
+            opts="build completion debug images push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +490,20 @@ _bk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bk__subcmd__help__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bk__subcmd__help__subcmd__rmi)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -514,6 +534,24 @@ _bk() {
             ;;
         bk__subcmd__images)
             opts="-q -h -V --quiet --digests --no-trunc --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__push)
+            opts="-q -h -V --insecure --quiet --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

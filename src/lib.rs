@@ -12,6 +12,8 @@
 //!                            ├─ remotecache (--cache-from records, blobs fetched on a hit)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
+//!                            ├─ rootless (RUN in a namespace sandbox)
+//!                            ├─ session (--secret values, --ssh agents)
 //!                            └─ progress (events → tty / plain / rawjson)
 //!
 //! exporter (type=oci|docker) ─► content (layers, configs, manifests by digest)
@@ -44,6 +46,7 @@ pub mod progress;
 pub mod registry;
 pub mod remotecache;
 pub mod rootless;
+pub mod session;
 pub mod snapshot;
 pub mod solver;
 pub mod source;

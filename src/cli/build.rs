@@ -450,11 +450,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 3] = [
-        (!opts.secrets.is_empty(), "--secret"),
-        (!opts.ssh.is_empty(), "--ssh"),
-        (!opts.build_contexts.is_empty(), "--build-context"),
-    ];
+    let checks: [(bool, &str); 1] = [(!opts.build_contexts.is_empty(), "--build-context")];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
         return Some((*flag).to_string());
     }
@@ -530,6 +526,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    // Secrets and agents are checked before anything is built, as buildx
+    // does when it opens its session.
+    let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
+        std::env::var_os(k)
+    })?);
     let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
@@ -599,6 +600,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         parallelism: 0,
         images: Some(images),
         imported: cache::import(&opts, &registry, &runtime),
+        session,
         entitlements: solver::ops::exec::Entitlements {
             // As in buildx, asking for the host network on the command
             // line grants it.
@@ -1013,8 +1015,6 @@ mod tests {
                 .contains("rewrite-timestamp")
         );
         for (argv, want) in [
-            (&["--secret", "id=s,src=/f", "."][..], "--secret"),
-            (&["--ssh", "default", "."][..], "--ssh"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::csv::{self, CsvError};
+use crate::session;
 
 /// Why a flag value was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -384,6 +385,10 @@ impl FromStr for CacheSpec {
 pub enum SecretSource {
     File(PathBuf),
     Env(String),
+    /// Neither `src=` nor `env=`: the environment variable named like the
+    /// id when it is set, else the file named like the id (BuildKit's
+    /// secret store decides when the build starts).
+    EnvOrFile,
 }
 
 /// One `--secret id=…,src=…|env=…` value.
@@ -396,10 +401,12 @@ pub struct Secret {
 impl FromStr for Secret {
     type Err = OptError;
 
+    /// buildx's parsing: `type=` only matters for `type=env`, where `src=`
+    /// names the variable; `env=` wins over `src=`.
     fn from_str(spec: &str) -> Result<Self> {
         let (mut id, mut kind, mut src, mut env) = (None, None, None, None);
         for (key, value) in csv::parse_pairs(spec)? {
-            match key.as_str() {
+            match key.to_ascii_lowercase().as_str() {
                 "id" => id = Some(value),
                 "type" => kind = Some(value),
                 "src" | "source" => src = Some(value),
@@ -416,21 +423,55 @@ impl FromStr for Secret {
         let id = id
             .filter(|i| !i.is_empty())
             .ok_or_else(|| OptError::SecretMissingId(spec.into()))?;
-        let source = match kind.as_deref() {
-            Some("env") => SecretSource::Env(env.or(src).unwrap_or_else(|| id.clone())),
-            Some("file") => SecretSource::File(PathBuf::from(src.unwrap_or_else(|| id.clone()))),
+        match kind.as_deref() {
+            None | Some("file") => {}
+            Some("env") => {
+                if env.as_deref().unwrap_or("").is_empty() {
+                    env = src.take();
+                }
+            }
             Some(other) => return Err(OptError::SecretType(other.into())),
-            // Without a type, `env=` selects an environment variable and
-            // anything else a file; a lone id names an environment
-            // variable of that name, as buildx does.
-            None => match (src, env) {
-                (_, Some(env)) => SecretSource::Env(env),
-                (Some(src), None) => SecretSource::File(PathBuf::from(src)),
-                (None, None) => SecretSource::Env(id.clone()),
-            },
+        }
+        let env = env.filter(|e| !e.is_empty());
+        let src = src.filter(|s| !s.is_empty());
+        let source = match (env, src) {
+            (Some(env), _) => SecretSource::Env(env),
+            (None, Some(src)) => SecretSource::File(PathBuf::from(src)),
+            (None, None) => SecretSource::EnvOrFile,
         };
         Ok(Secret { id, source })
     }
+}
+
+/// The build's session from `--secret` and `--ssh`: secret files are
+/// checked (exist, not too big) and agent sources classified now, so a
+/// typo fails the build before anything runs. `env` reads this
+/// process's environment (`$SSH_AUTH_SOCK`, ids without a source).
+pub fn session(
+    secrets: &[Secret],
+    ssh: &[SshSpec],
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> std::result::Result<session::Session, session::SessionError> {
+    let sources = secrets.iter().map(|s| {
+        let source = match &s.source {
+            SecretSource::File(path) => session::SecretSource::File(path.clone()),
+            SecretSource::Env(var) => session::SecretSource::Env(var.clone()),
+            SecretSource::EnvOrFile if env(&s.id).is_some() => {
+                session::SecretSource::Env(s.id.clone())
+            }
+            SecretSource::EnvOrFile => session::SecretSource::File(PathBuf::from(&s.id)),
+        };
+        (s.id.clone(), source)
+    });
+    let secrets = session::Secrets::new(sources)?;
+    let agents = session::SshAgents::new(
+        ssh.iter().map(|s| (s.id.clone(), s.paths.clone())),
+        env("SSH_AUTH_SOCK").map(PathBuf::from),
+    )?;
+    Ok(session::Session {
+        secrets,
+        ssh: agents,
+    })
 }
 
 /// One `--ssh default|ID[=PATH[,PATH…]]` value.
@@ -738,10 +779,53 @@ mod tests {
         let s: Secret = "id=aws,env=AWS_KEY".parse().unwrap();
         assert_eq!(s.source, SecretSource::Env("AWS_KEY".into()));
         let s: Secret = "id=TOKEN".parse().unwrap();
-        assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+        assert_eq!(s.source, SecretSource::EnvOrFile);
+        let s: Secret = "type=env,id=a,src=VAR".parse().unwrap();
+        assert_eq!(s.source, SecretSource::Env("VAR".into()));
+        let s: Secret = "type=file,id=a,src=/f,env=E".parse().unwrap();
+        assert_eq!(s.source, SecretSource::Env("E".into()));
+        let s: Secret = "ID=a,Source=/f".parse().unwrap();
+        assert_eq!(
+            (s.id.as_str(), s.source),
+            ("a", SecretSource::File("/f".into()))
+        );
         assert!("src=/x".parse::<Secret>().is_err());
         assert!("id=a,type=vault".parse::<Secret>().is_err());
         assert!("id=a,color=red".parse::<Secret>().is_err());
+    }
+
+    #[test]
+    fn session_from_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "v").unwrap();
+        let secrets: Vec<Secret> = [
+            format!("id=f,src={}", file.display()),
+            "id=IN_ENV".to_string(),
+            format!("id={}", file.display()),
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let env = |k: &str| (k == "IN_ENV").then(|| "x".into());
+        let session = session(&secrets, &[], env).unwrap();
+        assert!(session.secrets.get("f").unwrap().is_some());
+        // A lone id names the file when no such variable is set.
+        let by_path = session.secrets.get(&file.display().to_string());
+        assert_eq!(by_path.unwrap().unwrap().bytes(), b"v");
+        let missing: Secret = "id=nowhere-to-be-found".parse().unwrap();
+        let err = super::session(&[missing], &[], env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("secret nowhere-to-be-found: failed to stat"),
+            "{err}"
+        );
+        let ssh: SshSpec = "default".parse().unwrap();
+        let err = super::session(&[], &[ssh], |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SSH_AUTH_SOCK"), "{err}");
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub fn export(
 }
 
 /// `pushed NAME@DIGEST: 2 blobs uploaded (1.2 MiB), 1 already there, 0 mounted`.
-fn summary(pushed: &Pushed) -> String {
+pub(super) fn summary(pushed: &Pushed) -> String {
     let (existed, mounted, uploaded) = pushed.counts();
     let target = Reference {
         tag: if pushed.reference.digest.is_some() {

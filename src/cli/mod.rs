@@ -9,6 +9,7 @@ pub mod csv;
 mod debug;
 mod images;
 mod local_images;
+mod push;
 mod rmi;
 mod source_error;
 mod tag;
@@ -47,6 +48,8 @@ pub enum Command {
     Debug(debug::DebugCommand),
     /// List the images in the local image store
     Images(images::ImagesArgs),
+    /// Push a local image to its registry
+    Push(push::PushArgs),
     /// Remove names from the local image store (blobs stay until pruned)
     Rmi(rmi::RmiArgs),
     /// Give a local image another name
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
         Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Push(args) => push::run(args, cli.root.as_deref()),
         Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
         Command::Tag(args) => tag::run(args, cli.root.as_deref()),
     }

@@ -25,7 +25,7 @@ mod meta;
 mod mode;
 mod ops;
 mod owner;
-mod root;
+pub(crate) mod root;
 mod unpack;
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use nix::errno::Errno;
@@ -71,6 +71,17 @@ pub enum Mode {
 }
 
 static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// Set once [`enter`] made this process a private mount namespace of its
+/// own (as root, or in its user namespace).
+static OWN_MOUNT_NS: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process runs in a mount namespace [`enter`] made for it:
+/// then a mount it makes is seen by nobody outside and vanishes when
+/// the process ends, however it ends.
+pub fn own_mount_namespace() -> bool {
+    OWN_MOUNT_NS.load(Ordering::SeqCst)
+}
 
 /// The mode [`enter`] set up; without a call (library use, unit tests):
 /// `Root` for uid 0, else `Unisolated`.
@@ -143,6 +154,7 @@ pub fn enter(isolation: Isolation) -> Result<Entered, EnterError> {
     if Uid::effective().is_root() {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(EnterError::MountNamespace)?;
         make_private()?;
+        OWN_MOUNT_NS.store(true, Ordering::SeqCst);
         let _ = MODE.set(Mode::Root);
         return Ok(Entered::Continue);
     }
@@ -199,6 +211,7 @@ fn child(value: &str) -> Result<(), EnterError> {
     let full_map = std::fs::read_to_string("/proc/self/uid_map")
         .map(|m| m.lines().count() > 1)
         .unwrap_or(false);
+    OWN_MOUNT_NS.store(true, Ordering::SeqCst);
     let _ = MODE.set(Mode::UserNamespace { full_map });
     Ok(())
 }

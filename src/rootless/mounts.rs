@@ -65,6 +65,14 @@ pub enum Step {
     Mask(PathBuf),
     /// If it exists: bound onto itself read-only.
     Readonly(PathBuf),
+    /// A spec mount's target under the sandbox's `/dev`, whose stub in
+    /// the root file system the `/dev` tmpfs hides (a `#!` heredoc's
+    /// `/dev/pipes/`): created inside that tmpfs if missing, as a
+    /// directory, or an empty file when `like` is not a directory.
+    MountPoint {
+        path: PathBuf,
+        like: Option<PathBuf>,
+    },
 }
 
 fn mount(
@@ -165,6 +173,15 @@ pub fn plan(launch: &Launch) -> Vec<Step> {
         );
     }
     for m in &launch.mounts {
+        if m.target.starts_with(&launch.dev_dir) {
+            steps.push(Step::MountPoint {
+                path: m.target.clone(),
+                like: match &m.kind {
+                    MountKind::Bind { source, .. } => Some(source.clone()),
+                    MountKind::Tmpfs { .. } => None,
+                },
+            });
+        }
         match &m.kind {
             MountKind::Bind { source, readonly } => {
                 steps.push(mount(source, &m.target, None, F::MS_BIND | F::MS_REC, None));
@@ -251,6 +268,27 @@ fn apply_one(step: &Step) -> Result<(), String> {
             Ok(_) => do_mount(Path::new("/dev/null"), path, None, MsFlags::MS_BIND, None),
             Err(_) => Ok(()),
         },
+        Step::MountPoint { path, like } => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Ok(());
+            }
+            let made = match like {
+                Some(source) if !source.is_dir() => {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| format!("create {}: {e}", parent.display()))?;
+                    }
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(path)
+                        .map(drop)
+                }
+                _ => std::fs::create_dir_all(path),
+            };
+            made.map_err(|e| format!("create mount point {}: {e}", path.display()))
+        }
         Step::Readonly(path) => {
             if !path.exists() {
                 return Ok(());
@@ -357,7 +395,46 @@ mod tests {
             | Step::Mask(p)
             | Step::Readonly(p) => p,
             Step::Symlink { link, .. } => link,
+            Step::MountPoint { path, .. } => path,
         }
+    }
+
+    #[test]
+    fn mount_points_under_dev_are_made_inside_its_tmpfs() {
+        let mut l = launch();
+        l.mounts.push(HostMount {
+            target: "/r/dev/pipes".into(),
+            kind: MountKind::Bind {
+                source: "/s/script".into(),
+                readonly: true,
+            },
+        });
+        let steps = plan(&l);
+        let at = steps
+            .iter()
+            .position(|s| matches!(s, Step::MountPoint { .. }))
+            .expect("a mount point step");
+        assert_eq!(
+            steps[at],
+            Step::MountPoint {
+                path: "/r/dev/pipes".into(),
+                like: Some("/s/script".into())
+            }
+        );
+        assert_eq!(target(&steps[at + 1]), Path::new("/r/dev/pipes"));
+        let dev = steps
+            .iter()
+            .position(|s| target(s) == Path::new("/r/dev"))
+            .unwrap();
+        assert!(dev < at, "after the /dev tmpfs");
+        // Targets elsewhere keep the stubs made in the root file system.
+        assert_eq!(
+            plan(&launch())
+                .iter()
+                .filter(|s| matches!(s, Step::MountPoint { .. }))
+                .count(),
+            0
+        );
     }
 
     #[test]

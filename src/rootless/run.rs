@@ -76,6 +76,8 @@ pub enum RunError {
         #[source]
         source: FsError,
     },
+    #[error("RUN --mount needs the sandbox (it cannot mount {} with --sandbox=none)", .0.join(", "))]
+    MountsNeedSandbox(Vec<String>),
     #[error("failed to write the sandbox's {0}")]
     EtcFile(#[source] FsError),
     #[error("failed to start the sandbox process")]
@@ -97,6 +99,14 @@ where
         return Err(RunError::NoCommand);
     }
     let isolated = enter::mode() != Mode::Unisolated;
+    if !isolated && !spec.mounts.is_empty() {
+        // Without a mount namespace there is nowhere to mount them, and a
+        // step that silently ran without its cache, secret or bind
+        // would do something else than asked.
+        return Err(RunError::MountsNeedSandbox(
+            spec.mounts.iter().map(|m| m.target.clone()).collect(),
+        ));
+    }
     let who = user::resolve(&spec.rootfs, &spec.user)?;
     let mut env = spec.env.clone();
     let has = |env: &[String], key: &str| {

@@ -8,6 +8,7 @@
 //! [`LineRange`]).
 
 use super::ops::exec::ExecError;
+use super::ops::exec_mounts::MountError;
 use super::ops::file::FileError;
 use super::ops::image::ImageOpError;
 use super::ops::merge::MergeError;
@@ -104,6 +105,9 @@ pub enum VertexError {
     Image(#[from] ImageOpError),
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// Preparing a `RUN --mount` failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// Reading the cache database before executing failed.
     #[error("failed to look up the build cache")]
     CacheLookup(#[source] CacheError),

@@ -3,7 +3,7 @@
 //!
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
-//! `snapshot`, `fileop`, `rootless`, `source`, `registry`,
+//! `snapshot`, `fileop`, `rootless`, `session`, `source`, `registry`,
 //! `remotecache`, `image` and `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
@@ -52,9 +52,10 @@ use std::sync::Arc;
 
 use crate::cache::{CacheDb, CacheKey};
 use crate::image::Platform;
-use crate::llb::{Definition, Op, SourceOp};
+use crate::llb::{Definition, ExecOp, Op, SourceOp};
 use crate::progress;
 use crate::remotecache::Imported;
+use crate::session::Session;
 use crate::snapshot::{SnapshotId, Store};
 use crate::source::image::Images;
 use crate::source::LocalContext;
@@ -153,6 +154,8 @@ pub struct SolveContext {
     pub images: Option<Arc<Images>>,
     /// Records of `--cache-from`, consulted on a local miss.
     pub imported: Option<Arc<Imported>>,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
+    pub session: Arc<Session>,
     /// `--allow`: entitlements RUN steps may use.
     pub entitlements: ops::exec::Entitlements,
 }
@@ -177,6 +180,8 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         images: ctx.images.clone(),
         imported: ctx.imported.clone(),
         steps: std::sync::Mutex::new(Vec::new()),
+        session: ctx.session.clone(),
+        cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
     });
     let root = scheduler::run(def, solver.clone()).await?;
     let steps = std::mem::take(
@@ -245,6 +250,7 @@ fn extend_chain(base: Option<Vec<ChainLayer>>, id: &SnapshotId) -> Option<Arc<[C
 }
 
 /// The directory an op reads an input from.
+#[derive(Clone)]
 pub(crate) enum InputDir {
     Scratch,
     Snapshot(SnapshotId),
@@ -263,6 +269,8 @@ struct Solver {
     images: Option<Arc<Images>>,
     imported: Option<Arc<Imported>>,
     steps: std::sync::Mutex<Vec<Step>>,
+    session: Arc<Session>,
+    cache_mounts: ops::exec_mounts::CacheMounts,
 }
 
 impl Runner for Solver {
@@ -360,10 +368,26 @@ impl Solver {
                     .run(move || ops::merge::run(&store, &parents))
                     .await??
             }
-            Op::Exec(op) => {
-                let (op, progress, digest) = (op.clone(), self.progress.clone(), digest.clone());
+            Op::Exec(exec) => {
+                let (solver, exec2) = (self.clone(), exec.clone());
+                let (dirs, done) = (inputs.clone(), task.inputs.clone());
+                // Not on the bounded pool: a `locked` cache may wait here
+                // for another step of this build, which must be able to
+                // take a worker to finish and release it.
+                let prepared = tokio::task::spawn_blocking(move || {
+                    let inputs = solver.mount_inputs(&exec2, &dirs, &done)?;
+                    ops::exec_mounts::prepare(&exec2, &inputs, solver.mount_context())
+                        .map_err(VertexError::from)
+                })
+                .await
+                .map_err(VertexError::Blocking)??;
+                let (op, progress, digest) = (exec.clone(), self.progress.clone(), digest.clone());
+                // `prepared` lives until the process has exited: dropping
+                // it releases caches and removes secrets and copies.
                 self.blocking
-                    .run(move || ops::exec::run(&store, &op, &inputs, &progress, &digest))
+                    .run(move || {
+                        ops::exec::run(&store, &op, &inputs, &prepared, &progress, &digest)
+                    })
                     .await??
             }
             Op::Diff(_) => {
@@ -606,6 +630,51 @@ impl Solver {
         }
         self.progress.completed(&digest);
         Ok(image_done(key, &resolved, unpacked.layers))
+    }
+
+    fn mount_context(&self) -> ops::exec_mounts::MountContext<'_> {
+        ops::exec_mounts::MountContext {
+            store: &self.store,
+            cache_mounts: &self.cache_mounts,
+            session: &self.session,
+        }
+    }
+
+    /// The inputs of an exec vertex as its non-root mounts read them; an
+    /// input only the root file system uses is not looked at (a context
+    /// selection would be copied for nothing).
+    fn mount_inputs(
+        &self,
+        exec: &ExecOp,
+        dirs: &[InputDir],
+        done: &[Arc<Done>],
+    ) -> Result<Vec<ops::exec_mounts::MountInput>, VertexError> {
+        let used: Vec<u32> = exec
+            .mounts
+            .iter()
+            .filter(|m| m.dest != "/")
+            .filter_map(|m| m.input)
+            .collect();
+        dirs.iter()
+            .zip(done)
+            .enumerate()
+            .map(|(i, (dir, done))| {
+                let dir = match dir {
+                    _ if !used.contains(&(i as u32)) => None,
+                    InputDir::Scratch => None,
+                    InputDir::Snapshot(id) => Some(self.store.path(id)),
+                    InputDir::Context(selection) => Some(selection.dir(&self.store)?),
+                };
+                // A cache seeded from a snapshot is keyed by that
+                // snapshot, as BuildKit keys it by the source ref: a
+                // `--no-cache` rebuild of the source starts a new cache.
+                let identity = match &done.out {
+                    Ref::Snapshot(id) => format!("snapshot:{}", id.as_str()),
+                    _ => format!("key:{}", done.key),
+                };
+                Ok(ops::exec_mounts::MountInput { dir, identity })
+            })
+            .collect()
     }
 
     fn key(&self, task: &Task<Done>, inputs: &[CacheKey], content: Option<&str>) -> CacheKey {

@@ -56,6 +56,7 @@ impl Env {
             progress: sender,
             parallelism: 2,
             images: None,
+            session: Default::default(),
             entitlements: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -58,14 +58,9 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
             "--cache-to",
         ),
         (
-            &["build", "--secret", "id=s,src=a", "-o", "out", "."],
-            "--secret",
-        ),
-        (
             &["build", "-o", "type=oci,dest=out,buildinfo=true", "."],
             "--output attribute buildinfo=true",
         ),
-        (&["build", "--ssh", "default", "."], "--ssh"),
     ] {
         let err = dir.bk().args(args).fails();
         assert!(

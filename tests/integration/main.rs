@@ -7,6 +7,8 @@ mod frontend;
 mod image_out;
 mod image_store;
 mod llb;
+mod mounts;
+mod mounts_run;
 mod parse;
 mod push;
 mod registry;

@@ -699,3 +699,53 @@ fn a_registry_that_comes_up_late_is_retried() {
     assert!(status.success(), "{log}");
     assert!(log.contains(&format!("pushed {image}@sha256:")), "{log}");
 }
+
+#[test]
+fn bk_push_sends_a_stored_image_as_built() {
+    let reg = secure_registry();
+    let dir = context();
+    let image = format!("{}/stored:v1", reg.host);
+    // Built into the local store only: nothing reaches the registry yet.
+    ok(bk(&dir, reg, &reg.docker_config(), &["-t", &image]));
+    assert_eq!(blob_puts(&reg.log(), "stored"), 0, "{}", reg.log());
+    let id = {
+        let out = dir.bk().args(["images", "-q", "--no-trunc"]).stdout();
+        out.lines().next().expect("an image").to_string()
+    };
+
+    let push = |args: &[&str]| {
+        let mut cmd = dir.bk();
+        cmd.env("BK_CERTS_DIR", reg.certs_dir())
+            .env("DOCKER_CONFIG", reg.docker_config())
+            .args(["push"])
+            .args(args);
+        cmd.output()
+    };
+    let digest = String::from_utf8_lossy(&ok_stdout(push(&["-q", &image]))).into_owned();
+    let digest = digest.trim();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let raw = inspect(reg, &["--raw"], &image);
+    let config = inspect(reg, &["--config"], &image);
+    assert_eq!(
+        raw["config"]["digest"],
+        id.as_str(),
+        "the stored image's ID"
+    );
+    assert_eq!(config["config"]["User"], "tester");
+    // Its manifest digest is the one bk printed.
+    let by_digest = format!("{}/stored@{digest}", reg.host);
+    assert_eq!(inspect(reg, &["--raw"], &by_digest), raw);
+
+    // Pushing again uploads nothing; an ID or an unknown name is refused.
+    let log = ok(push(&[&image]));
+    assert!(log.contains("0 blobs uploaded"), "{log}");
+    let err = fails(push(&[&id]));
+    assert!(err.contains("is an image ID, not a name"), "{err}");
+    let err = fails(push(&[&format!("{}/nothing:here", reg.host)]));
+    assert!(err.contains("No such image"), "{err}");
+}
+
+fn ok_stdout(out: Output) -> Vec<u8> {
+    assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    out.stdout
+}

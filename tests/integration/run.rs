@@ -432,19 +432,6 @@ fn failing_run_shows_its_output_exit_code_and_snippet() {
 }
 
 #[test]
-fn run_mounts_are_refused_until_supported() {
-    let case = Case::new(
-        Who::Me,
-        &format!("FROM {}\nRUN --mount=type=tmpfs,target=/t true\n", image()),
-    );
-    let err = String::from_utf8_lossy(&case.build(&[]).stderr).into_owned();
-    assert!(
-        err.contains("not supported yet: RUN --mount (a tmpfs mount at /t)"),
-        "{err}"
-    );
-}
-
-#[test]
 fn network_none_has_only_loopback() {
     let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
     for who in modes() {

@@ -58,8 +58,17 @@ impl BkCommand {
         self
     }
 
-    pub fn env(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+    pub fn env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        &mut self,
+        key: K,
+        value: V,
+    ) -> &mut Self {
         self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove<K: AsRef<std::ffi::OsStr>>(&mut self, key: K) -> &mut Self {
+        self.cmd.env_remove(key);
         self
     }
 
@@ -82,6 +91,11 @@ impl BkCommand {
             .write_all(input)
             .expect("write stdin");
         child.wait_with_output().expect("wait for bk")
+    }
+
+    /// The command itself, to spawn and control directly.
+    pub fn into_command(self) -> Command {
+        self.cmd
     }
 
     pub fn output(&mut self) -> Output {

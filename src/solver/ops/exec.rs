@@ -17,6 +17,7 @@ use crate::llb::{Definition, ExecOp, NetMode, Op, SecurityMode};
 use crate::progress;
 use crate::rootless::{self, spec, Exit, RunError, Stream};
 use crate::snapshot::{SnapshotError, SnapshotId, Store};
+use crate::solver::ops::exec_mounts::Prepared;
 use crate::solver::{InputDir, LineRange, SolveError, VertexError};
 
 /// `--allow`: what RUN steps may ask for beyond the default sandbox.
@@ -92,28 +93,15 @@ pub(crate) fn run(
     store: &Store,
     exec: &ExecOp,
     inputs: &[InputDir],
+    prepared: &Prepared,
     progress: &progress::Sender,
     digest: &str,
 ) -> Result<SnapshotId, VertexError> {
     let command = exec.meta.args.join(" ");
-    // ---- RUN --mount: only the root mount is supported yet. ----------
-    // Every other mount (cache, bind, tmpfs, secret, ssh, and the
-    // `/dev/pipes/` script of a `#!` heredoc) is refused here, in this
-    // one place, until the mounts are prepared into `spec::Mount`s.
-    if let Some(other) = exec.mounts.iter().find(|m| m.dest != "/") {
-        // The frontend mounts a `#!` heredoc's script at /dev/pipes/.
-        let what = if other.dest.starts_with("/dev/pipes/") {
-            "RUN heredocs with a #! line"
-        } else {
-            "RUN --mount"
-        };
-        return Err(VertexError::NotSupported {
-            what: what.into(),
-            detail: format!("a {} mount at {}", mount_kind(other), other.dest),
-        });
-    }
-    let extra_mounts: Vec<spec::Mount> = Vec::new();
-    // ------------------------------------------------------------------
+    // Every mount but the root (cache, bind, tmpfs, secret, ssh, and the
+    // `/dev/pipes/` script of a `#!` heredoc), prepared on the host by
+    // `exec_mounts` before this step took its worker.
+    let extra_mounts: Vec<spec::Mount> = prepared.mounts.clone();
     let base = match exec
         .mounts
         .iter()
@@ -135,6 +123,8 @@ pub(crate) fn run(
         .map_err(ExecError::Prepare)?;
     let mut env = exec.meta.env.clone();
     env.extend(exec.meta.proxy_env.iter().cloned());
+    // Secrets with `env=`: values only the process sees.
+    env.extend(prepared.env.iter().cloned());
     let spec = spec::Spec {
         args: exec.meta.args.clone(),
         env,
@@ -170,17 +160,6 @@ pub(crate) fn run(
         return Err(ExecError::Failed { command, exit }.into());
     }
     Ok(rootfs.commit().map_err(ExecError::Commit)?)
-}
-
-fn mount_kind(m: &crate::llb::Mount) -> &'static str {
-    use crate::llb::MountKind;
-    match m.kind {
-        MountKind::Bind => "bind",
-        MountKind::Cache { .. } => "cache",
-        MountKind::Tmpfs { .. } => "tmpfs",
-        MountKind::Secret(_) => "secret",
-        MountKind::Ssh(_) => "ssh",
-    }
 }
 
 #[cfg(test)]

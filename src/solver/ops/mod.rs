@@ -3,6 +3,7 @@
 //! owns its error enum; none may import `cli` or `dockerfile`.
 
 pub mod exec;
+pub mod exec_mounts;
 pub mod file;
 pub mod image;
 pub mod merge;
