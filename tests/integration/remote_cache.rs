@@ -181,6 +181,38 @@ fn registry_cache_round_trip() {
     }
     assert_eq!(read(&dir.path().join("out2/a2")), "A\n");
     assert_eq!(read(&dir.path().join("out2/c")), "C\n");
+
+    // Only hits are downloaded: with c.txt changed, the old COPY c.txt
+    // layer (one of the cache's four) never reaches store 3.
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .output()
+        .expect("run skopeo");
+    assert!(raw.status.success(), "skopeo:\n{}", describe(&raw));
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 4, "{manifest}");
+    dir.create("ctx/c.txt", "changed\n");
+    let (events, _) = ok(build(
+        &dir,
+        "s3",
+        "out3",
+        &["--cache-from", &format!("type=registry,ref={target}")],
+    ));
+    assert_eq!(events.end_of("COPY --from=a"), "cached");
+    assert_eq!(events.end_of("COPY c.txt"), "completed");
+    let blobs = dir.path().join("s3/content/blobs/sha256");
+    let fetched = layers
+        .iter()
+        .filter(|d| blobs.join(d.trim_start_matches("sha256:")).exists())
+        .count();
+    assert_eq!(fetched, 3, "layers {layers:?} in {}", blobs.display());
 }
 
 #[test]

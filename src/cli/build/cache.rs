@@ -217,6 +217,15 @@ fn export_one(
         });
     }
     let manifest = CacheManifest::new(&records);
+    if manifest.config.records.is_empty() {
+        eprintln!(
+            "WARNING: no build step's result has layers to export; the cache at {} is empty",
+            spec.attrs
+                .get("dest")
+                .or_else(|| spec.attrs.get("ref"))
+                .map_or("", String::as_str)
+        );
+    }
     let (manifest_desc, config_desc) = manifest
         .store(&content)
         .context("failed to make the cache manifest")?;
