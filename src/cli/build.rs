@@ -9,7 +9,8 @@
 //!
 //! `-t NAME` with no other output, `--output type=image` (not pushed) and
 //! `--load` store the image in the local image store ([`local_image`]);
-//! `-q` then prints its ID.
+//! `-q` then prints its ID. `--cache-from` and `--cache-to` are read
+//! before the solve and written after the outputs ([`cache`]).
 
 pub(super) mod cache;
 pub(super) mod local_image;

@@ -7,7 +7,8 @@
 //! out: platform selection in an index, Docker's rules for HTTP, HTTPS
 //! and trusted certificates per host ([`transport`]), and credentials
 //! from Docker's `config.json` and credential helpers ([`auth`]).
-//! [`push`] sends images from the content store to a registry.
+//! [`push`] sends images from the content store to a registry; `raw`
+//! fetches a manifest or blob as it is (for build cache import).
 //!
 //! Every tag is resolved once per build, and always against the
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
