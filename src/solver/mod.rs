@@ -481,6 +481,13 @@ impl Solver {
         match unpacked {
             Ok(id) => {
                 self.record(key, Some(&id), &task.name).await?;
+                self.progress.status(
+                    &digest,
+                    "import",
+                    &format!("import {} from the build cache", layer.digest),
+                    (0, 0),
+                    true,
+                );
                 Ok(Some(id))
             }
             Err(what) => {
