@@ -12,7 +12,8 @@
 //! to the token service named in the registry's challenge, never to the
 //! registry itself, and each (repository, pull or push) token is fetched
 //! once per build ([`Registry::authorize`]) and reused by every request.
-//! [`push`] sends images from the content store to a registry.
+//! [`push`] sends images from the content store to a registry; `raw`
+//! fetches a manifest or blob as it is (for build cache import).
 //!
 //! Every tag is resolved once per build, and always against the
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod push;
+mod raw;
 pub mod retry;
 pub mod transport;
 pub mod unpack;

@@ -13,6 +13,7 @@ mod parse;
 mod push;
 mod registry;
 mod registry_util;
+mod remote_cache;
 mod run;
 mod secure_registry;
 mod shell_conformance;
