@@ -9,6 +9,7 @@
 //!                            ├─ cache   (cache key → committed result, SQLite)
 //!                            ├─ source  (the local context, read in place)
 //!                            ├─ registry (image pulls) ─► content (blobs)
+//!                            ├─ remotecache (--cache-from records, blobs fetched on a hit)
 //!                            ├─ fileop  (COPY/ADD/mkdir/rm on directories)
 //!                            ├─ snapshot (results as directory trees)
 //!                            ├─ rootless (RUN in a namespace sandbox)
@@ -24,6 +25,8 @@
 //! - [`dockerfile`] is the frontend: text → syntax tree → typed
 //!   instructions → stage plan → build graph.
 //! - [`content`] stores blobs by digest for the image exporters.
+//! - [`remotecache`] reads and writes build cache shared between stores
+//!   (`--cache-to`, `--cache-from`).
 //! - [`imagestore`] names images built with `-t` (blobs in `content`).
 //! - [`llb`], [`image`], [`progress`] and [`util`] are leaves.
 //!
@@ -41,6 +44,7 @@ pub mod llb;
 pub mod pattern;
 pub mod progress;
 pub mod registry;
+pub mod remotecache;
 pub mod rootless;
 pub mod session;
 pub mod snapshot;

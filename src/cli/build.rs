@@ -9,8 +9,10 @@
 //!
 //! `-t NAME` with no other output, `--output type=image` (not pushed) and
 //! `--load` store the image in the local image store ([`local_image`]);
-//! `-q` then prints its ID.
+//! `-q` then prints its ID. `--cache-from` and `--cache-to` are read
+//! before the solve and written after the outputs ([`cache`]).
 
+pub(super) mod cache;
 pub(super) mod local_image;
 
 use std::io::Read;
@@ -448,17 +450,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 3] = [
-        (
-            !opts.cache_from.is_empty(),
-            "--cache-from (importing build cache)",
-        ),
-        (
-            !opts.cache_to.is_empty(),
-            "--cache-to (exporting build cache)",
-        ),
-        (!opts.build_contexts.is_empty(), "--build-context"),
-    ];
+    let checks: [(bool, &str); 1] = [(!opts.build_contexts.is_empty(), "--build-context")];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
         return Some((*flag).to_string());
     }
@@ -605,6 +597,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         progress: sender,
         parallelism: 0,
         images: Some(images),
+        imported: cache::import(&opts, &registry, &runtime),
         session,
         entitlements: solver::ops::exec::Entitlements {
             // As in buildx, asking for the host network on the command
@@ -633,6 +626,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         cache: &cache,
     };
     let image_id = export(&opts, &store, &result, &image)?;
+    cache::export(&opts, &store, &result, &root, &cache, &registry)?;
     // `docker build -q`: the image ID, unless stdout carries the output.
     let stdout_taken = opts
         .outputs
@@ -928,8 +922,15 @@ fn export_image(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
-        .context("failed to make the image")?;
+    let committed = cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        &options,
+        image.cache,
+        result,
+    )?;
     local_image::remember_layers(image.cache, result, &committed, &options);
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
@@ -1013,11 +1014,6 @@ mod tests {
                 .contains("rewrite-timestamp")
         );
         for (argv, want) in [
-            (
-                &["--cache-from", "type=local,src=/c", "."][..],
-                "--cache-from",
-            ),
-            (&["--cache-to", "type=inline", "."][..], "--cache-to"),
             (&["--build-context", "x=/y", "."][..], "--build-context"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],
@@ -1028,6 +1024,8 @@ mod tests {
             assert!(got.starts_with(want), "{argv:?}: {got}");
         }
         assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
+        assert_eq!(flag(&["--cache-from", "type=local,src=/c", "."]), None);
+        assert_eq!(flag(&["--cache-to", "type=inline", "."]), None);
     }
 
     #[test]

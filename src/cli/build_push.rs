@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use super::build::{image_options, BuildOpts, ImageExport};
 use super::build_opts::{Output, OutputKind};
 use crate::content::ContentStore;
-use crate::exporter::image as image_exp;
 use crate::exporter::metadata::ImageMetadata;
 use crate::image::Reference;
 use crate::registry::push::Pushed;
@@ -32,7 +31,7 @@ fn flag(output: &Output, key: &str) -> bool {
 
 /// Checks the names of push outputs before anything is built, and
 /// returns the hosts to treat as insecure: `--insecure-registry` and the
-/// registries of push outputs with `registry.insecure=true`.
+/// registries of push outputs and cache refs with `registry.insecure=true`.
 pub fn insecure_hosts(opts: &BuildOpts) -> anyhow::Result<Vec<String>> {
     let mut hosts = opts.insecure_registries.clone();
     for output in opts.outputs.iter().filter(|o| is_push(o)) {
@@ -59,6 +58,18 @@ pub fn insecure_hosts(opts: &BuildOpts) -> anyhow::Result<Vec<String>> {
             if insecure {
                 hosts.push(reference.domain);
             }
+        }
+    }
+    // Cache refs with `registry.insecure=true`.
+    for spec in opts.cache_from.iter().chain(&opts.cache_to) {
+        let insecure = spec
+            .attrs
+            .get("registry.insecure")
+            .is_some_and(|v| matches!(v.as_str(), "true" | "1"));
+        if let (true, Some(name)) = (insecure, spec.attrs.get("ref")) {
+            let reference = Reference::parse_normalized(name)
+                .with_context(|| format!("invalid cache reference {name:?}"))?;
+            hosts.push(reference.domain);
         }
     }
     Ok(hosts)
@@ -105,8 +116,15 @@ pub fn export(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
-        .context("failed to make the image")?;
+    let committed = super::build::cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        &options,
+        image.cache,
+        result,
+    )?;
     super::build::local_image::remember_layers(image.cache, result, &committed, &options);
     // The build's runtime is gone; connections are opened afresh here.
     let registry = image.registry.renewed();
@@ -215,6 +233,17 @@ mod tests {
             .contains("invalid image name"));
         // Outputs that do not push are not checked here.
         assert!(hosts(&["-o", "out", "."]).unwrap().is_empty());
+        assert_eq!(
+            hosts(&[
+                "--cache-to",
+                "type=registry,ref=c:7/cache,registry.insecure=true",
+                "--cache-from",
+                "type=registry,ref=d:8/cache",
+                "."
+            ])
+            .unwrap(),
+            ["c:7"]
+        );
     }
 
     #[test]

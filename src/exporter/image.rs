@@ -243,6 +243,80 @@ pub fn commit(
     opts: &ImageOptions,
     memo: Option<&CacheDb>,
 ) -> Result<Committed, ImageError> {
+    let (layers, diff_ids) = make_layers(content, chain, opts, memo)?;
+    let config = finish_config(image, diff_ids.clone(), &opts.created);
+    commit_config(content, config, layers, diff_ids, opts)
+}
+
+/// Stores `config` and a manifest of it and `layers` (already stored).
+pub fn commit_config(
+    content: &ContentStore,
+    config: Image,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+    opts: &ImageOptions,
+) -> Result<Committed, ImageError> {
+    commit_value(content, &config, layers, diff_ids, opts)
+}
+
+/// [`commit_config`] for a config given as any serialisable value (an
+/// image config with extra keys, such as an inline build cache).
+pub fn commit_value<C: Serialize>(
+    content: &ContentStore,
+    config: &C,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+    opts: &ImageOptions,
+) -> Result<Committed, ImageError> {
+    let config_bytes = serde_json::to_vec(config).map_err(|source| ImageError::Encode {
+        what: "config",
+        source,
+    })?;
+    let (manifest_type, config_type) = if opts.oci_mediatypes {
+        (OCI_MANIFEST, OCI_CONFIG)
+    } else {
+        (DOCKER_MANIFEST, DOCKER_CONFIG)
+    };
+    let config_desc =
+        content
+            .put(config_type, &config_bytes)
+            .map_err(|source| ImageError::StoreBlob {
+                what: "config",
+                source,
+            })?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: manifest_type,
+        config: &config_desc,
+        layers: &layers,
+        annotations: &opts.manifest_annotations,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|source| ImageError::Encode {
+        what: "manifest",
+        source,
+    })?;
+    let manifest_desc = content
+        .put(manifest_type, &manifest_bytes)
+        .map_err(|source| ImageError::StoreBlob {
+            what: "manifest",
+            source,
+        })?;
+    Ok(Committed {
+        manifest: manifest_desc,
+        config: config_desc,
+        layers,
+        diff_ids,
+    })
+}
+
+/// The layer blobs of `chain` (see [`commit`]) and their diff IDs,
+/// stored in `content`.
+pub fn make_layers(
+    content: &ContentStore,
+    chain: &[LayerSource],
+    opts: &ImageOptions,
+    memo: Option<&CacheDb>,
+) -> Result<(Vec<Descriptor>, Vec<String>), ImageError> {
     let mut layers = Vec::with_capacity(chain.len());
     let mut diff_ids = Vec::with_capacity(chain.len());
     for (index, link) in chain.iter().enumerate() {
@@ -342,46 +416,7 @@ pub fn commit(
         diff_ids.push(diff_id);
         layers.push(descriptor);
     }
-    let config = finish_config(image, diff_ids.clone(), &opts.created);
-    let config_bytes = serde_json::to_vec(&config).map_err(|source| ImageError::Encode {
-        what: "config",
-        source,
-    })?;
-    let (manifest_type, config_type) = if opts.oci_mediatypes {
-        (OCI_MANIFEST, OCI_CONFIG)
-    } else {
-        (DOCKER_MANIFEST, DOCKER_CONFIG)
-    };
-    let config_desc =
-        content
-            .put(config_type, &config_bytes)
-            .map_err(|source| ImageError::StoreBlob {
-                what: "config",
-                source,
-            })?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: manifest_type,
-        config: &config_desc,
-        layers: &layers,
-        annotations: &opts.manifest_annotations,
-    };
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|source| ImageError::Encode {
-        what: "manifest",
-        source,
-    })?;
-    let manifest_desc = content
-        .put(manifest_type, &manifest_bytes)
-        .map_err(|source| ImageError::StoreBlob {
-            what: "manifest",
-            source,
-        })?;
-    Ok(Committed {
-        manifest: manifest_desc,
-        config: config_desc,
-        layers,
-        diff_ids,
-    })
+    Ok((layers, diff_ids))
 }
 
 /// The memo key of the layer from `parent` (None: the empty tree) to

@@ -7,7 +7,13 @@
 //! out: platform selection in an index, Docker's rules for HTTP, HTTPS
 //! and trusted certificates per host ([`transport`]), and credentials
 //! from Docker's `config.json` and credential helpers ([`auth`]).
-//! [`push`] sends images from the content store to a registry.
+//! Registries that want bearer tokens (Docker Hub, GHCR, distribution
+//! with `auth: token`) get oci-client's token flow: the credentials go
+//! to the token service named in the registry's challenge, never to the
+//! registry itself, and each (repository, pull or push) token is fetched
+//! once per build ([`Registry::authorize`]) and reused by every request.
+//! [`push`] sends images from the content store to a registry; `raw`
+//! fetches a manifest or blob as it is (for build cache import).
 //!
 //! Every tag is resolved once per build, and always against the
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
@@ -17,6 +23,7 @@
 
 pub mod auth;
 pub mod push;
+mod raw;
 pub mod retry;
 pub mod transport;
 pub mod unpack;
@@ -47,6 +54,14 @@ pub enum RegistryError {
     /// Authenticating to the registry failed.
     #[error("failed to authorize to {registry}")]
     Authorize {
+        registry: String,
+        #[source]
+        source: OciDistributionError,
+    },
+    /// The registry (or its token service) refused the credentials, or
+    /// wants some and there were none.
+    #[error("{registry}: unauthorized: authentication required or the credentials are wrong (Docker's config.json or its credential helper)")]
+    Unauthorized {
         registry: String,
         #[source]
         source: OciDistributionError,
@@ -250,6 +265,9 @@ pub struct Registry {
     clients: AsyncMutex<HashMap<String, Client>>,
     /// Credentials per host, looked up once (helpers are programs).
     auths: Mutex<HashMap<String, RegistryAuth>>,
+    /// Which (host, repository, operation) the clients are authorized
+    /// for: see [`Registry::authorize`].
+    authorized: Mutex<HashMap<AuthKey, Arc<AsyncMutex<bool>>>>,
     /// Which repositories (host, path) each blob is known to be in:
     /// what this build pulled or pushed. Cross-repository mounts use it.
     sources: Mutex<HashMap<String, Vec<(String, String)>>>,
@@ -258,6 +276,9 @@ pub struct Registry {
     /// per key, so different images resolve concurrently.
     resolved: Mutex<HashMap<(String, Platform), Arc<ResolveCell>>>,
 }
+
+/// (host, repository, push?) of one authorization.
+type AuthKey = (String, String, bool);
 
 /// A shared resolution outcome.
 pub type ResolveResult = Result<Arc<Resolved>, Arc<RegistryError>>;
@@ -282,6 +303,7 @@ impl Registry {
             insecure: insecure_from_env(),
             clients: AsyncMutex::new(HashMap::new()),
             auths: Mutex::new(HashMap::new()),
+            authorized: Mutex::new(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }
@@ -312,6 +334,8 @@ impl Registry {
             insecure: self.insecure.clone(),
             clients: AsyncMutex::new(HashMap::new()),
             auths: Mutex::new(copy_locked(&self.auths)),
+            // Tokens live in the clients, which are not kept.
+            authorized: Mutex::new(HashMap::new()),
             sources: Mutex::new(copy_locked(&self.sources)),
             resolved: Mutex::new(HashMap::new()),
         }
@@ -345,6 +369,62 @@ impl Registry {
         })?;
         auths.insert(host.into(), auth.clone());
         Ok(auth)
+    }
+
+    /// Authorizes `client` for `operation` on `oci_ref`'s repository,
+    /// once per build: with a token registry, this fetches the bearer
+    /// token. oci-client's `Client::auth` asks the token service every
+    /// time it is called, while the client's own requests reuse the
+    /// cached token (and fetch a new one when it expires) — so a second
+    /// call for the same repository would only cost a token request.
+    /// Concurrent callers for the same key wait for the first.
+    pub(crate) async fn authorize(
+        &self,
+        client: &Client,
+        oci_ref: &oci_client::Reference,
+        operation: RegistryOperation,
+    ) -> Result<(), RegistryError> {
+        let host = oci_ref.registry().to_string();
+        let key = (
+            host.clone(),
+            oci_ref.repository().to_string(),
+            operation == RegistryOperation::Push,
+        );
+        let cell = self
+            .authorized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut done = cell.lock().await;
+        if *done {
+            return Ok(());
+        }
+        let auth = self.credentials(&host)?;
+        retry::with_retry(|| client.auth(oci_ref, &auth, operation))
+            .await
+            .map_err(|source| {
+                if is_unauthorized(&source) {
+                    RegistryError::Unauthorized {
+                        registry: host.clone(),
+                        source,
+                    }
+                } else if transport::is_untrusted_certificate(&source) {
+                    RegistryError::UntrustedCertificate {
+                        registry: host.clone(),
+                        hint: transport::trust_hint(&host),
+                        source,
+                    }
+                } else {
+                    RegistryError::Authorize {
+                        registry: host.clone(),
+                        source,
+                    }
+                }
+            })?;
+        *done = true;
+        Ok(())
     }
 
     /// Records that the blobs `digests` are in `host`/`path`.
@@ -517,24 +597,8 @@ impl Registry {
             ),
         };
         let client = self.client(&reference.domain).await?;
-        let auth = self.credentials(&reference.domain)?;
-        client
-            .auth(&oci_ref, &auth, RegistryOperation::Pull)
-            .await
-            .map_err(|source| {
-                if transport::is_untrusted_certificate(&source) {
-                    RegistryError::UntrustedCertificate {
-                        registry: reference.domain.clone(),
-                        hint: transport::trust_hint(&reference.domain),
-                        source,
-                    }
-                } else {
-                    RegistryError::Authorize {
-                        registry: reference.domain.clone(),
-                        source,
-                    }
-                }
-            })?;
+        self.authorize(&client, &oci_ref, RegistryOperation::Pull)
+            .await?;
         Ok((client, oci_ref))
     }
 
@@ -549,6 +613,10 @@ impl Registry {
             Ok((bytes, digest)) => Ok((bytes.to_vec(), digest)),
             Err(source) if is_not_found(&source) => Err(RegistryError::NotFound {
                 reference: name.into(),
+                source,
+            }),
+            Err(source) if is_unauthorized(&source) => Err(RegistryError::Unauthorized {
+                registry: oci_ref.registry().into(),
                 source,
             }),
             Err(source) => Err(RegistryError::FetchManifest {
@@ -684,6 +752,26 @@ fn is_not_found(err: &OciDistributionError) -> bool {
             )
         }),
         OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+/// Whether the registry said 401/403 or "unauthorized"/"denied".
+pub fn is_unauthorized(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                oci_client::errors::OciErrorCode::Unauthorized
+                    | oci_client::errors::OciErrorCode::Denied
+            )
+        }),
+        OciDistributionError::RequestError(e) => e
+            .status()
+            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
         _ => false,
     }
 }

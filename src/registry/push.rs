@@ -18,11 +18,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::{Client, RegistryOperation};
 use tokio::io::AsyncReadExt as _;
 
-use super::{Manifest, Registry, RegistryError};
+use super::{is_unauthorized, Manifest, Registry, RegistryError};
 use crate::content::{ContentError, Descriptor};
 use crate::image::Reference;
 
@@ -55,22 +55,6 @@ pub enum PushError {
     /// Setting up the client or credentials failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// Authorizing to the registry failed (it cannot be reached, or
-    /// its token service refused).
-    #[error("failed to authorize to {registry}")]
-    Authorize {
-        registry: String,
-        #[source]
-        source: OciDistributionError,
-    },
-    /// The registry's TLS certificate is not trusted.
-    #[error("{registry}: its TLS certificate is not trusted: {hint}")]
-    UntrustedCertificate {
-        registry: String,
-        hint: String,
-        #[source]
-        source: OciDistributionError,
-    },
     /// The registry refused the credentials (or there were none).
     #[error("{registry}: unauthorized: authentication required or the credentials are wrong (Docker's config.json or its credential helper)")]
     Unauthorized {
@@ -185,32 +169,18 @@ impl Registry {
         };
         let host = target.domain.as_str();
         let client = self.client(host).await?;
-        let auth = self.credentials(host)?;
         let fail = |what: String| {
             let name = name.clone();
             move |source: OciDistributionError| request_error(host, &name, what, source)
         };
-        super::retry::with_retry(|| client.auth(&oci_ref, &auth, RegistryOperation::Push))
-            .await
-            .map_err(|source| {
-                if is_unauthorized(&source) {
-                    PushError::Unauthorized {
-                        registry: host.into(),
-                        source,
-                    }
-                } else if super::transport::is_untrusted_certificate(&source) {
-                    PushError::UntrustedCertificate {
-                        registry: host.into(),
-                        hint: super::transport::trust_hint(host),
-                        source,
-                    }
-                } else {
-                    PushError::Authorize {
-                        registry: host.into(),
-                        source,
-                    }
-                }
-            })?;
+        self.authorize(&client, &oci_ref, RegistryOperation::Push)
+            .await?;
+        // The blob checks (HEAD) go with a pull token. oci-client caches
+        // tokens per (repository, operation) but fetches one on every
+        // miss, so the parallel checks below would each fetch their own:
+        // one fetched first is shared by all.
+        self.authorize(&client, &oci_ref, RegistryOperation::Pull)
+            .await?;
 
         let mut blobs: Vec<Descriptor> = Vec::new();
         for d in std::iter::once(&parsed.config).chain(&parsed.layers) {
@@ -367,22 +337,5 @@ fn request_error(
         reference: reference.into(),
         what,
         source,
-    }
-}
-
-/// Whether the registry said 401/403 or "unauthorized"/"denied".
-pub fn is_unauthorized(err: &OciDistributionError) -> bool {
-    match err {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => true,
-        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
-        OciDistributionError::RequestError(e) => e
-            .status()
-            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
-        _ => false,
     }
 }

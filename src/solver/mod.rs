@@ -4,7 +4,7 @@
 //! Owns scheduling (`scheduler`), cache keys ([`cache_key`]) and the
 //! execution of each op kind ([`ops`]). May import `llb`, `cache`,
 //! `snapshot`, `fileop`, `rootless`, `session`, `source`, `registry`,
-//! `image` and `progress`;
+//! `remotecache`, `image` and `progress`;
 //! never `cli` or
 //! `dockerfile` (the frontend's job ends with the graph).
 //!
@@ -32,6 +32,19 @@
 //! (`cache::lock_key`) and looks again before executing: when several
 //! `bk` processes build the same step at once, one computes it and the
 //! others wait and reuse its result.
+//!
+//! # Imported cache (`--cache-from`)
+//!
+//! On a local miss of an exec, file or merge vertex the solver asks
+//! [`SolveContext::imported`]. A hit names the top layer of the key's
+//! result: the step's diff against its base input (the same base a
+//! chain has, see [`SolveResult::chain`]). Equal keys mean equal inputs,
+//! so the local base input already holds the layers below; only that
+//! one blob is fetched, unpacked onto the base input's snapshot,
+//! committed and recorded in the local cache, and the vertex reports
+//! `VertexCached` without running. A failed fetch or unpack is a warning
+//! in the vertex's log and the step runs. Every step's key and chain are
+//! returned in [`SolveResult::steps`] for `--cache-to`.
 
 pub mod cache_key;
 mod error;
@@ -47,6 +60,7 @@ use crate::cache::{CacheDb, CacheKey, RecordType};
 use crate::image::Platform;
 use crate::llb::{Definition, ExecOp, Op, SourceOp};
 use crate::progress;
+use crate::remotecache::Imported;
 use crate::session::Session;
 use crate::snapshot::{SnapshotId, Store};
 use crate::source::image::Images;
@@ -82,6 +96,16 @@ pub struct SolveResult {
     /// (the root is the context itself, or a step builds on it): the
     /// exporter then makes one layer of the whole root.
     pub chain: Option<Vec<ChainLayer>>,
+    /// Every exec, file and merge vertex whose chain is known, with its
+    /// cache key (what `--cache-to` exports), in completion order.
+    pub steps: Vec<Step>,
+}
+
+/// A build step's key and result chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub key: CacheKey,
+    pub chain: Vec<ChainLayer>,
 }
 
 /// One layer of a result's main chain.
@@ -134,6 +158,8 @@ pub struct SolveContext {
     /// shared with the planner so each image is resolved once per build.
     /// `None`: image sources fail.
     pub images: Option<Arc<Images>>,
+    /// Records of `--cache-from`, consulted on a local miss.
+    pub imported: Option<Arc<Imported>>,
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` reads.
     pub session: Arc<Session>,
     /// `--allow`: entitlements RUN steps may use.
@@ -158,16 +184,25 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         },
         context_turn: tokio::sync::Mutex::new(()),
         images: ctx.images.clone(),
+        imported: ctx.imported.clone(),
+        steps: std::sync::Mutex::new(Vec::new()),
         session: ctx.session.clone(),
         cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
     });
-    let root = scheduler::run(def, solver).await?;
+    let root = scheduler::run(def, solver.clone()).await?;
+    let steps = std::mem::take(
+        &mut *solver
+            .steps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     Ok(SolveResult {
         root: root.as_ref().map_or(Ref::Scratch, |done| done.out.clone()),
         chain: match &root {
             None => Some(Vec::new()),
             Some(done) => done.chain.as_ref().map(|c| c.to_vec()),
         },
+        steps,
     })
 }
 
@@ -238,6 +273,8 @@ struct Solver {
     /// Serialises context reads (see `load_context`).
     context_turn: tokio::sync::Mutex<()>,
     images: Option<Arc<Images>>,
+    imported: Option<Arc<Imported>>,
+    steps: std::sync::Mutex<Vec<Step>>,
     session: Arc<Session>,
     cache_mounts: ops::exec_mounts::CacheMounts,
 }
@@ -291,21 +328,19 @@ impl Solver {
         let base = base_chain(&task.vertex.op, &task.inputs);
         let mut _key_lock = None;
         if use_cache {
-            let mut hit = self.lookup(&key).await?;
-            if hit.is_none() {
+            let mut found = self.lookup(&key).await?;
+            if found.is_none() {
                 // Another process may be computing this very key: wait
                 // for it, then take its result instead of redoing it.
                 _key_lock = Some(self.lock_key(&key).await?);
-                hit = self.lookup(&key).await?;
+                found = self.lookup(&key).await?;
             }
-            if let Some(id) = hit {
+            if found.is_none() {
+                found = self.import(task, &key, base.as_deref()).await?;
+            }
+            if let Some(id) = found {
                 self.progress.cached(&digest, &task.name);
-                return Ok(Done {
-                    key,
-                    chain: extend_chain(base, &id),
-                    out: Ref::Snapshot(id),
-                    selection: None,
-                });
+                return Ok(self.step_done(key, base, id));
             }
         }
         let parent = match task.inputs.first().map(|d| &d.out) {
@@ -383,12 +418,103 @@ impl Solver {
         self.record(&key, Some(&id), parent.as_ref(), &task.name)
             .await?;
         self.progress.completed(&digest);
-        Ok(Done {
+        Ok(self.step_done(key, base, id))
+    }
+
+    /// A step's result, remembered in [`SolveResult::steps`].
+    fn step_done(&self, key: CacheKey, base: Option<Vec<ChainLayer>>, id: SnapshotId) -> Done {
+        let chain = extend_chain(base, &id);
+        if let Some(chain) = &chain {
+            self.steps
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Step {
+                    key: key.clone(),
+                    chain: chain.to_vec(),
+                });
+        }
+        Done {
             key,
-            chain: extend_chain(base, &id),
+            chain,
             out: Ref::Snapshot(id),
             selection: None,
-        })
+        }
+    }
+
+    /// The result of `key` from the imported cache: its top layer fetched
+    /// and unpacked onto the base input's snapshot (the top of `base`),
+    /// committed and recorded. `None` on a miss, when the base is unknown,
+    /// or when fetching or unpacking failed (said in the vertex's log).
+    async fn import(
+        &self,
+        task: &Task<Done>,
+        key: &CacheKey,
+        base: Option<&[ChainLayer]>,
+    ) -> Result<Option<SnapshotId>, VertexError> {
+        let (Some(imported), Some(base)) = (&self.imported, base) else {
+            return Ok(None);
+        };
+        let Some(layer) = imported.get(key.as_str()).cloned() else {
+            return Ok(None);
+        };
+        let digest = task.digest.to_string();
+        let warn = |what: String| {
+            self.progress.log(
+                &digest,
+                progress::Stream::Stderr,
+                format!(
+                    "WARNING: cannot import cached result {}: {what}\n",
+                    layer.digest
+                ),
+            );
+        };
+        let blob = match layer.fetch().await {
+            Ok(path) => path,
+            Err(err) => {
+                warn(error_chain(&err));
+                return Ok(None);
+            }
+        };
+        let parent = base.last().map(|l| l.snapshot.clone());
+        let recorded_parent = parent.clone();
+        let (store, layer2) = (self.store.clone(), layer.clone());
+        let unpacked = self
+            .blocking
+            .run(move || -> Result<SnapshotId, String> {
+                let active = store
+                    .prepare(parent.as_ref())
+                    .map_err(|e| error_chain(&e))?;
+                let file = std::fs::File::open(&blob)
+                    .map_err(|e| format!("open {}: {e}", blob.display()))?;
+                if let Err(err) = crate::registry::unpack::apply(
+                    active.path(),
+                    std::io::BufReader::new(file),
+                    layer2.diff_id.as_deref(),
+                ) {
+                    let _ = active.discard();
+                    return Err(error_chain(&err));
+                }
+                active.commit().map_err(|e| error_chain(&e))
+            })
+            .await?;
+        match unpacked {
+            Ok(id) => {
+                self.record(key, Some(&id), recorded_parent.as_ref(), &task.name)
+                    .await?;
+                self.progress.status(
+                    &digest,
+                    "import",
+                    &format!("import {} from the build cache", layer.digest),
+                    (0, 0),
+                    true,
+                );
+                Ok(Some(id))
+            }
+            Err(what) => {
+                warn(what);
+                Ok(None)
+            }
+        }
     }
 
     /// Walks and checksums a context source; reports it cached when the

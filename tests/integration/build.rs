@@ -71,14 +71,14 @@ fn build_to_out(dir: &Dir, extra: &[&str]) -> String {
 /// how each vertex ended (`cached`, `completed`, `failed`) and whether it
 /// was started.
 #[derive(Debug, Default)]
-struct Events {
+pub struct Events {
     names: BTreeMap<String, String>,
     ended: BTreeMap<String, String>,
     started: BTreeMap<String, bool>,
 }
 
 impl Events {
-    fn parse(out: &std::process::Output) -> Events {
+    pub fn parse(out: &std::process::Output) -> Events {
         let mut events = Events::default();
         let text = [out.stderr.as_slice(), out.stdout.as_slice()].concat();
         for line in String::from_utf8_lossy(&text).lines() {
@@ -114,7 +114,7 @@ impl Events {
     }
 
     /// How the vertex whose name contains `needle` ended.
-    fn end_of(&self, needle: &str) -> &str {
+    pub fn end_of(&self, needle: &str) -> &str {
         let matching: Vec<_> = self
             .names
             .iter()

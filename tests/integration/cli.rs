@@ -54,10 +54,6 @@ fn unbuilt_features_fail_with_not_supported_yet_before_building() {
             "--output attribute unpack=true",
         ),
         (
-            &["build", "--cache-to", "type=inline", "-o", "out", "."],
-            "--cache-to",
-        ),
-        (
             &["build", "-o", "type=oci,dest=out,buildinfo=true", "."],
             "--output attribute buildinfo=true",
         ),

@@ -37,17 +37,46 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").current_dir(dir).args(args));
 }
 
 fn start() -> SecureRegistry {
     let dir = tempfile::tempdir().expect("registry dir").keep();
+    let host = free_host();
+    make_tls(&dir);
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", USER, PASSWORD])
+        .output()
+        .expect("run htpasswd (install the apache2-utils package)");
+    assert!(out.status.success(), "htpasswd failed");
+    std::fs::write(dir.join("htpasswd"), &out.stdout).expect("write htpasswd");
+    trust_ca(&dir, &host);
+    write_docker_config(&dir.join("docker"), &host, USER, PASSWORD);
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: bk-test\n    path: {}\n",
+        dir.join("htpasswd").display()
+    );
+    let watchdog = serve_tls(&dir, &host, &auth);
+    SecureRegistry {
+        host,
+        dir,
+        _watchdog: watchdog,
+    }
+}
+
+/// `127.0.0.1:<a free port>`.
+pub fn free_host() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let host = format!("127.0.0.1:{port}");
+    format!("127.0.0.1:{port}")
+}
+
+/// Makes a CA (`ca.crt`) and a server certificate for 127.0.0.1 signed
+/// by it (`server.crt`, `server.key`) in `dir`.
+pub fn make_tls(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
     let mut ca = vec!["req", "-x509", "-nodes", "-days", "2"];
     ca.extend_from_slice(&ec);
@@ -59,7 +88,7 @@ fn start() -> SecureRegistry {
         "-subj",
         "/CN=bk test CA",
     ]);
-    openssl(&dir, &ca);
+    openssl(dir, &ca);
     let mut csr = vec!["req", "-new", "-nodes"];
     csr.extend_from_slice(&ec);
     csr.extend_from_slice(&[
@@ -70,7 +99,7 @@ fn start() -> SecureRegistry {
         "-subj",
         "/CN=127.0.0.1",
     ]);
-    openssl(&dir, &csr);
+    openssl(dir, &csr);
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
@@ -78,7 +107,7 @@ fn start() -> SecureRegistry {
     )
     .expect("write extensions");
     openssl(
-        &dir,
+        dir,
         &[
             "x509",
             "-req",
@@ -97,28 +126,29 @@ fn start() -> SecureRegistry {
             "server.crt",
         ],
     );
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", USER, PASSWORD])
-        .output()
-        .expect("run htpasswd (install the apache2-utils package)");
-    assert!(out.status.success(), "htpasswd failed");
-    std::fs::write(dir.join("htpasswd"), &out.stdout).expect("write htpasswd");
+}
 
-    let certs = dir.join("certs.d").join(&host);
+/// Puts `dir/ca.crt` into the certs.d tree `dir/certs.d/<host>/`.
+pub fn trust_ca(dir: &Path, host: &str) {
+    let certs = dir.join("certs.d").join(host);
     std::fs::create_dir_all(&certs).expect("certs.d");
     std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).expect("copy CA");
-    write_docker_config(&dir.join("docker"), &host, USER, PASSWORD);
+}
 
+/// Starts `docker-registry` on `host` with TLS from [`make_tls`], storage
+/// and log (`registry.log`) in `dir` and the YAML `auth` section given;
+/// waits until it listens. The returned watchdog shell stops it when
+/// this process is gone.
+pub fn serve_tls(dir: &Path, host: &str, auth: &str) -> std::process::Child {
     let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n\
-             auth:\n  htpasswd:\n    realm: bk-test\n    path: {htpasswd}\n\
+             {auth}\
              http:\n  addr: {host}\n  tls:\n    certificate: {crt}\n    key: {key}\n",
             storage = dir.join("storage").display(),
-            htpasswd = dir.join("htpasswd").display(),
             crt = dir.join("server.crt").display(),
             key = dir.join("server.key").display(),
         ),
@@ -136,7 +166,7 @@ kill "$r" 2>/dev/null"#;
         .spawn()
         .expect("start docker-registry (install the docker-registry package)");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&host).is_err() {
+    while std::net::TcpStream::connect(host).is_err() {
         assert!(
             Instant::now() < deadline,
             "docker-registry did not start: {}",
@@ -144,11 +174,7 @@ kill "$r" 2>/dev/null"#;
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    SecureRegistry {
-        host,
-        dir,
-        _watchdog: watchdog,
-    }
+    watchdog
 }
 
 /// Writes `<dir>/config.json` with basic credentials for `host`.

@@ -73,8 +73,15 @@ pub(super) fn store(
             image.root.display()
         )
     })?;
-    let committed = image_exp::commit(&content, &layers, image.image, &options, Some(image.cache))
-        .context("failed to make the image")?;
+    let committed = super::cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        &options,
+        image.cache,
+        result,
+    )?;
     remember_layers(image.cache, result, &committed, &options);
     let images = ImageStore::open(image.root)
         .with_context(|| format!("failed to open the image store in {}", image.root.display()))?;
