@@ -79,6 +79,16 @@ pub fn enter_namespaces(cli: &Cli) -> anyhow::Result<Option<ExitCode>> {
             build_opts::Sandbox::Default => Isolation::Namespaces,
             build_opts::Sandbox::None => Isolation::None,
         },
+        // Removing and measuring snapshots reads files owned by the ids
+        // of bk's user namespace: as a user, enter it. Where user
+        // namespaces are unavailable the store can only hold the user's
+        // own files (built with --sandbox=none), so go on without.
+        Command::Du(_) | Command::Cache(_) if !nix::unistd::Uid::effective().is_root() => {
+            return match rootless::enter(Isolation::Namespaces) {
+                Ok(Entered::Continue) | Err(_) => Ok(None),
+                Ok(Entered::Exit(code)) => Ok(Some(ExitCode::from(code))),
+            };
+        }
         _ => return Ok(None),
     };
     match rootless::enter(isolation)? {

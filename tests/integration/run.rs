@@ -195,6 +195,13 @@ impl Case {
 
     /// `bk build` in this directory with extra arguments.
     fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bk(&["build", "--progress", "plain"]);
+        cmd.args(args).arg(".");
+        cmd
+    }
+
+    /// `bk ARGS` in this directory, as this case's user, on its store.
+    fn bk(&self, args: &[&str]) -> Command {
         let bk = bk_binary(self.who);
         let mut cmd = match account(self.who) {
             None => Command::new(bk),
@@ -210,9 +217,7 @@ impl Case {
             .env_remove("BUILDKIT_PROGRESS")
             .env_remove("BK_SANDBOX")
             .stdin(Stdio::null())
-            .args(["build", "--progress", "plain"])
-            .args(args)
-            .arg(".");
+            .args(args);
         cmd
     }
 
@@ -763,4 +768,38 @@ fn without_a_subordinate_range_only_root_is_mapped() {
         err.contains("id 5 is not mapped in bk's user namespace"),
         "{err}"
     );
+}
+
+#[test]
+fn du_and_prune_measure_and_remove_what_run_made() {
+    for who in modes() {
+        // A directory only container uid 123 may enter: from outside bk's
+        // user namespace its owner is a subordinate id of the user.
+        let case = Case::new(
+            who,
+            &format!(
+                "FROM {}\nRUN mkdir -m 700 /private && echo x > /private/f \
+                 && chown -R 123:456 /private\n",
+                image()
+            ),
+        );
+        let out = case.build(&[]);
+        assert!(out.status.success(), "{who:?}: {}", describe(&out));
+        let du = case.bk(&["du"]).output().expect("run bk du");
+        assert!(du.status.success(), "{who:?}: {}", describe(&du));
+        assert!(
+            String::from_utf8_lossy(&du.stdout).contains("Total:"),
+            "{who:?}: {}",
+            describe(&du)
+        );
+        let prune = case
+            .bk(&["cache", "prune", "--all", "--force"])
+            .output()
+            .expect("run bk cache prune");
+        assert!(prune.status.success(), "{who:?}: {}", describe(&prune));
+        let left: Vec<_> = std::fs::read_dir(case.path().join(".bk-root/snapshots"))
+            .expect("snapshots dir")
+            .collect();
+        assert!(left.is_empty(), "{who:?}: {left:?} left after prune --all");
+    }
 }
