@@ -608,9 +608,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         },
     };
     let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
-    // A failed build may leave blocking work running (a copy cannot be
-    // interrupted); its output is discarded, so don't wait for it.
-    runtime.shutdown_background();
+    // A failed build may leave work running. Async tasks (downloads) are
+    // dropped here, which removes their temporary files; blocking work (a
+    // copy cannot be interrupted) gets a moment, then is abandoned: its
+    // output is discarded and the next start cleans what it leaves.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(ctx);
     // Finish the progress display before anything else is printed.
     let summary = progress.finish();
