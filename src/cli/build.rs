@@ -25,7 +25,7 @@ use super::build_opts::{
     self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
     SshSpec,
 };
-use super::{build_push, SourceError};
+use super::{build_context, build_push, SourceError};
 use crate::cache::CacheDb;
 use crate::content::ContentStore;
 use crate::dockerfile;
@@ -393,15 +393,19 @@ impl DockerfileText {
 }
 
 /// The planner's view of the request: build args, target, the first
-/// requested platform (none: the host's, without forcing it on the image)
-/// and labels; builds run on this host.
-pub fn plan_options(opts: &BuildOpts) -> dockerfile::PlanOptions {
+/// requested platform (none: the host's, without forcing it on the image),
+/// labels and named contexts; builds run on this host.
+pub fn plan_options(
+    opts: &BuildOpts,
+    named_contexts: &dockerfile::NamedContexts,
+) -> dockerfile::PlanOptions {
     dockerfile::PlanOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
         build_platform: Platform::host(),
         target_platform: opts.platforms.first().cloned(),
         labels: opts.labels.clone(),
+        named_contexts: named_contexts.clone(),
     }
 }
 
@@ -449,7 +453,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             kind => return Some(format!("--output type={}", kind.name())),
         }
     }
-    let checks: [(bool, &str); 3] = [
+    let checks: [(bool, &str); 2] = [
         (
             !opts.cache_from.is_empty(),
             "--cache-from (importing build cache)",
@@ -458,7 +462,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             !opts.cache_to.is_empty(),
             "--cache-to (exporting build cache)",
         ),
-        (!opts.build_contexts.is_empty(), "--build-context"),
     ];
     if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
         return Some((*flag).to_string());
@@ -521,11 +524,17 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let dockerfile = DockerfileText::read(&dockerfile_path)?;
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
         // expansion, duplicate stage) fail here.
-        let plan = dockerfile.plan(&ast, &plan_options(&opts), &dockerfile::NoBaseImages)?;
+        let plan = dockerfile.plan(
+            &ast,
+            &plan_options(&opts, &contexts.named),
+            &dockerfile::NoBaseImages,
+        )?;
         dockerfile.print_plan_warnings(&plan);
         if ast.warnings.is_empty() && plan.warnings.is_empty() {
             eprintln!("Check complete, no warnings found.");
@@ -567,7 +576,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         runtime: runtime.handle().clone(),
     };
     // Semantic errors fail here too, before anything would be built.
-    let plan = dockerfile.plan(&ast, &plan_options(&opts), &resolver)?;
+    let plan = dockerfile.plan(&ast, &plan_options(&opts, &contexts.named), &resolver)?;
     dockerfile.print_plan_warnings(&plan);
     if let Some(Output {
         kind: OutputKind::Local,
@@ -596,12 +605,22 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
     let context = LocalContext::open(context_dir, dockerignore)
         .with_context(|| format!("failed to open the build context {}", opts.context))?;
+    let mut named_contexts = std::collections::HashMap::new();
+    for (name, dir) in &contexts.local {
+        // A named directory is filtered by its own `.dockerignore`.
+        let ignore = Dockerignore::load(dir, None)
+            .with_context(|| format!("failed to read the ignore file of build context {name}"))?;
+        let local = LocalContext::open(dir, ignore)
+            .with_context(|| format!("failed to open build context {name} ({})", dir.display()))?;
+        named_contexts.insert(name.clone(), Arc::new(local));
+    }
 
     let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
     let ctx = SolveContext {
         store: store.clone(),
         cache: cache.clone(),
         context: Some(std::sync::Arc::new(context)),
+        named_contexts,
         // Lowering already marked the vertices --no-cache and
         // --no-cache-filter select; this covers sources too.
         no_cache: opts.no_cache,
@@ -1020,7 +1039,6 @@ mod tests {
                 "--cache-from",
             ),
             (&["--cache-to", "type=inline", "."][..], "--cache-to"),
-            (&["--build-context", "x=/y", "."][..], "--build-context"),
             (
                 &["--platform", "linux/amd64,linux/arm64", "."][..],
                 "--platform",

@@ -2,6 +2,7 @@
 //! that uses `anyhow`; one file per subcommand.
 
 mod build;
+mod build_context;
 pub mod build_opts;
 mod build_push;
 mod completion;

@@ -33,6 +33,7 @@ mod lower_copy;
 mod lower_run;
 #[cfg(test)]
 mod lower_tests;
+pub mod named_context;
 pub mod node;
 pub mod parser;
 pub mod shell;
@@ -46,6 +47,7 @@ pub mod suggest;
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use lower::{lower, LowerError, LowerOptions, Lowered};
+pub use named_context::{ContextSource, NamedContexts};
 pub use node::{Ast, Heredoc, Node};
 pub use parser::{parse, ParseError};
 pub use stage_error::StageError;

@@ -34,6 +34,7 @@ mod scheduler;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -119,6 +120,8 @@ pub struct SolveContext {
     pub cache: Arc<CacheDb>,
     /// The main build context (`local://context`), if the build has one.
     pub context: Option<Arc<LocalContext>>,
+    /// Local named contexts (`local://<name>`, from `--build-context`).
+    pub named_contexts: HashMap<String, Arc<LocalContext>>,
     /// `--no-cache`: execute every vertex, whatever its metadata says.
     pub no_cache: bool,
     pub progress: progress::Sender,
@@ -144,6 +147,7 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         store: ctx.store.clone(),
         cache: ctx.cache.clone(),
         context: ctx.context.clone(),
+        named_contexts: ctx.named_contexts.clone(),
         no_cache: ctx.no_cache,
         progress: ctx.progress.clone(),
         blocking: match ctx.parallelism {
@@ -226,6 +230,7 @@ struct Solver {
     store: Store,
     cache: Arc<CacheDb>,
     context: Option<Arc<LocalContext>>,
+    named_contexts: HashMap<String, Arc<LocalContext>>,
     no_cache: bool,
     progress: progress::Sender,
     blocking: Blocking,
@@ -381,7 +386,14 @@ impl Solver {
         use_cache: bool,
     ) -> Result<Done, VertexError> {
         let digest = task.digest.to_string();
-        let (op2, context, cache) = (op.clone(), self.context.clone(), self.cache.clone());
+        let context = match op.identifier.strip_prefix("local://") {
+            Some(name) if op.identifier != ops::source::MAIN_CONTEXT => {
+                self.named_contexts.get(name).cloned()
+            }
+            _ => self.context.clone(),
+        };
+        let (op2, cache) = (op.clone(), self.cache.clone());
+        let context2 = context.clone();
         // One context read at a time, so that the context's work counters
         // (summed over all reads) tell what this vertex did; each read is
         // parallel inside.
@@ -389,9 +401,9 @@ impl Solver {
         let before = context.as_ref().map(|c| c.stats()).unwrap_or_default();
         let read = self
             .blocking
-            .run(move || ops::source::read(&op2, context.as_ref(), &cache))
+            .run(move || ops::source::read(&op2, context2.as_ref(), &cache))
             .await??;
-        let after = self.context.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let after = context.as_ref().map(|c| c.stats()).unwrap_or_default();
         drop(turn);
         let hashed = after.hashed_files.saturating_sub(before.hashed_files);
         let remembered = after.cache_hits.saturating_sub(before.cache_hits);

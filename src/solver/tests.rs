@@ -48,6 +48,7 @@ impl Env {
         let (sender, handle) =
             progress::start_with(Options::new(Mode::Quiet), Box::new(std::io::sink())).unwrap();
         let ctx = SolveContext {
+            named_contexts: Default::default(),
             store: self.store.clone(),
             cache: self.cache.clone(),
             context: Some(self.ctx()),

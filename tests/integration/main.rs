@@ -9,6 +9,7 @@ mod image_store;
 mod llb;
 mod mounts;
 mod mounts_run;
+mod named_context;
 mod parse;
 mod push;
 mod registry;

@@ -1,0 +1,163 @@
+//! `--build-context NAME=VALUE`: a local directory, an image, an OCI
+//! layout and another stage, each used by FROM, `COPY --from` and
+//! `RUN --mount=from=`, and each overriding a stage or an image of that
+//! name.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::registry_util::{busybox_layer, registry, ImageSpec};
+use crate::util::{describe, Dir};
+
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// A busybox image on the test registry whose config sets `GREETING`
+/// and WORKDIR `/work`.
+fn busybox() -> &'static str {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let reg = registry();
+        reg.push(
+            "named/busybox:latest",
+            &[ImageSpec {
+                arch: arch().to_string(),
+                layers: vec![busybox_layer(arch())],
+                env: &[PATH, "GREETING=from-the-context-image"],
+                workdir: "/work",
+            }],
+        );
+        format!("{}/named/busybox", reg.host)
+    })
+}
+
+fn build(dir: &Dir, extra: &[&str]) -> Output {
+    let mut cmd = dir.bk();
+    cmd.args(["build", "--progress", "plain", "-o", "out"])
+        .args(extra)
+        .arg_path(Path::new("ctx"));
+    cmd.output()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read(dir: &Dir, rel: &str) -> String {
+    let path = dir.path().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn a_local_directory_replaces_a_stage_and_serves_from_and_mounts() {
+    let dir = Dir::new();
+    dir.create("ctx/main.txt", "main");
+    dir.create("other/a.txt", "A from other");
+    dir.create("other/skip.log", "ignored");
+    dir.create("other/.dockerignore", "*.log\n");
+    // The stage `src` would fail if it were built: the context replaces
+    // it, instructions and all.
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM scratch AS src\nCOPY does-not-exist /\n\
+             FROM {} AS run\n\
+             RUN --mount=from=src,target=/m cat /m/a.txt > /mounted; ls /m > /listing\n\
+             FROM scratch\n\
+             COPY --from=src / /copied/\n\
+             COPY --from=run /mounted /listing /\n\
+             COPY main.txt /\n",
+            busybox()
+        ),
+    );
+    ok(build(&dir, &["--build-context", "src=other"]));
+    assert_eq!(read(&dir, "out/copied/a.txt"), "A from other");
+    assert!(!dir.path().join("out/copied/skip.log").exists());
+    assert_eq!(read(&dir, "out/mounted"), "A from other");
+    assert!(!read(&dir, "out/listing").contains("skip.log"));
+    assert_eq!(read(&dir, "out/main.txt"), "main");
+
+    // Without the context the stage is built, and fails.
+    let out = build(&dir, &[]);
+    assert!(!out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn an_image_context_replaces_an_image_name_with_its_config() {
+    let dir = Dir::new();
+    // `alpine` is never pulled: every use reads the context image.
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM alpine:latest\n\
+         RUN echo \"$GREETING $(pwd)\" > /greeting\n\
+         RUN --mount=from=docker.io/library/alpine,target=/m cat /m/bin/sh > /dev/null && echo mounted > /mounted\n\
+         FROM scratch\n\
+         COPY --from=0 /greeting /mounted /\n\
+         COPY --from=alpine /bin/busybox /from-image\n",
+    );
+    let image = format!("alpine=docker-image://{}", busybox());
+    ok(build(&dir, &["--build-context", &image]));
+    assert_eq!(
+        read(&dir, "out/greeting").trim(),
+        "from-the-context-image /work"
+    );
+    assert_eq!(read(&dir, "out/mounted").trim(), "mounted");
+    let binary = std::fs::read("/bin/busybox").unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("out/from-image")).unwrap(),
+        binary
+    );
+
+    // A stage of that name is replaced by the image too.
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM scratch AS tools\nCOPY nothing /\nFROM tools\nRUN echo $GREETING > /g\n",
+    );
+    let image = format!("tools=docker-image://{}", busybox());
+    ok(build(&dir, &["--build-context", &image]));
+    assert_eq!(read(&dir, "out/g").trim(), "from-the-context-image");
+}
+
+#[test]
+fn a_target_context_reads_another_stage() {
+    let dir = Dir::new();
+    dir.create("ctx/a", "A");
+    dir.create("ctx/b", "B");
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM scratch AS real\nCOPY a /a\n\
+         FROM base\nCOPY b /b\nCOPY --from=base /a /again\n",
+    );
+    ok(build(&dir, &["--build-context", "base=target:real"]));
+    assert_eq!(read(&dir, "out/a"), "A");
+    assert_eq!(read(&dir, "out/b"), "B");
+    assert_eq!(read(&dir, "out/again"), "A");
+
+    let out = build(&dir, &["--build-context", "base=target:nowhere"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stage \"nowhere\""), "{err}");
+}
+
+#[test]
+fn bad_context_values_are_named() {
+    let dir = Dir::new();
+    dir.create("ctx/Dockerfile", "FROM scratch\n");
+    for (value, want) in [
+        ("x=missing-dir", "not a directory"),
+        ("x=https://example.com/c.tar.gz", "remote build contexts"),
+    ] {
+        let out = build(&dir, &["--build-context", value]);
+        assert!(!out.status.success(), "{value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{value}: {err}");
+    }
+}
