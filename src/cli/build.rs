@@ -574,6 +574,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let resolver = ImageResolver {
         images: images.clone(),
         runtime: runtime.handle().clone(),
+        named: contexts.named.clone(),
     };
     // Semantic errors fail here too, before anything would be built.
     let plan = dockerfile.plan(&ast, &plan_options(&opts, &contexts.named), &resolver)?;
@@ -678,6 +679,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct ImageResolver {
     images: Arc<Images>,
     runtime: tokio::runtime::Handle,
+    /// `--build-context`s: OCI layouts have configs.
+    named: dockerfile::NamedContexts,
 }
 
 impl dockerfile::BaseImageResolver for ImageResolver {
@@ -685,6 +688,16 @@ impl dockerfile::BaseImageResolver for ImageResolver {
         let reference = solver::ops::image::reference(reference).ok()?;
         self.runtime
             .block_on(self.images.resolve(&reference, platform))
+            .ok()
+            .map(|found| found.resolved.config.clone())
+    }
+
+    fn resolve_context(&self, name: &str, platform: &Platform) -> Option<crate::image::Image> {
+        let dockerfile::ContextSource::OciLayout(identifier) = self.named.get(name)? else {
+            return None;
+        };
+        self.runtime
+            .block_on(self.images.resolve_layout(identifier, platform))
             .ok()
             .map(|found| found.resolved.config.clone())
     }

@@ -269,7 +269,9 @@ impl Solver {
         let use_cache = !self.no_cache && !task.meta.ignore_cache;
         if let Op::Source(op) = &task.vertex.op {
             ops::source::check_supported(op)?;
-            if op.identifier.starts_with("docker-image://") {
+            if op.identifier.starts_with("docker-image://")
+                || op.identifier.starts_with("oci-layout://")
+            {
                 return self.load_image(task, op, use_cache, started).await;
             }
             self.progress.started(&digest, &task.name);
@@ -446,20 +448,31 @@ impl Solver {
     ) -> Result<Done, VertexError> {
         use ops::image::{self, ImageOpError};
         let digest = task.digest.to_string();
-        let reference = image::reference(&op.identifier)?;
+        // An OCI layout is imported into the content store when resolved
+        // and is a local image from then on.
+        let layout = op.identifier.starts_with("oci-layout://");
+        let reference = match layout {
+            true => None,
+            false => Some(image::reference(&op.identifier)?),
+        };
+        let shown = match &reference {
+            Some(r) => r.to_string(),
+            None => op.identifier.clone(),
+        };
         let images = self
             .images
             .clone()
-            .ok_or_else(|| ImageOpError::NoRegistry(reference.to_string()))?;
+            .ok_or_else(|| ImageOpError::NoRegistry(shown.clone()))?;
         let platform = task.vertex.platform.clone().unwrap_or_else(Platform::host);
         let pull_err = |source| ImageOpError::Pull {
-            reference: reference.to_string(),
+            reference: shown.clone(),
             source,
         };
-        let found = images
-            .resolve(&reference, &platform)
-            .await
-            .map_err(pull_err)?;
+        let found = match &reference {
+            Some(reference) => images.resolve(reference, &platform).await,
+            None => images.resolve_layout(&op.identifier, &platform).await,
+        }
+        .map_err(pull_err)?;
         let resolved = found.resolved.clone();
         let key = self.key(task, &[], Some(&resolved.manifest_digest));
         if use_cache && self.lookup(&key).await?.is_some() {
@@ -478,17 +491,14 @@ impl Solver {
         self.progress.started(&digest, &task.name);
         *started = true;
         let what = if found.local {
-            format!(
-                "{reference} is {} in the local store",
-                resolved.manifest_digest
-            )
+            format!("{shown} is {} in the local store", resolved.manifest_digest)
         } else {
-            format!("resolve {reference} to {}", resolved.manifest_digest)
+            format!("resolve {shown} to {}", resolved.manifest_digest)
         };
         self.progress
             .status(&digest, "resolve", &what, (0, 0), true);
         let blobs = images
-            .fetch_layers(&reference, &found)
+            .fetch_layers(&shown, reference.as_ref(), &found)
             .await
             .map_err(|e| pull_err(Arc::new(e)))?;
         let (store, cache, resolved2) = (self.store.clone(), self.cache.clone(), resolved.clone());

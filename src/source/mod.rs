@@ -16,6 +16,7 @@ pub mod image;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
+pub mod oci_layout;
 
 use std::path::PathBuf;
 

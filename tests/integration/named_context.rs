@@ -161,3 +161,61 @@ fn bad_context_values_are_named() {
         assert!(err.contains(want), "{value}: {err}");
     }
 }
+
+#[test]
+fn an_oci_layout_serves_from_with_its_config() {
+    let dir = Dir::new();
+    // The layout: an image bk exports, unpacked by tar.
+    dir.create("img/f", "in the layout");
+    dir.create(
+        "img/Dockerfile",
+        &format!(
+            "FROM {}\nENV LAYOUT=yes\nWORKDIR /lw\nCOPY f /f\n",
+            busybox()
+        ),
+    );
+    let out = dir
+        .bk()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=oci,dest=img.tar",
+            "img",
+        ])
+        .output();
+    ok(out);
+    std::fs::create_dir(dir.path().join("layout")).unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["-xf", "img.tar", "-C", "layout"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", describe(&tar));
+    let index: serde_json::Value = serde_json::from_str(&read(&dir, "layout/index.json")).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM img\nRUN echo \"$LAYOUT $(pwd)\" > /o && cat /f >> /o\n\
+         FROM scratch\nCOPY --from=0 /o /\nCOPY --from=img /f /copied\n",
+    );
+    ok(build(&dir, &["--build-context", "img=oci-layout://layout"]));
+    assert_eq!(read(&dir, "out/o"), "yes /lw\nin the layout");
+    assert_eq!(read(&dir, "out/copied"), "in the layout");
+
+    // By digest, and a digest the layout lacks.
+    let pinned = format!("img=oci-layout://layout@{digest}");
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    ok(build(&dir, &["--build-context", &pinned]));
+    assert_eq!(read(&dir, "out/copied"), "in the layout");
+    let missing = format!("img=oci-layout://layout@sha256:{}", "0".repeat(64));
+    let out = build(&dir, &["--build-context", &missing]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OCI layout"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Source ops: filesystems from outside the graph. The local build
-//! context is read here and registry images in [`super::image`]; git,
-//! HTTP and OCI-layout sources fail with a message naming the source.
+//! context (and named local contexts) is read here; registry images and
+//! OCI layouts in [`super::image`]; git and HTTP sources fail with a
+//! message naming the source.
 //!
 //! The context is read in place: a source vertex walks it with its own
 //! include and exclude patterns plus `.dockerignore`, checksums exactly
@@ -74,10 +75,7 @@ pub fn check_supported(op: &SourceOp) -> Result<(), VertexError> {
             "remote ADD",
             "downloading URLs is not built yet",
         )),
-        "oci-layout" => Err(unsupported(
-            "OCI layout sources",
-            "reading OCI layouts is not built yet",
-        )),
+        "oci-layout" => Ok(()),
         _ => Err(unsupported("this source kind", "unknown scheme")),
     }
 }
