@@ -1,7 +1,7 @@
 //! `--build-context NAME=VALUE`: a local directory, an image, an OCI
 //! layout and another stage, each used by FROM, `COPY --from` and
 //! `RUN --mount=from=`, and each overriding a stage or an image of that
-//! name.
+//! name; and `COPY --from` / `RUN --mount=from=` naming an image directly.
 
 use std::path::Path;
 use std::process::Output;
@@ -218,4 +218,48 @@ fn an_oci_layout_serves_from_with_its_config() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("OCI layout"), "{err}");
+}
+
+/// A busybox image without `GREETING`, WORKDIR `/`.
+fn plain_busybox() -> &'static str {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let reg = registry();
+        reg.push(
+            "named/plain:latest",
+            &[ImageSpec {
+                arch: arch().to_string(),
+                layers: vec![busybox_layer(arch())],
+                env: &[PATH],
+                workdir: "/",
+            }],
+        );
+        format!("{}/named/plain", reg.host)
+    })
+}
+
+#[test]
+fn copy_from_and_mount_from_an_image_take_files_not_config() {
+    let dir = Dir::new();
+    // The image named by --from / from= has GREETING and WORKDIR /work;
+    // neither reaches the stage.
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {plain}\n\
+             COPY --from={image} /bin/busybox /copied\n\
+             RUN --mount=from={image},target=/m cmp /m/bin/busybox /copied && \
+                 echo \"[$GREETING] $(pwd)\" > /o\n\
+             FROM scratch\nCOPY --from=0 /o /copied /\n",
+            plain = plain_busybox(),
+            image = busybox()
+        ),
+    );
+    ok(build(&dir, &[]));
+    assert_eq!(read(&dir, "out/o"), "[] /\n");
+    let binary = std::fs::read("/bin/busybox").unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("out/copied")).unwrap(),
+        binary
+    );
 }
