@@ -25,7 +25,7 @@ use super::build_opts::{
     self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
     SshSpec,
 };
-use super::{build_context, build_push, SourceError};
+use super::{build_context, build_push, build_stdin, SourceError};
 use crate::cache::CacheDb;
 use crate::content::ContentStore;
 use crate::dockerfile;
@@ -520,8 +520,17 @@ fn image_annotation(key: &str) -> Option<(bool, &str)> {
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
-    let dockerfile_path = dockerfile_path(opts.file.as_deref(), &opts.context)?;
-    let dockerfile = DockerfileText::read(&dockerfile_path)?;
+    let root = store_root(root)?;
+    // `-` as the context: standard input is a tarball or the Dockerfile.
+    let mut inputs = build_stdin::inputs(&opts.context, opts.file.as_deref(), &root)?;
+    let dockerfile_path = inputs.dockerfile.clone();
+    let dockerfile = match inputs.dockerfile_text.take() {
+        Some(text) => DockerfileText {
+            name: "Dockerfile".into(),
+            text,
+        },
+        None => DockerfileText::read(&dockerfile_path)?,
+    };
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -549,7 +558,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
         std::env::var_os(k)
     })?);
-    let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
     let registry =
@@ -600,12 +608,12 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         CacheDb::open(&root)
             .with_context(|| format!("failed to open the build cache at {}", root.display()))?,
     );
-    let context_dir = Path::new(&opts.context);
+    let context_dir = Path::new(&inputs.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
     let dockerignore =
         Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
     let context = LocalContext::open(context_dir, dockerignore)
-        .with_context(|| format!("failed to open the build context {}", opts.context))?;
+        .with_context(|| format!("failed to open the build context {}", inputs.context))?;
     let mut named_contexts = std::collections::HashMap::new();
     for (name, dir) in &contexts.local {
         // A named directory is filtered by its own `.dockerignore`.

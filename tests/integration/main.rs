@@ -17,4 +17,5 @@ mod registry_util;
 mod run;
 mod secure_registry;
 mod shell_conformance;
+mod stdin_context;
 mod util;
