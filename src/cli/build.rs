@@ -387,6 +387,23 @@ impl DockerfileText {
         }
     }
 
+    /// Refuses a front end other than the built-in one (`# syntax=`,
+    /// `BUILDKIT_SYNTAX`), pointing at the directive.
+    pub fn check_syntax(
+        &self,
+        ast: &dockerfile::Ast,
+        build_args: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        dockerfile::syntax::check(ast.directives.syntax.as_ref(), build_args).map_err(|err| {
+            match err.location {
+                Some(at) => {
+                    anyhow::Error::new(SourceError::at(at, &self.name, &self.text, err.to_string()))
+                }
+                None => anyhow::Error::new(err),
+            }
+        })
+    }
+
     fn source_error(&self, err: &dockerfile::Error) -> anyhow::Error {
         anyhow::Error::new(SourceError::new(err, &self.name, &self.text))
     }
@@ -533,6 +550,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
+    dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
     if opts.check {

@@ -43,6 +43,7 @@ pub mod stages;
 #[cfg(test)]
 mod stages_tests;
 pub mod suggest;
+pub mod syntax;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
