@@ -26,6 +26,11 @@
 //! only says "this content was loaded before", which is what makes the
 //! source report `VertexCached` on a rebuild. Anything that prunes rows
 //! must skip empty ids (there is nothing to release).
+//!
+//! An `http(s)://` source is downloaded into a snapshot of its own; its
+//! key covers the content's digest. A rebuild asks the server with the
+//! last answer's validators (kept in `<store>/http/`) and, on a 304,
+//! reuses that snapshot without downloading.
 
 pub mod cache_key;
 mod error;
@@ -273,6 +278,9 @@ impl Solver {
                 || op.identifier.starts_with("oci-layout://")
             {
                 return self.load_image(task, op, use_cache, started).await;
+            }
+            if op.identifier.starts_with("http://") || op.identifier.starts_with("https://") {
+                return self.load_http(task, op, use_cache, started).await;
             }
             self.progress.started(&digest, &task.name);
             *started = true;
@@ -534,6 +542,128 @@ impl Solver {
         }
         self.progress.completed(&digest);
         Ok(image_done(key, &resolved, unpacked.layers))
+    }
+
+    /// Downloads an `http(s)://` source into a snapshot holding the one
+    /// file, or — when the cache allows and an earlier download of the
+    /// URL is still there — asks the server whether it changed (a 304
+    /// reuses it). The key covers the content's digest. What the server
+    /// said last is kept in `<store>/http/<sha256 of the URL>.json`.
+    async fn load_http(
+        &self,
+        task: &Task<Done>,
+        op: &SourceOp,
+        use_cache: bool,
+        started: &mut bool,
+    ) -> Result<Done, VertexError> {
+        use crate::source::http::{self, Fetched, Validators};
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Remembered {
+            filename: String,
+            snapshot: String,
+            validators: Validators,
+        }
+        let digest = task.digest.to_string();
+        let url = op.identifier.clone();
+        let filename = op
+            .attrs
+            .get(crate::llb::attr::HTTP_FILENAME)
+            .cloned()
+            .unwrap_or_else(|| "__unnamed__".to_string());
+        let expected = op
+            .attrs
+            .get(crate::llb::attr::HTTP_CHECKSUM)
+            .map(|c| http::checksum(c))
+            .transpose()?;
+        let store_err = |source| VertexError::HttpStore {
+            url: url.clone(),
+            source,
+        };
+        let meta_dir = self.store.root().join("http");
+        let meta_path = meta_dir.join(format!(
+            "{}.json",
+            crate::content::sha256_digest(url.as_bytes()).trim_start_matches("sha256:")
+        ));
+        let remembered: Option<Remembered> = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|r: &Remembered| r.filename == filename)
+            .filter(|r| SnapshotId::new(r.snapshot.clone()).is_ok_and(|id| self.store.exists(&id)));
+        self.progress.started(&digest, &task.name);
+        *started = true;
+        let client = http::client()?;
+        let previous = remembered
+            .as_ref()
+            .filter(|_| use_cache)
+            .map(|r| &r.validators);
+        let active = self
+            .store
+            .prepare(None)
+            .map_err(|source| VertexError::HttpSnapshot {
+                url: url.clone(),
+                source,
+            })?;
+        let fetched = http::fetch(
+            &client,
+            &url,
+            active.path(),
+            &filename,
+            previous,
+            expected.as_deref(),
+        )
+        .await?;
+        let (id, validators) = match (fetched, remembered) {
+            (Fetched::NotModified, Some(r)) => {
+                drop(active);
+                let id =
+                    SnapshotId::new(r.snapshot).map_err(|source| VertexError::HttpSnapshot {
+                        url: url.clone(),
+                        source,
+                    })?;
+                (id, r.validators)
+            }
+            (Fetched::Downloaded(validators), _) => {
+                let id = active
+                    .commit()
+                    .map_err(|source| VertexError::HttpSnapshot {
+                        url: url.clone(),
+                        source,
+                    })?;
+                let remembered = Remembered {
+                    filename: filename.clone(),
+                    snapshot: id.as_str().to_string(),
+                    validators: validators.clone(),
+                };
+                crate::util::fs::create_dir_all(&meta_dir).map_err(store_err)?;
+                let json = serde_json::to_vec(&remembered).unwrap_or_default();
+                crate::util::fs::write_atomic(&meta_path, &json).map_err(store_err)?;
+                (id, validators)
+            }
+            (Fetched::NotModified, None) => unreachable!("304 only answers a revalidation"),
+        };
+        if let Some(expected) = &expected {
+            if *expected != validators.digest {
+                return Err(http::HttpError::ChecksumMismatch {
+                    url,
+                    expected: expected.clone(),
+                    actual: validators.digest,
+                }
+                .into());
+            }
+        }
+        let key = self.key(task, &[], Some(&validators.digest));
+        if use_cache && self.lookup(&key).await?.is_some() {
+            self.progress.cached(&digest, &task.name);
+        } else {
+            self.record(&key, Some(&id), &task.name).await?;
+            self.progress.completed(&digest);
+        }
+        Ok(Done {
+            key,
+            out: Ref::Snapshot(id),
+            selection: None,
+            chain: None,
+        })
     }
 
     fn mount_context(&self) -> ops::exec_mounts::MountContext<'_> {
