@@ -1,7 +1,8 @@
-//! `bk build -`: standard input is either a build context tarball (plain
-//! or a tar compressed with gzip, bzip2, xz or zstd) or, when it is not an archive, the Dockerfile
+//! `bk build -` and `bk build http(s)://…`: standard input (or the
+//! download) is either a build context tarball (plain or compressed with
+//! gzip, bzip2, xz or zstd) or, when it is not an archive, the Dockerfile
 //! with an empty context, as buildx decides by looking at its first
-//! bytes. A tarball is unpacked into a private directory under the
+//! bytes. Git contexts are refused by name. A tarball is unpacked into a private directory under the
 //! store's `tmp/` that lives as long as the build; its Dockerfile is
 //! `Dockerfile` inside it, or `-f PATH` (a file outside the tarball when
 //! PATH exists, else a path inside it).
@@ -30,6 +31,15 @@ pub struct Inputs {
 /// Reads standard input when the context is `-`; otherwise returns the
 /// context and Dockerfile as given.
 pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
+    if ["git@", "git://", "ssh://"]
+        .iter()
+        .any(|p| context.starts_with(p))
+    {
+        bail!("not supported yet: git build contexts ({context})");
+    }
+    if context.starts_with("http://") || context.starts_with("https://") {
+        return remote(context, file, root);
+    }
     if context != "-" {
         return Ok(Inputs {
             context: context.to_string(),
@@ -42,6 +52,39 @@ pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<
         bail!("invalid argument: can't use standard input for both the build context and the Dockerfile");
     }
     read(std::io::stdin().lock(), file, root)
+}
+
+/// An `http(s)://` context: downloaded, then read as standard input
+/// would be (a tarball, or a bare Dockerfile with an empty context, as
+/// BuildKit takes either from a URL). Git URLs are refused by name.
+fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
+    let without_fragment = url.split('#').next().unwrap_or(url);
+    if without_fragment.ends_with(".git") || url.contains(".git#") {
+        bail!("not supported yet: git build contexts ({url})");
+    }
+    if file == Some("-") {
+        bail!("invalid argument: a remote build context cannot take the Dockerfile from standard input");
+    }
+    let tmp = root.join("tmp");
+    crate::util::fs::create_dir_all(&tmp).context("failed to create the store's tmp directory")?;
+    let download = tempfile::Builder::new()
+        .prefix("remote-context-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("failed to create a directory in {}", tmp.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the download")?;
+    runtime
+        .block_on(async {
+            let client = crate::source::http::client()?;
+            crate::source::http::fetch(&client, url, download.path(), "context", None, None).await
+        })
+        .with_context(|| format!("failed to download the build context {url}"))?;
+    let path = download.path().join("context");
+    let archive =
+        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+    read(archive, file, root)
 }
 
 fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {

@@ -1,8 +1,9 @@
-//! `ADD http://…`: a small HTTP server (python3's, started by the test on
+//! `ADD http://…` and remote contexts: a small HTTP server (python3's, started by the test on
 //! 127.0.0.1) records each request; the download lands under its URL
 //! name with the server's `Last-Modified` as mtime, `--chmod` and
 //! `--checksum` apply, redirects are followed, and an unchanged rebuild
-//! revalidates with `If-Modified-Since` and downloads nothing.
+//! revalidates with `If-Modified-Since` and downloads nothing; a context
+//! URL serves a tarball or a bare Dockerfile.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -175,4 +176,37 @@ fn add_from_a_url_downloads_checks_and_revalidates() {
     let out = build(&dir, "out5");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+#[test]
+fn a_remote_context_is_a_tarball_or_a_dockerfile() {
+    let dir = Dir::new();
+    dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a.txt /\n");
+    dir.create("ctx/a.txt", "A");
+    std::fs::create_dir_all(dir.path().join("srv")).unwrap();
+    let tar = Command::new("tar")
+        .args(["-czf", "srv/ctx.tar.gz", "-C", "ctx", "."])
+        .current_dir(dir.path())
+        .output()
+        .expect("run tar");
+    assert!(tar.status.success(), "{}", describe(&tar));
+    dir.create("srv/Dockerfile.remote", "FROM scratch\nWORKDIR /from-url\n");
+    let server = Server::start(&dir);
+    let remote = |url: &str, out: &str| {
+        let mut cmd = dir.bk();
+        cmd.args(["build", "-o", out, url]);
+        cmd.output()
+    };
+    ok(remote(&server.url("/ctx.tar.gz"), "out"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/a.txt")).unwrap(),
+        "A"
+    );
+    ok(remote(&server.url("/Dockerfile.remote"), "out2"));
+    assert!(dir.path().join("out2/from-url").is_dir());
+    let out = remote(&server.url("/missing.tar"), "out3");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = remote("https://example.com/repo.git#main", "out4");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet: git build contexts"));
 }
