@@ -45,7 +45,8 @@ use crate::source::LocalContext;
 /// The flags of `bk build`, as clap reads them.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build context: a directory (`-` for a tarball on standard input)
+    /// Build context: a directory, an http(s) URL of a tarball or a
+    /// Dockerfile, or `-` (a tarball or a Dockerfile on standard input)
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 
@@ -106,7 +107,8 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<SshSpec>,
 
-    /// Additional build context (NAME=VALUE)
+    /// Additional build context: NAME=DIR, NAME=docker-image://REF,
+    /// NAME=oci-layout://PATH[:TAG][@DIGEST] or NAME=target:STAGE
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 
