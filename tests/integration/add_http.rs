@@ -19,6 +19,20 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         with open(log, "a") as f:
             f.write("%s %s ims=%s\n" % (self.command, self.path, self.headers.get("If-Modified-Since")))
+        if self.path == "/etag":
+            with open(log, "a") as f:
+                f.write("  inm=%s\n" % self.headers.get("If-None-Match"))
+            if self.headers.get("If-None-Match") == '"v1"':
+                self.send_response(304)
+                self.end_headers()
+                return
+            body = b"tagged"
+            self.send_response(200)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/dir/file.txt")
@@ -209,4 +223,44 @@ fn a_remote_context_is_a_tarball_or_a_dockerfile() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     let out = remote("https://example.com/repo.git#main", "out4");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet: git build contexts"));
+}
+
+#[test]
+fn etags_revalidate_and_chown_applies() {
+    let dir = Dir::new();
+    std::fs::create_dir_all(dir.path().join("srv")).unwrap();
+    let server = Server::start(&dir);
+    dir.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM scratch\nADD --chown=1234:5678 {} /tagged\n",
+            server.url("/etag")
+        ),
+    );
+    let tar_build = |out: &str| {
+        let mut cmd = dir.bk();
+        cmd.args(["build", "--progress", "plain", "-o"])
+            .args([format!("type=tar,dest={out}")])
+            .arg_path(Path::new("ctx"));
+        ok(cmd.output())
+    };
+    tar_build("one.tar");
+    let listing = Command::new("tar")
+        .args(["--numeric-owner", "-tvf", "one.tar"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with("tagged"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.contains("1234/5678"), "{listing}");
+    let log = tar_build("two.tar");
+    assert!(log.contains("CACHED"), "{log}");
+    let requests = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        requests.contains("inm=None") && requests.contains("inm=\"v1\""),
+        "{requests}"
+    );
 }
