@@ -27,7 +27,7 @@ use super::build_opts::{
     self, CacheSpec, Dest, Entitlement, Network, Output, OutputKind, Progress, Sandbox, Secret,
     SshSpec,
 };
-use super::{build_push, SourceError};
+use super::{build_context, build_push, build_stdin, SourceError};
 use crate::content::ContentStore;
 use crate::dockerfile;
 use crate::exporter;
@@ -46,7 +46,8 @@ use crate::source::LocalContext;
 /// The flags of `bk build`, as clap reads them.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build context: a directory (`-` for a tarball on standard input)
+    /// Build context: a directory, an http(s) URL of a tarball or a
+    /// Dockerfile, or `-` (a tarball or a Dockerfile on standard input)
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 
@@ -107,7 +108,8 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<SshSpec>,
 
-    /// Additional build context (NAME=VALUE)
+    /// Additional build context: NAME=DIR, NAME=docker-image://REF,
+    /// NAME=oci-layout://PATH[:TAG][@DIGEST] or NAME=target:STAGE
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 
@@ -388,21 +390,42 @@ impl DockerfileText {
         }
     }
 
+    /// Refuses a front end other than the built-in one (`# syntax=`,
+    /// `BUILDKIT_SYNTAX`), pointing at the directive.
+    pub fn check_syntax(
+        &self,
+        ast: &dockerfile::Ast,
+        build_args: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        dockerfile::syntax::check(ast.directives.syntax.as_ref(), build_args).map_err(|err| {
+            match err.location {
+                Some(at) => {
+                    anyhow::Error::new(SourceError::at(at, &self.name, &self.text, err.to_string()))
+                }
+                None => anyhow::Error::new(err),
+            }
+        })
+    }
+
     fn source_error(&self, err: &dockerfile::Error) -> anyhow::Error {
         anyhow::Error::new(SourceError::new(err, &self.name, &self.text))
     }
 }
 
 /// The planner's view of the request: build args, target, the first
-/// requested platform (none: the host's, without forcing it on the image)
-/// and labels; builds run on this host.
-pub fn plan_options(opts: &BuildOpts) -> dockerfile::PlanOptions {
+/// requested platform (none: the host's, without forcing it on the image),
+/// labels and named contexts; builds run on this host.
+pub fn plan_options(
+    opts: &BuildOpts,
+    named_contexts: &dockerfile::NamedContexts,
+) -> dockerfile::PlanOptions {
     dockerfile::PlanOptions {
         build_args: opts.build_args.clone(),
         target: opts.target.clone(),
         build_platform: Platform::host(),
         target_platform: opts.platforms.first().cloned(),
         labels: opts.labels.clone(),
+        named_contexts: named_contexts.clone(),
     }
 }
 
@@ -449,10 +472,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             }
             kind => return Some(format!("--output type={}", kind.name())),
         }
-    }
-    let checks: [(bool, &str); 1] = [(!opts.build_contexts.is_empty(), "--build-context")];
-    if let Some((_, flag)) = checks.iter().find(|(asked, _)| *asked) {
-        return Some((*flag).to_string());
     }
     if opts.platforms.len() > 1 {
         return Some(format!(
@@ -508,15 +527,31 @@ fn image_annotation(key: &str) -> Option<(bool, &str)> {
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
-    let dockerfile_path = dockerfile_path(opts.file.as_deref(), &opts.context)?;
-    let dockerfile = DockerfileText::read(&dockerfile_path)?;
+    let root = store_root(root)?;
+    // `-` as the context: standard input is a tarball or the Dockerfile.
+    let mut inputs = build_stdin::inputs(&opts.context, opts.file.as_deref(), &root)?;
+    let dockerfile_path = inputs.dockerfile.clone();
+    let dockerfile = match inputs.dockerfile_text.take() {
+        Some(text) => DockerfileText {
+            name: "Dockerfile".into(),
+            text,
+        },
+        None => DockerfileText::read(&dockerfile_path)?,
+    };
     let ast = dockerfile.parse()?;
     dockerfile.print_warnings(&ast);
+    dockerfile.check_syntax(&ast, &opts.build_args)?;
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
         // expansion, duplicate stage) fail here.
-        let plan = dockerfile.plan(&ast, &plan_options(&opts), &dockerfile::NoBaseImages)?;
+        let plan = dockerfile.plan(
+            &ast,
+            &plan_options(&opts, &contexts.named),
+            &dockerfile::NoBaseImages,
+        )?;
         dockerfile.print_plan_warnings(&plan);
         if ast.warnings.is_empty() && plan.warnings.is_empty() {
             eprintln!("Check complete, no warnings found.");
@@ -531,7 +566,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
         std::env::var_os(k)
     })?);
-    let root = store_root(root)?;
     let content = ContentStore::open(&root)
         .with_context(|| format!("failed to open the content store at {}", root.display()))?;
     let registry =
@@ -556,9 +590,10 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let resolver = ImageResolver {
         images: images.clone(),
         runtime: runtime.handle().clone(),
+        named: contexts.named.clone(),
     };
     // Semantic errors fail here too, before anything would be built.
-    let plan = dockerfile.plan(&ast, &plan_options(&opts), &resolver)?;
+    let plan = dockerfile.plan(&ast, &plan_options(&opts, &contexts.named), &resolver)?;
     dockerfile.print_plan_warnings(&plan);
     if let Some(Output {
         kind: OutputKind::Local,
@@ -579,18 +614,28 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let build_session = super::cache::start_build(&root)?;
     let cache = build_session.db.clone();
-    let context_dir = Path::new(&opts.context);
+    let context_dir = Path::new(&inputs.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
     let dockerignore =
         Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
     let context = LocalContext::open(context_dir, dockerignore)
-        .with_context(|| format!("failed to open the build context {}", opts.context))?;
+        .with_context(|| format!("failed to open the build context {}", inputs.context))?;
+    let mut named_contexts = std::collections::HashMap::new();
+    for (name, dir) in &contexts.local {
+        // A named directory is filtered by its own `.dockerignore`.
+        let ignore = Dockerignore::load(dir, None)
+            .with_context(|| format!("failed to read the ignore file of build context {name}"))?;
+        let local = LocalContext::open(dir, ignore)
+            .with_context(|| format!("failed to open build context {name} ({})", dir.display()))?;
+        named_contexts.insert(name.clone(), Arc::new(local));
+    }
 
     let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
     let ctx = SolveContext {
         store: store.clone(),
         cache: cache.clone(),
         context: Some(std::sync::Arc::new(context)),
+        named_contexts,
         // Lowering already marked the vertices --no-cache and
         // --no-cache-filter select; this covers sources too.
         no_cache: opts.no_cache,
@@ -653,6 +698,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct ImageResolver {
     images: Arc<Images>,
     runtime: tokio::runtime::Handle,
+    /// `--build-context`s: OCI layouts have configs.
+    named: dockerfile::NamedContexts,
 }
 
 impl dockerfile::BaseImageResolver for ImageResolver {
@@ -660,6 +707,16 @@ impl dockerfile::BaseImageResolver for ImageResolver {
         let reference = solver::ops::image::reference(reference).ok()?;
         self.runtime
             .block_on(self.images.resolve(&reference, platform))
+            .ok()
+            .map(|found| found.resolved.config.clone())
+    }
+
+    fn resolve_context(&self, name: &str, platform: &Platform) -> Option<crate::image::Image> {
+        let dockerfile::ContextSource::OciLayout(identifier) = self.named.get(name)? else {
+            return None;
+        };
+        self.runtime
+            .block_on(self.images.resolve_layout(identifier, platform))
             .ok()
             .map(|found| found.resolved.config.clone())
     }
@@ -1015,16 +1072,9 @@ mod tests {
                 .unwrap()
                 .contains("rewrite-timestamp")
         );
-        for (argv, want) in [
-            (&["--build-context", "x=/y", "."][..], "--build-context"),
-            (
-                &["--platform", "linux/amd64,linux/arm64", "."][..],
-                "--platform",
-            ),
-        ] {
-            let got = flag(argv).unwrap_or_default();
-            assert!(got.starts_with(want), "{argv:?}: {got}");
-        }
+        let got = flag(&["--platform", "linux/amd64,linux/arm64", "."]).unwrap_or_default();
+        assert!(got.starts_with("--platform"), "{got}");
+        assert_eq!(flag(&["--build-context", "x=/y", "."]), None);
         assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
         assert_eq!(flag(&["--cache-from", "type=local,src=/c", "."]), None);
         assert_eq!(flag(&["--cache-to", "type=inline", "."]), None);

@@ -87,6 +87,7 @@ fn dump_llb(args: DumpLlbArgs) -> anyhow::Result<ExitCode> {
         build_platform: Platform::host(),
         target_platform: args.platform,
         labels: Vec::new(),
+        named_contexts: Default::default(),
     };
     // Debug dumps never touch the network: image bases get empty configs.
     let plan = dockerfile.plan(&ast, &plan_opts, &dockerfile::NoBaseImages)?;

@@ -2,8 +2,10 @@
 //! that uses `anyhow`; one file per subcommand.
 
 mod build;
+mod build_context;
 pub mod build_opts;
 mod build_push;
+mod build_stdin;
 mod cache;
 mod completion;
 pub mod csv;

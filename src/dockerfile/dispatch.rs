@@ -37,6 +37,8 @@ pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 pub enum Source {
     Stage(usize),
     Image(String),
+    /// A named build context (`--build-context NAME=…`), by name.
+    Context(String),
 }
 
 /// One evaluated instruction of a stage.

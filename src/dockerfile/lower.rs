@@ -103,6 +103,7 @@ use super::error::{Error, Result};
 use super::git_ref::GitRefError;
 use super::instructions::Instruction;
 use super::location::Range;
+use super::named_context::ContextSource;
 use super::shell::{EnvList, Lex};
 use super::stages::{Action, Base, Plan, Source, Stage, Step};
 use crate::image::{Image, Platform};
@@ -174,6 +175,9 @@ pub enum LowerError {
     SshSource,
     #[error("arguments are required")]
     EmptyCommand,
+    /// The plan names a context the build was not given: a bug here.
+    #[error("internal error: no build context named {0:?}")]
+    UnknownContext(String),
 }
 
 /// A stage's filesystem: None is empty (scratch).
@@ -252,7 +256,7 @@ impl StageCx {
                     )
             })
             .count();
-        let total = numbered + usize::from(matches!(stage.base, Base::Image(_)));
+        let total = numbered + usize::from(matches!(stage.base, Base::Image(_) | Base::Context(_)));
         let ignore_cache = opts.no_cache
             || stage.name.as_deref().is_some_and(|name| {
                 opts.no_cache_filter
@@ -339,6 +343,13 @@ impl Lowering<'_> {
                 let name = cx.prefix(&format!("FROM {reference}"), false);
                 let input = self
                     .image_source(reference, &stage.platform, name, stage.location)
+                    .map_err(at_stage)?;
+                Some(input)
+            }
+            Base::Context(name) => {
+                cx.prefix(&format!("FROM {name}"), false);
+                let input = self
+                    .named_context(name, &stage.platform, stage.location)
                     .map_err(at_stage)?;
                 Some(input)
             }
@@ -430,6 +441,52 @@ impl Lowering<'_> {
                 self.image_source(reference, &platform, name, location)
                     .map(Some)
             }
+            Source::Context(name) => {
+                let platform = self.plan.target_platform.clone();
+                self.named_context(name, &platform, location).map(Some)
+            }
+        }
+    }
+
+    /// The source of the named context `name` (a local directory or an
+    /// OCI layout; images and stages were resolved by the planner).
+    fn named_context(
+        &mut self,
+        name: &str,
+        platform: &Platform,
+        location: Range,
+    ) -> std::result::Result<Input, LowerError> {
+        match self.plan.named_contexts.get(name) {
+            Some(ContextSource::OciLayout(identifier)) => {
+                let op = Op::Source(SourceOp {
+                    identifier: identifier.clone(),
+                    attrs: BTreeMap::new(),
+                });
+                let meta = self.metadata(
+                    format!("[context {name}] OCI load from client"),
+                    location,
+                    false,
+                );
+                self.add(op, InputSet::default(), Some(platform.clone()), meta)
+            }
+            Some(ContextSource::Local) => {
+                let mut attrs = BTreeMap::new();
+                attrs.insert(
+                    attr::LOCAL_SHARED_KEY_HINT.to_string(),
+                    format!("context:{name}"),
+                );
+                let op = Op::Source(SourceOp {
+                    identifier: format!("local://{name}"),
+                    attrs,
+                });
+                let meta = self.metadata(
+                    format!("[context {name}] load from client"),
+                    location,
+                    false,
+                );
+                self.add(op, InputSet::default(), None, meta)
+            }
+            _ => Err(LowerError::UnknownContext(name.to_string())),
         }
     }
 

@@ -33,7 +33,7 @@ fn try_build(
         target: target.map(str::to_string),
         build_platform: amd64(),
         target_platform: None,
-        labels: Vec::new(),
+        ..PlanOptions::default()
     };
     let plan = plan(&ast, &plan_opts, &NoBaseImages)?;
     lower(&plan, opts)

@@ -33,6 +33,7 @@ mod lower_copy;
 mod lower_run;
 #[cfg(test)]
 mod lower_tests;
+pub mod named_context;
 pub mod node;
 pub mod parser;
 pub mod shell;
@@ -42,10 +43,12 @@ pub mod stages;
 #[cfg(test)]
 mod stages_tests;
 pub mod suggest;
+pub mod syntax;
 
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Position, Range};
 pub use lower::{lower, LowerError, LowerOptions, Lowered};
+pub use named_context::{ContextSource, NamedContexts};
 pub use node::{Ast, Heredoc, Node};
 pub use parser::{parse, ParseError};
 pub use stage_error::StageError;

@@ -84,6 +84,10 @@ pub enum StageError {
     /// STOPSIGNAL's value; the text is moby's.
     #[error("{0}")]
     StopSignal(String),
+    /// `--build-context NAME=target:STAGE` naming no stage defined
+    /// before its use.
+    #[error("build context {}: stage {} is not defined before it is used", go_quote(.context), go_quote(.stage))]
+    ContextStage { context: String, stage: String },
     #[error("invalid SOURCE_DATE_EPOCH: {0}")]
     SourceDateEpoch(String),
 }

@@ -23,6 +23,7 @@ use super::dispatch::{DispatchContext, StageState, StepSources};
 use super::error::{Error, ErrorKind, Result};
 use super::instructions::{self, Instruction};
 use super::location::Range;
+use super::named_context::{ContextSource, NamedContexts};
 use super::node::Ast;
 use super::shell::{EnvGetter, EnvList, Lex};
 use super::stage_error::StageError;
@@ -51,6 +52,8 @@ pub struct PlanOptions {
     pub target_platform: Option<Platform>,
     /// `--label` pairs added to the target's config.
     pub labels: Vec<(String, String)>,
+    /// `--build-context`s: names that override stages and images.
+    pub named_contexts: NamedContexts,
 }
 
 impl Default for PlanOptions {
@@ -61,6 +64,7 @@ impl Default for PlanOptions {
             build_platform: Platform::host(),
             target_platform: None,
             labels: Vec::new(),
+            named_contexts: NamedContexts::default(),
         }
     }
 }
@@ -71,6 +75,13 @@ pub trait BaseImageResolver {
     /// The config of `reference` (normalised, e.g.
     /// `docker.io/library/alpine:3.20`) for `platform`.
     fn resolve(&self, reference: &str, platform: &Platform) -> Option<Image>;
+
+    /// The config of the named context `name` (`--build-context`) for
+    /// `platform`, for contexts that have one (OCI layouts); `None`
+    /// otherwise.
+    fn resolve_context(&self, _name: &str, _platform: &Platform) -> Option<Image> {
+        None
+    }
 }
 
 impl<F: Fn(&str, &Platform) -> Option<Image>> BaseImageResolver for F {
@@ -96,6 +107,9 @@ pub enum Base {
     Stage(usize),
     /// An image, as a normalised reference.
     Image(String),
+    /// A named build context that is not an image or a stage (a local
+    /// directory, an OCI layout), by name.
+    Context(String),
 }
 
 /// One stage of the plan.
@@ -163,6 +177,9 @@ pub struct Plan {
     /// The Dockerfile's escape character, for expanding instruction text
     /// into progress names later.
     pub escape: char,
+    /// The `--build-context`s, for lowering `Base::Context` and
+    /// `Source::Context`.
+    pub named_contexts: NamedContexts,
 }
 
 impl Plan {
@@ -234,12 +251,20 @@ pub fn plan(ast: &Ast, opts: &PlanOptions, resolver: &dyn BaseImageResolver) -> 
     let mut warnings = Vec::new();
     let epoch = source_date_epoch(&mut build_args, &mut globals, &drafts, &mut warnings)?;
 
-    resolve_froms(&mut drafts, &lex, &globals)?;
+    let contexts = &opts.named_contexts;
+    resolve_froms(&mut drafts, &lex, &globals, contexts)?;
     let target = find_target(&drafts, opts.target.as_deref())?;
-    link_commands(&mut drafts, &lex)?;
+    link_commands(&mut drafts, &lex, contexts)?;
     check_cycles(&drafts)?;
     validate_references(&mut drafts)?;
-    let needed = resolve_needed(&mut drafts, target, &target_platform, resolver, &lex)?;
+    let needed = resolve_needed(
+        &mut drafts,
+        target,
+        &target_platform,
+        resolver,
+        &lex,
+        contexts,
+    )?;
 
     // Evaluate the needed stages in file order; a stage can only use
     // stages evaluated before it.
@@ -274,7 +299,7 @@ pub fn plan(ast: &Ast, opts: &PlanOptions, resolver: &dyn BaseImageResolver) -> 
             for cmd in &draft.commands {
                 let ready = |s: &Source| match s {
                     Source::Stage(j) => (s.clone(), states[*j].is_some()),
-                    Source::Image(_) => (s.clone(), true),
+                    Source::Image(_) | Source::Context(_) => (s.clone(), true),
                 };
                 let sources = StepSources {
                     copy_from: cmd.copy_from.as_ref().map(ready),
@@ -312,6 +337,7 @@ pub fn plan(ast: &Ast, opts: &PlanOptions, resolver: &dyn BaseImageResolver) -> 
         warnings,
         target_platform,
         escape: ast.escape,
+        named_contexts: opts.named_contexts.clone(),
     })
 }
 
@@ -429,8 +455,15 @@ fn source_date_epoch(
 }
 
 /// Expands each FROM with the global ARGs and decides what it builds on:
-/// an earlier stage of exactly that name, scratch, or an image.
-fn resolve_froms(drafts: &mut [Draft], lex: &Lex, globals: &EnvList) -> Result<()> {
+/// an earlier stage of exactly that name, scratch, a named context of
+/// that name, or an image. A stage whose own name has a named context is
+/// replaced by it: its instructions are dropped.
+fn resolve_froms(
+    drafts: &mut [Draft],
+    lex: &Lex,
+    globals: &EnvList,
+    contexts: &NamedContexts,
+) -> Result<()> {
     for i in 0..drafts.len() {
         let (earlier, rest) = drafts.split_at_mut(i);
         let draft = &mut rest[0];
@@ -461,19 +494,86 @@ fn resolve_froms(drafts: &mut [Draft], lex: &Lex, globals: &EnvList) -> Result<(
             })?;
             draft.platform = Some(platform);
         }
+        let names: Vec<Option<String>> =
+            earlier.iter().map(|d| d.from.stage_name.clone()).collect();
+        let replaced = draft
+            .from
+            .stage_name
+            .as_deref()
+            .and_then(|name| contexts.get(name).map(|source| (name, source)));
+        if let Some((name, source)) = replaced {
+            draft.base = context_base(name, source, &names, location)?;
+            draft.commands.clear();
+            draft.from.base_name = name.to_string();
+            continue;
+        }
         // Only earlier stages count, and the name must match exactly (stage
         // names are lower case; BuildKit does not fold FROM's word).
-        draft.base = match earlier
+        draft.base = match names
             .iter()
-            .rposition(|d| d.from.stage_name.as_deref() == Some(base_name.as_str()))
+            .rposition(|n| n.as_deref() == Some(base_name.as_str()))
         {
             Some(j) => Base::Stage(j),
             None if base_name == SCRATCH => Base::Scratch,
-            None => Base::Image(base_name.clone()),
+            None => match contexts.lookup(&base_name) {
+                Some((name, source)) => context_base(name, source, &names, location)?,
+                None => Base::Image(base_name.clone()),
+            },
         };
         draft.from.base_name = base_name;
     }
     Ok(())
+}
+
+/// What a stage built on the named context `name` starts from; a
+/// `target:` context must name a stage defined earlier (`earlier`).
+fn context_base(
+    name: &str,
+    source: &ContextSource,
+    earlier: &[Option<String>],
+    location: Range,
+) -> Result<Base> {
+    Ok(match source {
+        ContextSource::Image(reference) => Base::Image(reference.clone()),
+        ContextSource::Local | ContextSource::OciLayout(_) => Base::Context(name.to_string()),
+        ContextSource::Stage(stage) => match stage_by_name(stage, earlier) {
+            Some(j) => Base::Stage(j),
+            None => {
+                return Err(Error::new(
+                    StageError::ContextStage {
+                        context: name.to_string(),
+                        stage: stage.clone(),
+                    },
+                    location,
+                ))
+            }
+        },
+    })
+}
+
+/// What a `--from` naming the context `name` reads.
+fn context_source(
+    name: &str,
+    source: &ContextSource,
+    stages: &[Option<String>],
+    location: Range,
+) -> Result<Source> {
+    Ok(match source {
+        ContextSource::Image(reference) => Source::Image(reference.clone()),
+        ContextSource::Local | ContextSource::OciLayout(_) => Source::Context(name.to_string()),
+        ContextSource::Stage(stage) => match stage_by_name(stage, stages) {
+            Some(j) => Source::Stage(j),
+            None => {
+                return Err(Error::new(
+                    StageError::ContextStage {
+                        context: name.to_string(),
+                        stage: stage.clone(),
+                    },
+                    location,
+                ))
+            }
+        },
+    })
 }
 
 /// The stage `--target` names (any case), or the last one.
@@ -500,17 +600,35 @@ fn find_target(drafts: &[Draft], target: Option<&str>) -> Result<usize> {
 }
 
 /// Finds what each `COPY --from` and `RUN --mount=from=` refers to.
-fn link_commands(drafts: &mut [Draft], lex: &Lex) -> Result<()> {
+fn link_commands(drafts: &mut [Draft], lex: &Lex, contexts: &NamedContexts) -> Result<()> {
     let names: Vec<Option<String>> = drafts.iter().map(|d| d.from.stage_name.clone()).collect();
     for draft in drafts.iter_mut() {
         for cmd in &mut draft.commands {
-            link_command(cmd, &names, lex)?;
+            link_command(cmd, &names, lex, contexts)?;
         }
     }
     Ok(())
 }
 
-fn link_command(cmd: &mut Command, names: &[Option<String>], lex: &Lex) -> Result<()> {
+/// A `--from` name that is not a stage: a named context, else an image.
+fn non_stage_source(
+    name: &str,
+    names: &[Option<String>],
+    contexts: &NamedContexts,
+    location: Range,
+) -> Result<Source> {
+    match contexts.lookup(name) {
+        Some((context, source)) => context_source(context, source, names, location),
+        None => Ok(Source::Image(name.to_string())),
+    }
+}
+
+fn link_command(
+    cmd: &mut Command,
+    names: &[Option<String>],
+    lex: &Lex,
+    contexts: &NamedContexts,
+) -> Result<()> {
     let location = cmd.instruction.location();
     match &cmd.instruction {
         Instruction::Copy(c) if !c.from.is_empty() => {
@@ -528,8 +646,10 @@ fn link_command(cmd: &mut Command, names: &[Option<String>], lex: &Lex) -> Resul
                     Some(i) => Source::Stage(i),
                     None => return Err(Error::new(StageError::InvalidStageIndex(n), location)),
                 },
-                None => stage_by_name(&c.from, names)
-                    .map_or_else(|| Source::Image(c.from.clone()), Source::Stage),
+                None => match stage_by_name(&c.from, names) {
+                    Some(j) => Source::Stage(j),
+                    None => non_stage_source(&c.from, names, contexts, location)?,
+                },
             };
             cmd.copy_from = Some(source);
         }
@@ -540,12 +660,15 @@ fn link_command(cmd: &mut Command, names: &[Option<String>], lex: &Lex) -> Resul
                 .mounts
                 .iter()
                 .map(|m| {
-                    (!m.from.is_empty()).then(|| {
-                        stage_by_name(&m.from, names)
-                            .map_or_else(|| Source::Image(m.from.clone()), Source::Stage)
-                    })
+                    if m.from.is_empty() {
+                        return Ok(None);
+                    }
+                    match stage_by_name(&m.from, names) {
+                        Some(j) => Ok(Some(Source::Stage(j))),
+                        None => non_stage_source(&m.from, names, contexts, location).map(Some),
+                    }
                 })
-                .collect();
+                .collect::<Result<_>>()?;
         }
         _ => {}
     }
@@ -666,6 +789,7 @@ fn resolve_needed(
     target_platform: &Platform,
     resolver: &dyn BaseImageResolver,
     lex: &Lex,
+    contexts: &NamedContexts,
 ) -> Result<Vec<bool>> {
     let mut cache: BTreeMap<(String, Platform), Option<Image>> = BTreeMap::new();
     loop {
@@ -675,17 +799,26 @@ fn resolve_needed(
                 continue;
             }
             draft.resolved = true;
-            if let Base::Image(name) = &draft.base {
-                let platform = draft
-                    .platform
-                    .clone()
-                    .unwrap_or_else(|| target_platform.clone());
-                let image = cache
-                    .entry((name.clone(), platform.clone()))
-                    .or_insert_with(|| resolver.resolve(name, &platform))
-                    .clone()
-                    .unwrap_or_else(|| Image::empty(&platform));
-                draft.base_image = Some(image);
+            let platform = draft
+                .platform
+                .clone()
+                .unwrap_or_else(|| target_platform.clone());
+            match &draft.base {
+                Base::Image(name) => {
+                    let image = cache
+                        .entry((name.clone(), platform.clone()))
+                        .or_insert_with(|| resolver.resolve(name, &platform))
+                        .clone()
+                        .unwrap_or_else(|| Image::empty(&platform));
+                    draft.base_image = Some(image);
+                }
+                Base::Context(name) => {
+                    let image = resolver
+                        .resolve_context(name, &platform)
+                        .unwrap_or_else(|| Image::empty(&platform));
+                    draft.base_image = Some(image);
+                }
+                Base::Scratch | Base::Stage(_) => {}
             }
         }
 
@@ -696,7 +829,7 @@ fn resolve_needed(
             }
             drafts[i].triggers_done = true;
             let triggers: Vec<String> = match &drafts[i].base {
-                Base::Image(_) => drafts[i]
+                Base::Image(_) | Base::Context(_) => drafts[i]
                     .base_image
                     .as_ref()
                     .map(|img| img.config.on_build.clone())
@@ -721,7 +854,7 @@ fn resolve_needed(
             let location = drafts[i].from.meta.location;
             let mut commands = Vec::with_capacity(triggers.len());
             for trigger in &triggers {
-                let cmd = parse_trigger(trigger, location, &names, lex).map_err(|e| {
+                let cmd = parse_trigger(trigger, location, &names, lex, contexts).map_err(|e| {
                     Error::new(
                         StageError::OnbuildTrigger {
                             trigger: trigger.clone(),
@@ -752,6 +885,7 @@ fn parse_trigger(
     location: Range,
     names: &[Option<String>],
     lex: &Lex,
+    contexts: &NamedContexts,
 ) -> Result<Command> {
     let ast = super::parser::parse(trigger)?;
     let [node] = ast.children.as_slice() else {
@@ -767,7 +901,7 @@ fn parse_trigger(
         copy_from: None,
         mounts: Vec::new(),
     };
-    link_command(&mut cmd, names, lex)?;
+    link_command(&mut cmd, names, lex, contexts)?;
     Ok(cmd)
 }
 
@@ -810,7 +944,7 @@ fn initial_state(
         Base::Scratch => {
             StageState::from_image(Image::empty(target_platform), target_platform.clone())
         }
-        Base::Image(_) => {
+        Base::Image(_) | Base::Context(_) => {
             let platform = draft
                 .platform
                 .clone()

@@ -1032,3 +1032,42 @@ fn platforms_follow_buildkit() {
     assert_eq!(p.stages[1].image.architecture, "arm64");
     assert_eq!(p.stages[2].platform.to_string(), "linux/arm64");
 }
+
+#[test]
+fn named_contexts_override_stages_and_images() {
+    use super::named_context::{ContextSource, NamedContexts};
+    use super::stages::Source;
+    let mut contexts = NamedContexts::default();
+    contexts.insert("src", ContextSource::Local);
+    contexts.insert("alpine", ContextSource::Image("docker.io/me/alp:1".into()));
+    contexts.insert("b", ContextSource::Stage("first".into()));
+    let o = PlanOptions {
+        named_contexts: contexts,
+        ..opts(&[])
+    };
+    let p = try_plan(
+        "FROM scratch AS first\n\
+         FROM busybox AS src\nCOPY --from=nowhere /x /\n\
+         FROM docker.io/library/alpine:latest\nCOPY --from=src / /s\nCOPY --from=b / /b\n\
+         RUN --mount=from=alpine true\n",
+        &o,
+    )
+    .unwrap();
+    // The stage named like the context is replaced, instructions dropped.
+    assert_eq!(p.stages[1].base, Base::Context("src".into()));
+    assert!(p.stages[1].deps.is_empty());
+    assert_eq!(p.stages[2].base, Base::Image("docker.io/me/alp:1".into()));
+    assert_eq!(
+        p.stages[2].deps,
+        vec![
+            Source::Stage(1),
+            Source::Stage(0),
+            Source::Image("docker.io/me/alp:1".into())
+        ]
+    );
+    let err = try_plan("FROM b\nFROM scratch AS first\n", &o).unwrap_err();
+    assert!(
+        err.contains("stage \"first\" is not defined before"),
+        "{err}"
+    );
+}

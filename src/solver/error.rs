@@ -105,6 +105,23 @@ pub enum VertexError {
     Image(#[from] ImageOpError),
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// Downloading an `http(s)://` source failed.
+    #[error(transparent)]
+    Http(#[from] crate::source::http::HttpError),
+    /// Storing or reusing a download failed.
+    #[error("failed to store the download of {url}")]
+    HttpStore {
+        url: String,
+        #[source]
+        source: crate::util::fs::FsError,
+    },
+    /// Making the download's snapshot failed.
+    #[error("failed to make a snapshot for {url}")]
+    HttpSnapshot {
+        url: String,
+        #[source]
+        source: SnapshotError,
+    },
     /// Preparing a `RUN --mount` failed.
     #[error(transparent)]
     Mount(#[from] MountError),

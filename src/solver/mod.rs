@@ -45,6 +45,11 @@
 //! `VertexCached` without running. A failed fetch or unpack is a warning
 //! in the vertex's log and the step runs. Every step's key and chain are
 //! returned in [`SolveResult::steps`] for `--cache-to`.
+//!
+//! An `http(s)://` source is downloaded into a snapshot of its own; its
+//! key covers the content's digest. A rebuild asks the server with the
+//! last answer's validators (kept in `<store>/http/`) and, on a 304,
+//! reuses that snapshot without downloading.
 
 pub mod cache_key;
 mod error;
@@ -53,6 +58,7 @@ mod scheduler;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -149,6 +155,8 @@ pub struct SolveContext {
     pub cache: Arc<CacheDb>,
     /// The main build context (`local://context`), if the build has one.
     pub context: Option<Arc<LocalContext>>,
+    /// Local named contexts (`local://<name>`, from `--build-context`).
+    pub named_contexts: HashMap<String, Arc<LocalContext>>,
     /// `--no-cache`: execute every vertex, whatever its metadata says.
     pub no_cache: bool,
     pub progress: progress::Sender,
@@ -176,6 +184,7 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         store: ctx.store.clone(),
         cache: ctx.cache.clone(),
         context: ctx.context.clone(),
+        named_contexts: ctx.named_contexts.clone(),
         no_cache: ctx.no_cache,
         progress: ctx.progress.clone(),
         blocking: match ctx.parallelism {
@@ -267,6 +276,7 @@ struct Solver {
     store: Store,
     cache: Arc<CacheDb>,
     context: Option<Arc<LocalContext>>,
+    named_contexts: HashMap<String, Arc<LocalContext>>,
     no_cache: bool,
     progress: progress::Sender,
     blocking: Blocking,
@@ -307,8 +317,13 @@ impl Solver {
         let use_cache = !self.no_cache && !task.meta.ignore_cache;
         if let Op::Source(op) = &task.vertex.op {
             ops::source::check_supported(op)?;
-            if op.identifier.starts_with("docker-image://") {
+            if op.identifier.starts_with("docker-image://")
+                || op.identifier.starts_with("oci-layout://")
+            {
                 return self.load_image(task, op, use_cache, started).await;
+            }
+            if op.identifier.starts_with("http://") || op.identifier.starts_with("https://") {
+                return self.load_http(task, op, use_cache, started).await;
             }
             self.progress.started(&digest, &task.name);
             *started = true;
@@ -526,7 +541,14 @@ impl Solver {
         use_cache: bool,
     ) -> Result<Done, VertexError> {
         let digest = task.digest.to_string();
-        let (op2, context, cache) = (op.clone(), self.context.clone(), self.cache.clone());
+        let context = match op.identifier.strip_prefix("local://") {
+            Some(name) if op.identifier != ops::source::MAIN_CONTEXT => {
+                self.named_contexts.get(name).cloned()
+            }
+            _ => self.context.clone(),
+        };
+        let (op2, cache) = (op.clone(), self.cache.clone());
+        let context2 = context.clone();
         // One context read at a time, so that the context's work counters
         // (summed over all reads) tell what this vertex did; each read is
         // parallel inside.
@@ -534,9 +556,9 @@ impl Solver {
         let before = context.as_ref().map(|c| c.stats()).unwrap_or_default();
         let read = self
             .blocking
-            .run(move || ops::source::read(&op2, context.as_ref(), &cache))
+            .run(move || ops::source::read(&op2, context2.as_ref(), &cache))
             .await??;
-        let after = self.context.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let after = context.as_ref().map(|c| c.stats()).unwrap_or_default();
         drop(turn);
         let hashed = after.hashed_files.saturating_sub(before.hashed_files);
         let remembered = after.cache_hits.saturating_sub(before.cache_hits);
@@ -579,20 +601,31 @@ impl Solver {
     ) -> Result<Done, VertexError> {
         use ops::image::{self, ImageOpError};
         let digest = task.digest.to_string();
-        let reference = image::reference(&op.identifier)?;
+        // An OCI layout is imported into the content store when resolved
+        // and is a local image from then on.
+        let layout = op.identifier.starts_with("oci-layout://");
+        let reference = match layout {
+            true => None,
+            false => Some(image::reference(&op.identifier)?),
+        };
+        let shown = match &reference {
+            Some(r) => r.to_string(),
+            None => op.identifier.clone(),
+        };
         let images = self
             .images
             .clone()
-            .ok_or_else(|| ImageOpError::NoRegistry(reference.to_string()))?;
+            .ok_or_else(|| ImageOpError::NoRegistry(shown.clone()))?;
         let platform = task.vertex.platform.clone().unwrap_or_else(Platform::host);
         let pull_err = |source| ImageOpError::Pull {
-            reference: reference.to_string(),
+            reference: shown.clone(),
             source,
         };
-        let found = images
-            .resolve(&reference, &platform)
-            .await
-            .map_err(pull_err)?;
+        let found = match &reference {
+            Some(reference) => images.resolve(reference, &platform).await,
+            None => images.resolve_layout(&op.identifier, &platform).await,
+        }
+        .map_err(pull_err)?;
         let resolved = found.resolved.clone();
         let key = self.key(task, &[], Some(&resolved.manifest_digest));
         // Another process may be pulling this very image: wait for it.
@@ -617,17 +650,14 @@ impl Solver {
         self.progress.started(&digest, &task.name);
         *started = true;
         let what = if found.local {
-            format!(
-                "{reference} is {} in the local store",
-                resolved.manifest_digest
-            )
+            format!("{shown} is {} in the local store", resolved.manifest_digest)
         } else {
-            format!("resolve {reference} to {}", resolved.manifest_digest)
+            format!("resolve {shown} to {}", resolved.manifest_digest)
         };
         self.progress
             .status(&digest, "resolve", &what, (0, 0), true);
         let blobs = images
-            .fetch_layers(&reference, &found)
+            .fetch_layers(&shown, reference.as_ref(), &found)
             .await
             .map_err(|e| pull_err(Arc::new(e)))?;
         let (store, cache, resolved2) = (self.store.clone(), self.cache.clone(), resolved.clone());
@@ -663,6 +693,128 @@ impl Solver {
         }
         self.progress.completed(&digest);
         Ok(image_done(key, &resolved, unpacked.layers))
+    }
+
+    /// Downloads an `http(s)://` source into a snapshot holding the one
+    /// file, or — when the cache allows and an earlier download of the
+    /// URL is still there — asks the server whether it changed (a 304
+    /// reuses it). The key covers the content's digest. What the server
+    /// said last is kept in `<store>/http/<sha256 of the URL>.json`.
+    async fn load_http(
+        &self,
+        task: &Task<Done>,
+        op: &SourceOp,
+        use_cache: bool,
+        started: &mut bool,
+    ) -> Result<Done, VertexError> {
+        use crate::source::http::{self, Fetched, Validators};
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Remembered {
+            filename: String,
+            snapshot: String,
+            validators: Validators,
+        }
+        let digest = task.digest.to_string();
+        let url = op.identifier.clone();
+        let filename = op
+            .attrs
+            .get(crate::llb::attr::HTTP_FILENAME)
+            .cloned()
+            .unwrap_or_else(|| "__unnamed__".to_string());
+        let expected = op
+            .attrs
+            .get(crate::llb::attr::HTTP_CHECKSUM)
+            .map(|c| http::checksum(c))
+            .transpose()?;
+        let store_err = |source| VertexError::HttpStore {
+            url: url.clone(),
+            source,
+        };
+        let meta_dir = self.store.root().join("http");
+        let meta_path = meta_dir.join(format!(
+            "{}.json",
+            crate::content::sha256_digest(url.as_bytes()).trim_start_matches("sha256:")
+        ));
+        let remembered: Option<Remembered> = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|r: &Remembered| r.filename == filename)
+            .filter(|r| SnapshotId::new(r.snapshot.clone()).is_ok_and(|id| self.store.exists(&id)));
+        self.progress.started(&digest, &task.name);
+        *started = true;
+        let client = http::client()?;
+        let previous = remembered
+            .as_ref()
+            .filter(|_| use_cache)
+            .map(|r| &r.validators);
+        let active = self
+            .store
+            .prepare(None)
+            .map_err(|source| VertexError::HttpSnapshot {
+                url: url.clone(),
+                source,
+            })?;
+        let fetched = http::fetch(
+            &client,
+            &url,
+            active.path(),
+            &filename,
+            previous,
+            expected.as_deref(),
+        )
+        .await?;
+        let (id, validators) = match (fetched, remembered) {
+            (Fetched::NotModified, Some(r)) => {
+                drop(active);
+                let id =
+                    SnapshotId::new(r.snapshot).map_err(|source| VertexError::HttpSnapshot {
+                        url: url.clone(),
+                        source,
+                    })?;
+                (id, r.validators)
+            }
+            (Fetched::Downloaded(validators), _) => {
+                let id = active
+                    .commit()
+                    .map_err(|source| VertexError::HttpSnapshot {
+                        url: url.clone(),
+                        source,
+                    })?;
+                let remembered = Remembered {
+                    filename: filename.clone(),
+                    snapshot: id.as_str().to_string(),
+                    validators: validators.clone(),
+                };
+                crate::util::fs::create_dir_all(&meta_dir).map_err(store_err)?;
+                let json = serde_json::to_vec(&remembered).unwrap_or_default();
+                crate::util::fs::write_atomic(&meta_path, &json).map_err(store_err)?;
+                (id, validators)
+            }
+            (Fetched::NotModified, None) => unreachable!("304 only answers a revalidation"),
+        };
+        if let Some(expected) = &expected {
+            if *expected != validators.digest {
+                return Err(http::HttpError::ChecksumMismatch {
+                    url,
+                    expected: expected.clone(),
+                    actual: validators.digest,
+                }
+                .into());
+            }
+        }
+        let key = self.key(task, &[], Some(&validators.digest));
+        if use_cache && self.lookup(&key).await?.is_some() {
+            self.progress.cached(&digest, &task.name);
+        } else {
+            self.record(&key, Some(&id), None, &task.name).await?;
+            self.progress.completed(&digest);
+        }
+        Ok(Done {
+            key,
+            out: Ref::Snapshot(id),
+            selection: None,
+            chain: None,
+        })
     }
 
     fn mount_context(&self) -> ops::exec_mounts::MountContext<'_> {

@@ -49,6 +49,7 @@ impl Env {
             progress::start_with(Options::new(Mode::Quiet), Box::new(std::io::sink())).unwrap();
         let ctx = SolveContext {
             imported: None,
+            named_contexts: Default::default(),
             store: self.store.clone(),
             cache: self.cache.clone(),
             context: Some(self.ctx()),

@@ -57,6 +57,14 @@ pub enum ImageSourceError {
         layers: usize,
         diff_ids: usize,
     },
+    /// An `oci-layout://` source could not be read.
+    #[error("cannot read the OCI layout {layout}")]
+    Layout {
+        layout: String,
+        /// Boxed: every resolution result carries this type.
+        #[source]
+        source: Box<super::oci_layout::LayoutError>,
+    },
     /// A layer of a stored image is not in the content store.
     #[error("layer {digest} of the local image {name} is missing from the content store")]
     MissingLayer { name: String, digest: String },
@@ -137,14 +145,56 @@ impl Images {
         .clone()
     }
 
+    /// Resolves an `oci-layout://` source for `platform`, once per
+    /// build: the image is copied into the content store and then found
+    /// there like a local image.
+    pub async fn resolve_layout(&self, identifier: &str, platform: &Platform) -> FindResult {
+        let key = (identifier.to_string(), platform.clone());
+        let cell = self
+            .found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let content = self.content.clone();
+            let (id, platform) = (identifier.to_string(), platform.clone());
+            let layout_err = |source| ImageSourceError::Layout {
+                layout: identifier.to_string(),
+                source: Box::new(source),
+            };
+            let descriptor = tokio::task::spawn_blocking(move || {
+                super::oci_layout::LayoutRef::parse(&id)?.import(&platform, &content)
+            })
+            .await
+            .map_err(|e| {
+                layout_err(super::oci_layout::LayoutError::Parse(format!(
+                    "{identifier}: {e}"
+                )))
+            })
+            .and_then(|r| r.map_err(layout_err))
+            .map_err(Arc::new)?;
+            let resolved = self.stored(identifier, descriptor).map_err(Arc::new)?;
+            Ok(Found {
+                resolved: Arc::new(resolved),
+                local: true,
+            })
+        })
+        .await
+        .clone()
+    }
+
     /// The content-store paths of `found`'s layers, in order: local
-    /// images' directly, others downloaded as needed.
+    /// images' directly, others downloaded as needed (from `reference`'s
+    /// registry). `name` names the image in errors.
     pub async fn fetch_layers(
         &self,
-        reference: &Reference,
+        name: &str,
+        reference: Option<&Reference>,
         found: &Found,
     ) -> Result<Vec<PathBuf>, ImageSourceError> {
-        if !found.local {
+        if let (false, Some(reference)) = (found.local, reference) {
             return self
                 .registry
                 .fetch_layers(reference, &found.resolved)
@@ -162,7 +212,7 @@ impl Images {
                     .ok()
                     .filter(|p| p.is_file())
                     .ok_or_else(|| ImageSourceError::MissingLayer {
-                        name: reference.to_string(),
+                        name: name.to_string(),
                         digest: layer.digest.clone(),
                     })
             })
@@ -212,15 +262,44 @@ impl Images {
         if !same_platform(&image.platform(), platform) {
             return Ok(None);
         }
-        let manifest: Manifest = match serde_json::from_slice(&image.manifest_bytes) {
-            Ok(m) => m,
-            Err(_) if by_digest => return Ok(None),
-            Err(source) => return Err(ImageSourceError::LocalManifest { name, source }),
-        };
-        if manifest.layers.len() != image.config.rootfs.diff_ids.len() {
-            if by_digest {
-                return Ok(None);
+        match self.checked(&name, descriptor, image) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(_) if by_digest => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The image `descriptor` names in the content store, with every
+    /// layer present.
+    fn stored(
+        &self,
+        name: &str,
+        descriptor: crate::content::Descriptor,
+    ) -> Result<Resolved, ImageSourceError> {
+        let image = imagestore::read_image(&self.content, &descriptor).map_err(|source| {
+            ImageSourceError::Local {
+                name: name.to_string(),
+                source: Box::new(source),
             }
+        })?;
+        self.checked(name, descriptor, image)
+    }
+
+    fn checked(
+        &self,
+        name: &str,
+        descriptor: crate::content::Descriptor,
+        image: imagestore::StoredImage,
+    ) -> Result<Resolved, ImageSourceError> {
+        let name = name.to_string();
+        let manifest: Manifest =
+            serde_json::from_slice(&image.manifest_bytes).map_err(|source| {
+                ImageSourceError::LocalManifest {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+        if manifest.layers.len() != image.config.rootfs.diff_ids.len() {
             return Err(ImageSourceError::LayerCount {
                 name,
                 layers: manifest.layers.len(),
@@ -232,27 +311,24 @@ impl Images {
             .iter()
             .find(|l| !self.content.exists(&l.digest))
         {
-            if by_digest {
-                return Ok(None);
-            }
             return Err(ImageSourceError::MissingLayer {
                 name,
                 digest: missing.digest.clone(),
             });
         }
-        Ok(Some(Resolved {
+        Ok(Resolved {
             reference: name,
             manifest_digest: descriptor.digest,
             manifest,
             config: image.config,
-        }))
+        })
     }
 }
 
 /// Whether an image made for `have` serves a build for `want`: same OS
 /// and architecture, and the same variant when both name one (arm64's
 /// default variant is v8).
-fn same_platform(have: &Platform, want: &Platform) -> bool {
+pub(crate) fn same_platform(have: &Platform, want: &Platform) -> bool {
     let variant = |p: &Platform| match (p.architecture.as_str(), p.variant.as_deref()) {
         ("arm64", Some("v8")) => None,
         (_, v) => v.map(str::to_string),

@@ -12,10 +12,12 @@
 
 pub mod dockerignore;
 mod follow;
+pub mod http;
 pub mod image;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
+pub mod oci_layout;
 
 use std::path::PathBuf;
 

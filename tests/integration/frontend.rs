@@ -165,3 +165,48 @@ fn check_accepts_the_realworld_fixture() {
         }
     }
 }
+
+#[test]
+fn syntax_directives_select_the_built_in_front_end_or_are_refused() {
+    let dir = Dir::new();
+    dir.create("a.txt", "A");
+    let build = |df: &str, extra: &[&str]| {
+        dir.create("Dockerfile", df);
+        let mut cmd = dir.bk();
+        cmd.args(["build", "-o", "out"]).args(extra).args(["."]);
+        cmd.output()
+    };
+    for syntax in [
+        "docker/dockerfile:1",
+        "docker/dockerfile:1.7-labs",
+        "docker.io/docker/dockerfile-upstream:master",
+        "docker/dockerfile:1@sha256:0123456789012345678901234567890123456789012345678901234567890123",
+    ] {
+        let out = build(
+            &format!("# syntax={syntax}\nFROM scratch\nCOPY a.txt /\n"),
+            &[],
+        );
+        assert!(out.status.success(), "{syntax}: {}", describe(&out));
+        assert_eq!(std::fs::read_to_string(dir.path().join("out/a.txt")).unwrap(), "A");
+    }
+    let df = "# syntax=example.com/my/frontend:2\nFROM scratch\nCOPY a.txt /\n";
+    let out = build(df, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"example.com/my/frontend:2\""), "{err}");
+    assert!(err.contains("BUILDKIT_SYNTAX"), "{err}");
+    assert!(
+        err.contains(">>> # syntax=example.com/my/frontend:2"),
+        "{err}"
+    );
+    // The build argument overrides the directive, both ways.
+    let fix = ["--build-arg", "BUILDKIT_SYNTAX=docker/dockerfile:1"];
+    let out = build(df, &fix);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = build(
+        "FROM scratch\n",
+        &["--build-arg", "BUILDKIT_SYNTAX=other/fe:1"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"other/fe:1\""));
+}

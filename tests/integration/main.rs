@@ -1,5 +1,6 @@
 //! One integration binary; a module per feature.
 
+mod add_http;
 mod build;
 mod cache_gc;
 mod cli;
@@ -10,6 +11,7 @@ mod image_store;
 mod llb;
 mod mounts;
 mod mounts_run;
+mod named_context;
 mod parse;
 mod push;
 mod registry;
@@ -18,6 +20,7 @@ mod remote_cache;
 mod run;
 mod secure_registry;
 mod shell_conformance;
+mod stdin_context;
 mod token_auth;
 mod token_registry;
 mod util;
