@@ -974,23 +974,7 @@ fn export_image(
     image: &ImageExport<'_>,
 ) -> anyhow::Result<exporter::metadata::ImageMetadata> {
     let options = image_options(opts, output, image.epoch)?;
-    let layers = local_image::layer_sources(store, result);
-    let content = ContentStore::open(image.root).with_context(|| {
-        format!(
-            "failed to open the content store in {}",
-            image.root.display()
-        )
-    })?;
-    let committed = cache::commit_image(
-        opts,
-        &content,
-        &layers,
-        image.image,
-        &options,
-        image.cache,
-        result,
-    )?;
-    local_image::remember_layers(image.cache, result, &committed, &options);
+    let (content, committed) = local_image::make_image(opts, store, result, image, &options)?;
     let format = match output.kind {
         OutputKind::Docker => image_exp::Format::Docker,
         _ => image_exp::Format::Oci,

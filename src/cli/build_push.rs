@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 
 use super::build::{image_options, BuildOpts, ImageExport};
 use super::build_opts::{Output, OutputKind};
-use crate::content::ContentStore;
 use crate::exporter::metadata::ImageMetadata;
 use crate::image::Reference;
 use crate::registry::push::Pushed;
@@ -109,23 +108,8 @@ pub fn export(
         );
     }
     let by_digest = flag(output, "push-by-digest");
-    let layers = super::build::local_image::layer_sources(store, result);
-    let content = ContentStore::open(image.root).with_context(|| {
-        format!(
-            "failed to open the content store in {}",
-            image.root.display()
-        )
-    })?;
-    let committed = super::build::cache::commit_image(
-        opts,
-        &content,
-        &layers,
-        image.image,
-        &options,
-        image.cache,
-        result,
-    )?;
-    super::build::local_image::remember_layers(image.cache, result, &committed, &options);
+    let (_, committed) =
+        super::build::local_image::make_image(opts, store, result, image, &options)?;
     // The build's runtime is gone; connections are opened afresh here.
     let registry = image.registry.renewed();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -155,16 +155,17 @@ fn bk_binary(who: Who) -> PathBuf {
     }
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     COPY.get_or_init(|| {
-        // The build directory may not be reachable for other users.
-        let dir = tempfile::Builder::new()
-            .prefix("bk-bin-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
+        // The build directory may not be reachable for other users. One
+        // fixed place, replaced by rename on every run (a run still using
+        // the old copy keeps its inode), so runs do not pile up copies.
+        let dir = std::env::temp_dir().join("bk-rootless-test-bin");
+        std::fs::create_dir_all(&dir).expect("binary dir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let staged = dir.join(format!(".bk-{}", std::process::id()));
+        std::fs::copy(&built, &staged).expect("copy bk");
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
         let copy = dir.join("bk");
-        std::fs::copy(&built, &copy).expect("copy bk");
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&staged, &copy).expect("place bk");
         copy
     })
     .clone()

@@ -66,23 +66,7 @@ pub(super) fn store(
     image: &ImageExport<'_>,
 ) -> anyhow::Result<ImageMetadata> {
     let options = image_options(opts, output, image.epoch)?;
-    let layers = layer_sources(store, result);
-    let content = ContentStore::open(image.root).with_context(|| {
-        format!(
-            "failed to open the content store in {}",
-            image.root.display()
-        )
-    })?;
-    let committed = super::cache::commit_image(
-        opts,
-        &content,
-        &layers,
-        image.image,
-        &options,
-        image.cache,
-        result,
-    )?;
-    remember_layers(image.cache, result, &committed, &options);
+    let (_, committed) = make_image(opts, store, result, image, &options)?;
     let images = ImageStore::open(image.root)
         .with_context(|| format!("failed to open the image store in {}", image.root.display()))?;
     let id = committed.config.digest.clone();
@@ -129,4 +113,34 @@ pub(in crate::cli) fn remember_layers(
             anyhow::Error::new(err)
         );
     }
+}
+
+/// Makes `result`'s image in the content store (layers, config with any
+/// inline cache, manifest) and remembers its layers, as every image
+/// output (local store, archive, push) does first.
+pub(in crate::cli) fn make_image(
+    opts: &BuildOpts,
+    store: &Store,
+    result: &SolveResult,
+    image: &ImageExport<'_>,
+    options: &image_exp::ImageOptions,
+) -> anyhow::Result<(ContentStore, image_exp::Committed)> {
+    let layers = layer_sources(store, result);
+    let content = ContentStore::open(image.root).with_context(|| {
+        format!(
+            "failed to open the content store in {}",
+            image.root.display()
+        )
+    })?;
+    let committed = super::cache::commit_image(
+        opts,
+        &content,
+        &layers,
+        image.image,
+        options,
+        image.cache,
+        result,
+    )?;
+    remember_layers(image.cache, result, &committed, options);
+    Ok((content, committed))
 }
