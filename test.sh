@@ -17,7 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # snapshotter's tests; uidmap (newuidmap/newgidmap) maps the rootless RUN
 # tests' user namespace; openssh-client (ssh-agent, ssh-add, ssh-keygen)
 # serves and checks the keys of `--ssh id=KEYFILE`.
-packages=(tar e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap openssh-client python3 zstd)
+packages=(tar git e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap openssh-client python3 zstd)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -108,6 +108,16 @@ pub enum VertexError {
     /// Downloading an `http(s)://` source failed.
     #[error(transparent)]
     Http(#[from] crate::source::http::HttpError),
+    /// Reading a `git://` source failed.
+    #[error(transparent)]
+    Git(#[from] crate::source::git::GitError),
+    /// Making a git checkout's snapshot failed.
+    #[error("failed to make a snapshot for {url}")]
+    GitSnapshot {
+        url: String,
+        #[source]
+        source: crate::snapshot::SnapshotError,
+    },
     /// Storing or reusing a download failed.
     #[error("failed to store the download of {url}")]
     HttpStore {

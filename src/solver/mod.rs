@@ -325,6 +325,9 @@ impl Solver {
             if op.identifier.starts_with("http://") || op.identifier.starts_with("https://") {
                 return self.load_http(task, op, use_cache, started).await;
             }
+            if op.identifier.starts_with("git://") {
+                return self.load_git(task, op, use_cache, started).await;
+            }
             self.progress.started(&digest, &task.name);
             *started = true;
             return self.load_context(task, op, use_cache).await;
@@ -809,6 +812,106 @@ impl Solver {
             self.record(&key, Some(&id), None, &task.name).await?;
             self.progress.completed(&digest);
         }
+        Ok(Done {
+            key,
+            out: Ref::Snapshot(id),
+            selection: None,
+            chain: None,
+        })
+    }
+
+    /// Reads a `git://` source: one `git ls-remote` resolves the ref to a
+    /// commit; the key covers the repository URL and that commit (the
+    /// vertex digest already covers keep-git-dir and the sub-directory),
+    /// so an unchanged ref is a cache hit without fetching anything.
+    /// Otherwise the commit is fetched shallowly into a scratch snapshot
+    /// and the checkout moved into a new one.
+    async fn load_git(
+        &self,
+        task: &Task<Done>,
+        op: &SourceOp,
+        use_cache: bool,
+        started: &mut bool,
+    ) -> Result<Done, VertexError> {
+        use crate::llb::attr;
+        use crate::source::git;
+        let digest = task.digest.to_string();
+        let fragment = op
+            .identifier
+            .split_once('#')
+            .map_or("", |(_, fragment)| fragment);
+        let (git_ref, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+        let (git_ref, subdir) = (git_ref.to_string(), subdir.to_string());
+        let url = op
+            .attrs
+            .get(attr::GIT_FULL_URL)
+            .cloned()
+            .unwrap_or_else(|| op.identifier.split('#').next().unwrap_or("").to_string());
+        let keep_git_dir = op
+            .attrs
+            .get(attr::GIT_KEEP_GIT_DIR)
+            .is_some_and(|v| v == "true");
+        self.progress.started(&digest, &task.name);
+        *started = true;
+        let commit = {
+            let (url, git_ref) = (url.clone(), git_ref.clone());
+            self.blocking
+                .run(move || git::resolve(&url, &git_ref))
+                .await??
+        };
+        if let Some(expected) = op.attrs.get(attr::GIT_CHECKSUM) {
+            if !commit.starts_with(expected.as_str()) {
+                return Err(VertexError::NotSupported {
+                    what: "a git ref that moved".into(),
+                    detail: format!(
+                        "{} #{git_ref} is {commit}, not the --checksum {expected}",
+                        git::redact(&url)
+                    ),
+                });
+            }
+        }
+        let content = format!("{}@{commit}", op.identifier);
+        let key = self.key(task, &[], Some(&content));
+        if use_cache {
+            if let Some(id) = self.lookup(&key).await? {
+                self.progress.cached(&digest, &task.name);
+                return Ok(Done {
+                    key,
+                    out: Ref::Snapshot(id),
+                    selection: None,
+                    chain: None,
+                });
+            }
+        }
+        let store = self.store.clone();
+        let id = {
+            let url = url.clone();
+            self.blocking
+                .run(move || -> Result<SnapshotId, VertexError> {
+                    let snap_err = |source| VertexError::GitSnapshot {
+                        url: git::redact(&url),
+                        source,
+                    };
+                    let scratch = store.prepare(None).map_err(snap_err)?;
+                    let dest = store.prepare(None).map_err(snap_err)?;
+                    git::checkout(
+                        &git::Checkout {
+                            url: &url,
+                            git_ref: &git_ref,
+                            commit: &commit,
+                            keep_git_dir,
+                            subdir: &subdir,
+                        },
+                        scratch.path(),
+                        dest.path(),
+                    )?;
+                    drop(scratch);
+                    dest.commit().map_err(snap_err)
+                })
+                .await??
+        };
+        self.record(&key, Some(&id), None, &task.name).await?;
+        self.progress.completed(&digest);
         Ok(Done {
             key,
             out: Ref::Snapshot(id),

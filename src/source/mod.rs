@@ -12,6 +12,7 @@
 
 pub mod dockerignore;
 mod follow;
+pub mod git;
 pub mod http;
 pub mod image;
 pub mod local;

@@ -1,5 +1,6 @@
 //! One integration binary; a module per feature.
 
+mod add_git;
 mod add_http;
 mod build;
 mod cache_gc;

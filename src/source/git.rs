@@ -1,0 +1,271 @@
+//! `git://…` sources (`ADD <git URL>`), read with the `git` executable:
+//! the ref (branch, tag or full commit sha; empty is the remote's HEAD)
+//! is resolved to a commit with one `git ls-remote`, then that commit is
+//! fetched shallowly and checked out. The checkout has no `.git` unless
+//! the source keeps it, and holds only the sub-directory when one is
+//! named, as BuildKit's git source makes it.
+//!
+//! Credentials in a URL (`https://user:token@host/…`) are never printed:
+//! errors name the URL with its user information replaced by `xxxxx`,
+//! and git's own messages are scrubbed the same way.
+//!
+//! Imports `util` only.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::fs::FsError;
+
+/// Why reading a repository failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The `git` executable could not be started.
+    #[error("failed to run git for {url}: is git installed?")]
+    Missing {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `git ls-remote` failed: the repository is unreachable or not one.
+    #[error("failed to read the refs of {url}: {stderr}")]
+    Unreachable { url: String, stderr: String },
+    /// The ref names no branch, tag or commit of the repository.
+    #[error("ref {git_ref:?} not found in {url}")]
+    UnknownRef { url: String, git_ref: String },
+    /// Fetching or checking out the commit failed.
+    #[error("failed to {what} {commit} of {url}: {stderr}")]
+    Fetch {
+        what: &'static str,
+        url: String,
+        commit: String,
+        stderr: String,
+    },
+    /// The sub-directory is not a directory of the commit.
+    #[error("sub-directory {subdir:?} not found in {commit} of {url}")]
+    NoSubdir {
+        url: String,
+        commit: String,
+        subdir: String,
+    },
+    /// Arranging the checkout on disk failed.
+    #[error("failed to arrange the checkout of {url}")]
+    Arrange {
+        url: String,
+        #[source]
+        source: FsError,
+    },
+}
+
+/// `url` with any user information (`user:password@`) replaced by
+/// `xxxxx@`, fit to print.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://xxxxx@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Whether `text` is a full commit id (40 or 64 lowercase hex digits).
+pub fn is_commit(text: &str) -> bool {
+    (text.len() == 40 || text.len() == 64)
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Runs `git args…` (in `dir` when given), returning stdout or the
+/// scrubbed stderr.
+fn git(url: &str, dir: Option<&Path>, args: &[&str]) -> Result<Result<String, String>, GitError> {
+    let mut command = Command::new("git");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command
+        .args(args)
+        .stdin(Stdio::null())
+        // Never ask on a terminal: a build fails instead of hanging.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .output()
+        .map_err(|source| GitError::Missing {
+            url: redact(url),
+            source,
+        })?;
+    if output.status.success() {
+        Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .replace(url, &redact(url))
+            .trim()
+            .to_string();
+        Ok(Err(stderr))
+    }
+}
+
+/// The commit `git_ref` names in the repository at `url`: a full commit
+/// id is taken as is; otherwise one `git ls-remote`, preferring a branch
+/// or tag of exactly that name (an annotated tag's commit, not the tag
+/// object). Blocking.
+pub fn resolve(url: &str, git_ref: &str) -> Result<String, GitError> {
+    if is_commit(git_ref) {
+        return Ok(git_ref.to_string());
+    }
+    let wanted = if git_ref.is_empty() { "HEAD" } else { git_ref };
+    let listing = git(url, None, &["ls-remote", "--", url, wanted])?.map_err(|stderr| {
+        GitError::Unreachable {
+            url: redact(url),
+            stderr,
+        }
+    })?;
+    let refs: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    let candidates = [
+        wanted.to_string(),
+        format!("refs/heads/{wanted}"),
+        format!("refs/tags/{wanted}^{{}}"),
+        format!("refs/tags/{wanted}"),
+    ];
+    candidates
+        .iter()
+        .find_map(|name| refs.iter().find(|(_, r)| r == name).map(|(c, _)| c))
+        .or_else(|| refs.first().map(|(c, _)| c))
+        .map(|c| c.to_string())
+        .ok_or_else(|| GitError::UnknownRef {
+            url: redact(url),
+            git_ref: git_ref.to_string(),
+        })
+}
+
+/// What [`checkout`] makes.
+pub struct Checkout<'a> {
+    pub url: &'a str,
+    /// The ref as written (fetched by name when it is not a commit id).
+    pub git_ref: &'a str,
+    /// The commit [`resolve`] found.
+    pub commit: &'a str,
+    pub keep_git_dir: bool,
+    /// A directory of the repository to keep alone; empty for all.
+    pub subdir: &'a str,
+}
+
+/// Fetches `spec.commit` into the empty directory `scratch` and moves the
+/// checkout (or its sub-directory) into the empty directory `dest`, which
+/// must be on the same file system. Blocking.
+pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), GitError> {
+    let url = spec.url;
+    let fetch_err = |what: &'static str| {
+        move |stderr: String| GitError::Fetch {
+            what,
+            url: redact(url),
+            commit: spec.commit.to_string(),
+            stderr,
+        }
+    };
+    git(url, Some(scratch), &["init", "-q", "."])?.map_err(fetch_err("initialise a clone for"))?;
+    // A ref is fetched by name (servers need not allow fetching any
+    // commit); a commit id directly, and failing that with all refs.
+    let by_name = if is_commit(spec.git_ref) {
+        spec.commit.to_string()
+    } else if spec.git_ref.is_empty() {
+        "HEAD".to_string()
+    } else {
+        spec.git_ref.to_string()
+    };
+    let shallow = git(
+        url,
+        Some(scratch),
+        &["fetch", "-q", "--depth=1", "--no-tags", "--", url, &by_name],
+    )?;
+    let have = || {
+        git(
+            url,
+            Some(scratch),
+            &["cat-file", "-e", &format!("{}^{{commit}}", spec.commit)],
+        )
+        .map(|r| r.is_ok())
+    };
+    if shallow.is_err() || !have()? {
+        git(
+            url,
+            Some(scratch),
+            &[
+                "fetch",
+                "-q",
+                "--tags",
+                "--",
+                url,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )?
+        .map_err(fetch_err("fetch"))?;
+        if !have()? {
+            return Err(fetch_err("find")(
+                "the commit is not in the repository".into(),
+            ));
+        }
+    }
+    git(
+        url,
+        Some(scratch),
+        &["checkout", "-q", "--detach", spec.commit],
+    )?
+    .map_err(fetch_err("check out"))?;
+    let arrange = |source| GitError::Arrange {
+        url: redact(url),
+        source,
+    };
+    if !spec.keep_git_dir {
+        let dot_git = scratch.join(".git");
+        std::fs::remove_dir_all(&dot_git)
+            .map_err(|e| arrange(FsError::new("remove", &dot_git, e)))?;
+    }
+    let subdir = spec.subdir.trim_matches('/');
+    let from = if subdir.is_empty() {
+        scratch.to_path_buf()
+    } else {
+        scratch.join(subdir)
+    };
+    if subdir.split('/').any(|c| c == "..") || !from.is_dir() {
+        return Err(GitError::NoSubdir {
+            url: redact(url),
+            commit: spec.commit.to_string(),
+            subdir: spec.subdir.to_string(),
+        });
+    }
+    let entries = std::fs::read_dir(&from).map_err(|e| arrange(FsError::new("read", &from, e)))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| arrange(FsError::new("read", &from, e)))?;
+        let to = dest.join(entry.file_name());
+        std::fs::rename(entry.path(), &to)
+            .map_err(|e| arrange(FsError::new("move", entry.path(), e)))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            redact("https://user:secret@example.com/r.git"),
+            "https://xxxxx@example.com/r.git"
+        );
+        assert_eq!(redact("git://example.com/r.git"), "git://example.com/r.git");
+        assert_eq!(redact("git@example.com:r.git"), "git@example.com:r.git");
+    }
+
+    #[test]
+    fn commit_ids_are_recognised() {
+        assert!(is_commit(&"a".repeat(40)));
+        assert!(!is_commit("v1.0"));
+        assert!(!is_commit(&"A".repeat(40)));
+    }
+}
