@@ -851,6 +851,12 @@ impl Solver {
             .attrs
             .get(attr::GIT_KEEP_GIT_DIR)
             .is_some_and(|v| v == "true");
+        if op.attrs.get(attr::GIT_MTIME).is_some_and(|m| m == "commit") {
+            return Err(VertexError::NotSupported {
+                what: "git checkouts with commit mtimes".into(),
+                detail: format!("{}: files get the checkout time", op.identifier),
+            });
+        }
         self.progress.started(&digest, &task.name);
         *started = true;
         let commit = {

@@ -220,7 +220,28 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
         url: redact(url),
         source,
     };
-    if !spec.keep_git_dir {
+    if spec.keep_git_dir {
+        // The kept repository names its origin without credentials and
+        // keeps no trace of the URL it was fetched from.
+        git(
+            url,
+            Some(scratch),
+            &["remote", "add", "origin", &redact(url)],
+        )?
+        .map_err(fetch_err("name the origin of"))?;
+        git(
+            url,
+            Some(scratch),
+            &["reflog", "expire", "--all", "--expire=now"],
+        )?
+        .map_err(fetch_err("clean the reflog of"))?;
+        let fetch_head = scratch.join(".git/FETCH_HEAD");
+        if let Err(e) = std::fs::remove_file(&fetch_head) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(arrange(FsError::new("remove", &fetch_head, e)));
+            }
+        }
+    } else {
         let dot_git = scratch.join(".git");
         std::fs::remove_dir_all(&dot_git)
             .map_err(|e| arrange(FsError::new("remove", &dot_git, e)))?;

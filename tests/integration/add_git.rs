@@ -135,6 +135,13 @@ fn add_git_checks_out_tags_commits_and_branches() {
     assert!(exists(&dir, "out2/src/.git"));
     let head = git(&dir.path().join("out2/src"), &["rev-parse", "HEAD"]);
     assert_eq!(head, second);
+    // The kept repository names its origin and nothing else of the fetch.
+    let origin = git(
+        &dir.path().join("out2/src"),
+        &["remote", "get-url", "origin"],
+    );
+    assert_eq!(origin, url);
+    assert!(!exists(&dir, "out2/src/.git/FETCH_HEAD"));
     // The first commit id gives the first commit's files.
     ok(build(
         &dir,
