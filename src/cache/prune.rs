@@ -239,11 +239,18 @@ fn remove_unrecorded(
         let Ok(meta) = fs::symlink_metadata(store.path(id)) else {
             continue;
         };
-        let renamed = UNIX_EPOCH + Duration::new(meta.ctime().max(0) as u64, 0);
-        // ctime has whole-second resolution here: one second of margin.
+        let renamed = UNIX_EPOCH
+            + Duration::new(
+                meta.ctime().max(0) as u64,
+                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        // Both times come from the kernel's coarse clock (a few ms
+        // apart at most for the same instant): a small margin suffices.
+        // Whole seconds kept an orphan renamed just before this prune
+        // started, so `prune --all` could leave one behind.
         let old_enough = live
             .oldest_start
-            .is_none_or(|start| renamed + Duration::from_secs(1) < start);
+            .is_none_or(|start| renamed + Duration::from_millis(20) < start);
         if old_enough && store.remove(id).is_ok() {
             out.push((id.clone(), *bytes));
         }
