@@ -110,17 +110,20 @@ impl Images {
         }
     }
 
+    /// The once-per-build cell of what `name` resolves to for `platform`.
+    fn cell(&self, name: String, platform: &Platform) -> Arc<FindCell> {
+        self.found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((name, platform.clone()))
+            .or_default()
+            .clone()
+    }
+
     /// Resolves `reference` (normalised, tagged) for `platform`, once per
     /// build.
     pub async fn resolve(&self, reference: &Reference, platform: &Platform) -> FindResult {
-        let key = (reference.to_string(), platform.clone());
-        let cell = self
-            .found
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.cell(reference.to_string(), platform);
         cell.get_or_init(|| async {
             match self.find_local(reference, platform) {
                 Ok(Some(resolved)) => {
@@ -149,14 +152,7 @@ impl Images {
     /// build: the image is copied into the content store and then found
     /// there like a local image.
     pub async fn resolve_layout(&self, identifier: &str, platform: &Platform) -> FindResult {
-        let key = (identifier.to_string(), platform.clone());
-        let cell = self
-            .found
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.cell(identifier.to_string(), platform);
         cell.get_or_init(|| async {
             let content = self.content.clone();
             let (id, platform) = (identifier.to_string(), platform.clone());
