@@ -50,7 +50,7 @@ fn push_base(repo: &str) -> (String, String) {
             arch: "amd64".into(),
             layers: vec![layer.clone()],
             env: &[PATH, "GREETING=hi"],
-            workdir: "/work",
+            workdir: "/opt",
         }],
     );
     (format!("{}/{repo}", reg.host), sha256(&layer))
@@ -277,7 +277,7 @@ fn rich_context(dir: &Dir, base: &str) {
              COPY --chown=1000:1000 --chmod=0640 app.conf /etc/app/app.conf\n\
              COPY run.sh /usr/local/bin/run.sh\n\
              USER tester\n\
-             WORKDIR /work/app\n\
+             WORKDIR /srv/app\n\
              EXPOSE 8080\n\
              LABEL org.example.k=v\n\
              ENTRYPOINT [\"/bin/sh\"]\n"
@@ -317,7 +317,7 @@ fn an_oci_archive_on_a_registry_base_unpacks_with_umoci() {
     assert_eq!(config["rootfs"]["diff_ids"][0], base_diff_id.as_str());
     let c = &config["config"];
     assert_eq!(c["User"], "tester");
-    assert_eq!(c["WorkingDir"], "/work/app");
+    assert_eq!(c["WorkingDir"], "/srv/app");
     assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
     assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh"]));
     assert_eq!(c["Labels"]["org.example.k"], "v");
@@ -352,7 +352,7 @@ fn an_oci_archive_on_a_registry_base_unpacks_with_umoci() {
         std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
         Path::new("busybox")
     );
-    assert!(rootfs.join("work/app").is_dir());
+    assert!(rootfs.join("srv/app").is_dir());
     if nix::unistd::geteuid().is_root() {
         assert_eq!(
             mode_and_owner(&rootfs.join("etc/app/app.conf")),
@@ -408,7 +408,7 @@ fn a_docker_archive_on_a_registry_base_loads_into_podman() {
     assert_eq!(layers.len(), 4, "{image}");
     assert_eq!(layers[0], base_diff_id.as_str(), "base layer kept");
     assert_eq!(image["Config"]["User"], "tester");
-    assert_eq!(image["Config"]["WorkingDir"], "/work/app");
+    assert_eq!(image["Config"]["WorkingDir"], "/srv/app");
     let mount = run(podman(&pod).args(["image", "mount", "rich:2"]));
     let rootfs = Path::new(mount.trim());
     assert_eq!(

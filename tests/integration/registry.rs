@@ -14,7 +14,7 @@ fn busybox(arch: &str) -> ImageSpec<'static> {
         arch: arch.to_string(),
         layers: vec![busybox_layer(arch)],
         env: &[PATH, "GREETING=hi"],
-        workdir: "/work",
+        workdir: "/data",
     }
 }
 
@@ -63,7 +63,7 @@ fn from_registry_image_with_copy_and_base_config() {
     assert!(passwd.contains("tester:x:1000"), "{passwd}");
     // WORKDIR and ENV come from the base image's config.
     assert_eq!(
-        std::fs::read_to_string(out.join("work/x")).unwrap(),
+        std::fs::read_to_string(out.join("data/x")).unwrap(),
         "hello\n"
     );
     assert!(out.join("from-hi").is_file());
@@ -116,7 +116,7 @@ fn from_a_digest_reference() {
         &[],
     ));
     assert!(dir.path().join("out/bin/busybox").is_file());
-    assert!(dir.path().join("out/work/x").is_file());
+    assert!(dir.path().join("out/data/x").is_file());
 }
 
 #[test]
