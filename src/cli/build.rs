@@ -542,7 +542,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     dockerfile.print_warnings(&ast);
     dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
+    let contexts =
+        build_context::parse(&opts.build_contexts, &cwd)?.for_platform(opts.platforms.first());
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG

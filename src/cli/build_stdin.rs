@@ -31,11 +31,8 @@ pub struct Inputs {
 /// Reads standard input when the context is `-`; otherwise returns the
 /// context and Dockerfile as given.
 pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
-    if ["git@", "git://", "ssh://"]
-        .iter()
-        .any(|p| context.starts_with(p))
-    {
-        bail!("not supported yet: git build contexts ({context})");
+    if let Some(git) = super::build_remote::detect(context) {
+        return super::build_remote::inputs(context, &git?, file, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         return remote(context, file, root);
@@ -56,12 +53,8 @@ pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<
 
 /// An `http(s)://` context: downloaded, then read as standard input
 /// would be (a tarball, or a bare Dockerfile with an empty context, as
-/// BuildKit takes either from a URL). Git URLs are refused by name.
+/// BuildKit takes either from a URL). Git URLs never come here.
 fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
-    let without_fragment = url.split('#').next().unwrap_or(url);
-    if without_fragment.ends_with(".git") || url.contains(".git#") {
-        bail!("not supported yet: git build contexts ({url})");
-    }
     if file == Some("-") {
         bail!("invalid argument: a remote build context cannot take the Dockerfile from standard input");
     }
@@ -80,7 +73,12 @@ fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> 
             let client = crate::source::http::client()?;
             crate::source::http::fetch(&client, url, download.path(), "context", None, None).await
         })
-        .with_context(|| format!("failed to download the build context {url}"))?;
+        .with_context(|| {
+            format!(
+                "failed to download the build context {}",
+                crate::util::redact::url(url)
+            )
+        })?;
     let path = download.path().join("context");
     let archive =
         std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;

@@ -8,9 +8,13 @@
 //! the context instead of the registry.
 //!
 //! Pure data: the CLI parses the flag values, the solver reads the
-//! contexts. Imports `image` only.
+//! contexts. Imports `image` and `llb` only.
 
+use std::collections::BTreeMap;
+
+use super::git_ref::{parse_git_ref, GitRefError};
 use crate::image::Reference;
+use crate::llb::{attr, SourceOp};
 
 /// What a named context is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,42 @@ pub enum ContextSource {
     OciLayout(String),
     /// `target:stage`: another stage of this Dockerfile.
     Stage(String),
+    /// A git URL (as `bk build` takes one): the checkout of that ref,
+    /// read by a `git://` source vertex only when a step uses it. Like a
+    /// directory it has no image config.
+    Git(String),
+    /// Any other `http(s)://` URL: a directory holding the download as
+    /// one file named `context`, never unpacked (BuildKit's
+    /// `llb.HTTP(url, Filename("context"))`).
+    Http(String),
+}
+
+impl ContextSource {
+    /// The source vertex of a git or HTTP context `name`, with its step
+    /// name (credentials masked by the caller's naming); `None` for the
+    /// other kinds.
+    pub fn remote_source(&self, name: &str) -> Option<Result<(SourceOp, String), GitRefError>> {
+        match self {
+            ContextSource::Git(url) => {
+                let git = match parse_git_ref(url)? {
+                    Ok(git) => git,
+                    Err(e) => return Some(Err(e)),
+                };
+                let op = super::git_ref::source_op(&git, git.keep_git_dir, &git.checksum);
+                Some(Ok((op, format!("[context {name}] load git source {url}"))))
+            }
+            ContextSource::Http(url) => {
+                let mut attrs = BTreeMap::new();
+                attrs.insert(attr::HTTP_FILENAME.to_string(), "context".to_string());
+                let op = SourceOp {
+                    identifier: url.clone(),
+                    attrs,
+                };
+                Some(Ok((op, format!("[context {name}] {url}"))))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The build's named contexts, in flag order.

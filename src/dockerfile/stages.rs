@@ -535,7 +535,10 @@ fn context_base(
 ) -> Result<Base> {
     Ok(match source {
         ContextSource::Image(reference) => Base::Image(reference.clone()),
-        ContextSource::Local | ContextSource::OciLayout(_) => Base::Context(name.to_string()),
+        ContextSource::Local
+        | ContextSource::OciLayout(_)
+        | ContextSource::Git(_)
+        | ContextSource::Http(_) => Base::Context(name.to_string()),
         ContextSource::Stage(stage) => match stage_by_name(stage, earlier) {
             Some(j) => Base::Stage(j),
             None => {
@@ -560,7 +563,10 @@ fn context_source(
 ) -> Result<Source> {
     Ok(match source {
         ContextSource::Image(reference) => Source::Image(reference.clone()),
-        ContextSource::Local | ContextSource::OciLayout(_) => Source::Context(name.to_string()),
+        ContextSource::Local
+        | ContextSource::OciLayout(_)
+        | ContextSource::Git(_)
+        | ContextSource::Http(_) => Source::Context(name.to_string()),
         ContextSource::Stage(stage) => match stage_by_name(stage, stages) {
             Some(j) => Source::Stage(j),
             None => {

@@ -1,0 +1,156 @@
+//! `bk build <git URL>`: a git repository as the build context, told
+//! apart from a local path and from a plain HTTP context as BuildKit's
+//! `DetectGitContext` tells them: `git://…`, `ssh://…`, `git@host:repo`,
+//! and `http(s)://` URLs whose path ends in `.git`, each with an optional
+//! `#ref[:subdir]` fragment or `?ref=…&subdir=…` query; a local directory
+//! of the same name wins, as in buildx.
+//!
+//! The ref is resolved with one `git ls-remote`, the commit fetched
+//! shallowly (with its submodules unless `submodules=false`) into a
+//! private directory under the store's `tmp/` that lives as long as the
+//! build, and the checkout (or its sub-directory) is then read exactly
+//! like a local context: `.dockerignore` applies and COPY checksums what
+//! it selects. The Dockerfile is `Dockerfile` in it, or `-f PATH` relative
+//! to it; an absolute `-f` names a local file and `-f -` reads standard
+//! input, as buildx passes them. Credentials in the URL never appear in
+//! messages.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::build_stdin::Inputs;
+use crate::dockerfile::git_ref::{parse_git_ref, GitRef};
+use crate::source::git;
+
+/// The git reference `context` names when it is a git build context;
+/// an error for a git URL with invalid options.
+pub fn detect(context: &str) -> Option<anyhow::Result<GitRef>> {
+    if !context.contains("://") && Path::new(context).exists() {
+        return None;
+    }
+    match parse_git_ref(context)? {
+        Ok(git) => Some(Ok(git)),
+        Err(reason) => Some(Err(anyhow::Error::new(reason).context(format!(
+            "invalid git build context {}",
+            git::redact(context)
+        )))),
+    }
+}
+
+/// Checks out the repository `git` names into a private directory under
+/// `root/tmp` and finds the Dockerfile.
+pub fn inputs(
+    context: &str,
+    git: &GitRef,
+    file: Option<&str>,
+    root: &Path,
+) -> anyhow::Result<Inputs> {
+    let shown = git::redact(context);
+    if git.mtime == "commit" {
+        bail!("not supported yet: git checkouts with commit mtimes ({shown})");
+    }
+    let tmp = root.join("tmp");
+    crate::util::fs::create_dir_all(&tmp).context("failed to create the store's tmp directory")?;
+    let dir = tempfile::Builder::new()
+        .prefix("git-context-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("failed to create a directory in {}", tmp.display()))?;
+    let scratch = dir.path().join("clone");
+    let checkout = dir.path().join("context");
+    for path in [&scratch, &checkout] {
+        crate::util::fs::create_dir_all(path).context("failed to prepare the git checkout")?;
+    }
+    let fail = || format!("failed to read the git build context {shown}");
+    let commit = git::resolve(&git.remote, &git.git_ref).with_context(fail)?;
+    if !git.checksum.is_empty() && !commit.starts_with(git.checksum.as_str()) {
+        bail!(
+            "{}: #{} is {commit}, not the expected commit {}",
+            fail(),
+            git.git_ref,
+            git.checksum
+        );
+    }
+    git::checkout(
+        &git::Checkout {
+            url: &git.remote,
+            git_ref: &git.git_ref,
+            commit: &commit,
+            keep_git_dir: git.keep_git_dir == Some(true),
+            subdir: &git.subdir,
+            submodules: git.submodules != Some(false),
+        },
+        &scratch,
+        &checkout,
+    )
+    .with_context(fail)?;
+    std::fs::remove_dir_all(&scratch)
+        .with_context(|| format!("failed to remove {}", scratch.display()))?;
+
+    let mut dockerfile_text = None;
+    let dockerfile = match file {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the Dockerfile from standard input")?;
+            dockerfile_text = Some(text);
+            "-".to_string()
+        }
+        Some(f) if Path::new(f).is_absolute() => f.to_string(),
+        named => {
+            let name = named.unwrap_or("Dockerfile");
+            let path = checkout.join(name.trim_start_matches('/'));
+            if !path.is_file() {
+                bail!("{}: no {name} in it (commit {commit})", fail());
+            }
+            path.to_string_lossy().into_owned()
+        }
+    };
+    Ok(Inputs {
+        context: checkout.to_string_lossy().into_owned(),
+        dockerfile,
+        dockerfile_text,
+        _dir: Some(dir),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(context: &str) -> Option<String> {
+        detect(context).map(|g| g.map(|g| g.remote).unwrap_or_else(|e| format!("{e:#}")))
+    }
+
+    #[test]
+    fn git_contexts_are_told_apart_as_buildkit_does() {
+        assert_eq!(
+            remote("https://example.com/r.git#main:dir").as_deref(),
+            Some("https://example.com/r.git")
+        );
+        assert_eq!(
+            remote("git://127.0.0.1:9418/repo").as_deref(),
+            Some("git://127.0.0.1:9418/repo")
+        );
+        assert_eq!(
+            remote("git@example.com:a/b.git").as_deref(),
+            Some("git@example.com:a/b.git")
+        );
+        assert_eq!(
+            remote("ssh://git@example.com/a/b").as_deref(),
+            Some("ssh://git@example.com/a/b")
+        );
+        // A plain HTTP URL is an HTTP context, a path is local.
+        assert_eq!(remote("https://example.com/context.tar"), None);
+        assert_eq!(remote("."), None);
+        assert_eq!(remote("./a.git"), None);
+        // Invalid options are errors that hide the credentials.
+        let err = remote("https://u:secret@example.com/r.git?nope=1").unwrap();
+        assert!(
+            err.contains("unexpected query") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+}
