@@ -42,8 +42,8 @@ pub enum ContextSource {
 
 impl ContextSource {
     /// The source vertex of a git or HTTP context `name`, with its step
-    /// name (credentials masked by the caller's naming); `None` for the
-    /// other kinds.
+    /// name (lowering masks credentials in every step name); `None` for
+    /// the other kinds.
     pub fn remote_source(&self, name: &str) -> Option<Result<(SourceOp, String), GitRefError>> {
         match self {
             ContextSource::Git(url) => {
@@ -52,7 +52,8 @@ impl ContextSource {
                     Err(e) => return Some(Err(e)),
                 };
                 let op = super::git_ref::source_op(&git, git.keep_git_dir, &git.checksum);
-                Some(Ok((op, format!("[context {name}] load git source {url}"))))
+                // Named as BuildKit's `DetectGitContext` names it.
+                Some(Ok((op, format!("[internal] load git source {url}"))))
             }
             ContextSource::Http(url) => {
                 let mut attrs = BTreeMap::new();
@@ -117,6 +118,30 @@ fn normalise(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_contexts_are_source_vertices() {
+        let git = ContextSource::Git("https://u:p@example.com/r.git?ref=v1&submodules=0".into());
+        let (op, name) = git.remote_source("src").unwrap().unwrap();
+        assert_eq!(op.identifier, "git://example.com/r.git#v1");
+        assert_eq!(
+            op.attrs.get(attr::GIT_FULL_URL).map(String::as_str),
+            Some("https://u:p@example.com/r.git")
+        );
+        assert!(op.attrs.contains_key(attr::GIT_SKIP_SUBMODULES));
+        assert!(name.starts_with("[internal] load git source"), "{name}");
+        let http = ContextSource::Http("https://example.com/c.tgz".into());
+        let (op, name) = http.remote_source("dl").unwrap().unwrap();
+        assert_eq!(op.identifier, "https://example.com/c.tgz");
+        assert_eq!(
+            op.attrs.get(attr::HTTP_FILENAME).map(String::as_str),
+            Some("context")
+        );
+        assert_eq!(name, "[context dl] https://example.com/c.tgz");
+        assert!(ContextSource::Local.remote_source("x").is_none());
+        let bad = ContextSource::Git("https://example.com/r.git?nope=1".into());
+        assert!(bad.remote_source("x").unwrap().is_err());
+    }
 
     #[test]
     fn names_match_as_image_references() {
