@@ -12,7 +12,8 @@
 //! like a local context: `.dockerignore` applies and COPY checksums what
 //! it selects. The Dockerfile is `Dockerfile` in it, or `-f PATH` relative
 //! to it; an absolute `-f` names a local file and `-f -` reads standard
-//! input, as buildx passes them. Credentials in the URL never appear in
+//! input, as buildx passes them; `.git` is kept with `?keep-git-dir=1`
+//! or `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`. Credentials in the URL never appear in
 //! messages.
 
 use std::io::Read;
@@ -22,6 +23,7 @@ use anyhow::{bail, Context};
 
 use super::build_stdin::Inputs;
 use crate::dockerfile::git_ref::{parse_git_ref, GitRef};
+use crate::dockerfile::instructions::go::parse_bool;
 use crate::source::git;
 
 /// The git reference `context` names when it is a git build context;
@@ -36,6 +38,20 @@ pub fn detect(context: &str) -> Option<anyhow::Result<GitRef>> {
             "invalid git build context {}",
             git::redact(context)
         )))),
+    }
+}
+
+/// `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` keeps the context's
+/// `.git` (a value Go's `ParseBool` rejects is ignored), as BuildKit reads
+/// it.
+pub fn apply_build_args(git: &mut GitRef, build_args: &[(String, String)]) {
+    let keep = build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "BUILDKIT_CONTEXT_KEEP_GIT_DIR")
+        .and_then(|(_, v)| parse_bool(v));
+    if keep == Some(true) {
+        git.keep_git_dir = Some(true);
     }
 }
 

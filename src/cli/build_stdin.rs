@@ -28,11 +28,19 @@ pub struct Inputs {
     pub _dir: Option<tempfile::TempDir>,
 }
 
-/// Reads standard input when the context is `-`; otherwise returns the
-/// context and Dockerfile as given.
-pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
+/// Reads standard input when the context is `-`, checks a git context
+/// out, downloads an HTTP one; otherwise returns the context and
+/// Dockerfile as given.
+pub fn inputs(
+    context: &str,
+    file: Option<&str>,
+    root: &Path,
+    build_args: &[(String, String)],
+) -> anyhow::Result<Inputs> {
     if let Some(git) = super::build_remote::detect(context) {
-        return super::build_remote::inputs(context, &git?, file, root);
+        let mut git = git?;
+        super::build_remote::apply_build_args(&mut git, build_args);
+        return super::build_remote::inputs(context, &git, file, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         return remote(context, file, root);

@@ -86,6 +86,24 @@ fn a_git_url_is_a_build_context() {
     assert!(!exists(&dir, "out1/all/sub"));
     assert!(!exists(&dir, "out1/all/.git"));
 
+    // BuildKit's build argument keeps the checkout's .git.
+    let log = ok(bk(
+        &dir,
+        "out1k",
+        &[
+            "--build-arg",
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1",
+            &format!("{url}#v1"),
+        ],
+    ));
+    let kept = dir.path().join("out1k/all");
+    assert_eq!(
+        git(&kept, &["rev-parse", "HEAD"]),
+        git(&repo, &["rev-parse", "v1"]),
+        "{log}"
+    );
+    assert_eq!(git(&kept, &["remote", "get-url", "origin"]), url);
+
     // A branch and a sub-directory: its Dockerfile and .dockerignore.
     let context = format!("{url}#main:sub");
     ok(bk(&dir, "out2", &[&context]));
