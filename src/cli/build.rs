@@ -529,8 +529,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
     let root = store_root(root)?;
     // `-` as the context: standard input is a tarball or the Dockerfile.
-    let mut inputs =
-        build_stdin::inputs(&opts.context, opts.file.as_deref(), &root, &opts.build_args)?;
+    let mut inputs = build_stdin::inputs(&opts, &root)?;
     let dockerfile_path = inputs.dockerfile.clone();
     let dockerfile = match inputs.dockerfile_text.take() {
         Some(text) => DockerfileText {

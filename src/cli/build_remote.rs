@@ -5,12 +5,14 @@
 //! `#ref[:subdir]` fragment or `?ref=…&subdir=…` query; a local directory
 //! of the same name wins, as in buildx.
 //!
-//! The ref is resolved with one `git ls-remote`, the commit fetched
-//! shallowly (with its submodules unless `submodules=false`) into a
-//! private directory under the store's `tmp/` that lives as long as the
-//! build, and the checkout (or its sub-directory) is then read exactly
-//! like a local context: `.dockerignore` applies and COPY checksums what
-//! it selects. The Dockerfile is `Dockerfile` in it, or `-f PATH` relative
+//! The ref is resolved with one `git ls-remote`; the checkout of that
+//! commit is a snapshot in the build cache, under the key an `ADD` of the
+//! same URL gets (so an unchanged ref fetches nothing, `--no-cache`
+//! fetches again, and `bk du` / `bk cache prune` see it). Otherwise the
+//! commit is fetched shallowly (with its submodules unless
+//! `submodules=false`). The checkout (or its sub-directory) is then read
+//! in place exactly like a local context: `.dockerignore` applies and
+//! COPY checksums what it selects. The Dockerfile is `Dockerfile` in it, or `-f PATH` relative
 //! to it; an absolute `-f` names a local file and `-f -` reads standard
 //! input, as buildx passes them; `.git` is kept with `?keep-git-dir=1`
 //! or `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`. Credentials in the URL never appear in
@@ -22,8 +24,12 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use super::build_stdin::Inputs;
-use crate::dockerfile::git_ref::{parse_git_ref, GitRef};
+use crate::cache::RecordType;
+use crate::dockerfile::git_ref::{parse_git_ref, source_op, GitRef};
 use crate::dockerfile::instructions::go::parse_bool;
+use crate::llb::{Op, Vertex};
+use crate::snapshot::{SnapshotId, Store};
+use crate::solver::cache_key;
 use crate::source::git;
 
 /// The git reference `context` names when it is a git build context;
@@ -55,28 +61,35 @@ pub fn apply_build_args(git: &mut GitRef, build_args: &[(String, String)]) {
     }
 }
 
-/// Checks out the repository `git` names into a private directory under
-/// `root/tmp` and finds the Dockerfile.
+/// A git context's checkout: a committed snapshot of the build cache,
+/// leased to this process until dropped so that no prune removes it
+/// while the build reads it.
+pub struct Checkout {
+    session: super::cache::BuildSession,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        // Failing to release only keeps the snapshot until the next
+        // process sees this one is gone.
+        let _ = self.session.db.release_leases(self.session.lease.owner());
+    }
+}
+
+/// Finds (or fetches into the build cache) the checkout `git` names and
+/// the Dockerfile in it. The cache key is the one an `ADD` of the same
+/// URL gets, so either reuses the other's checkout.
 pub fn inputs(
     context: &str,
     git: &GitRef,
-    file: Option<&str>,
+    opts: &super::build::BuildOpts,
     root: &Path,
 ) -> anyhow::Result<Inputs> {
+    let mut git = git.clone();
+    apply_build_args(&mut git, &opts.build_args);
     let shown = git::redact(context);
     if git.mtime == "commit" {
         bail!("not supported yet: git checkouts with commit mtimes ({shown})");
-    }
-    let tmp = root.join("tmp");
-    crate::util::fs::create_dir_all(&tmp).context("failed to create the store's tmp directory")?;
-    let dir = tempfile::Builder::new()
-        .prefix("git-context-")
-        .tempdir_in(&tmp)
-        .with_context(|| format!("failed to create a directory in {}", tmp.display()))?;
-    let scratch = dir.path().join("clone");
-    let checkout = dir.path().join("context");
-    for path in [&scratch, &checkout] {
-        crate::util::fs::create_dir_all(path).context("failed to prepare the git checkout")?;
     }
     let fail = || format!("failed to read the git build context {shown}");
     let commit = git::resolve(&git.remote, &git.git_ref).with_context(fail)?;
@@ -88,24 +101,46 @@ pub fn inputs(
             git.checksum
         );
     }
-    git::checkout(
-        &git::Checkout {
-            url: &git.remote,
-            git_ref: &git.git_ref,
-            commit: &commit,
-            keep_git_dir: git.keep_git_dir == Some(true),
-            subdir: &git.subdir,
-            submodules: git.submodules != Some(false),
-        },
-        &scratch,
-        &checkout,
-    )
-    .with_context(fail)?;
-    std::fs::remove_dir_all(&scratch)
-        .with_context(|| format!("failed to remove {}", scratch.display()))?;
+    let session = super::cache::start_build(root)?;
+    let store = Store::open(root)
+        .with_context(|| format!("failed to open the store at {}", root.display()))?;
+    let op = source_op(&git, git.keep_git_dir, &git.checksum);
+    // As the solver keys a git source: its vertex and the commit.
+    let content = format!("{}@{commit}", op.identifier);
+    let vertex = Vertex {
+        op: Op::Source(op),
+        inputs: Vec::new(),
+        platform: None,
+    };
+    let key = cache_key::compute(&vertex, &[], Some(&content));
+    let cached = match opts.no_cache {
+        true => None,
+        false => session
+            .db
+            .get(&key)
+            .context("failed to look up the build cache")?
+            .and_then(|row| SnapshotId::new(row.snapshot_id).ok())
+            .filter(|id| store.exists(id)),
+    };
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            let id = fetch(&git, &commit, &store).with_context(fail)?;
+            let size = store
+                .size(&id)
+                .context("failed to measure the git checkout")?;
+            let name = format!("[internal] load git source {shown}");
+            session
+                .db
+                .put_record(&key, id.as_str(), &name, size, RecordType::Regular, None)
+                .context("failed to record the git checkout in the build cache")?;
+            id
+        }
+    };
+    let checkout = store.path(&id);
 
     let mut dockerfile_text = None;
-    let dockerfile = match file {
+    let dockerfile = match opts.file.as_deref() {
         Some("-") => {
             let mut text = String::new();
             std::io::stdin()
@@ -128,8 +163,33 @@ pub fn inputs(
         context: checkout.to_string_lossy().into_owned(),
         dockerfile,
         dockerfile_text,
-        _dir: Some(dir),
+        _dir: None,
+        _checkout: Some(Checkout { session }),
     })
+}
+
+/// Fetches `commit` into a new committed snapshot.
+fn fetch(git: &GitRef, commit: &str, store: &Store) -> anyhow::Result<SnapshotId> {
+    let scratch = store
+        .prepare(None)
+        .context("failed to prepare the git checkout")?;
+    let dest = store
+        .prepare(None)
+        .context("failed to prepare the git checkout")?;
+    git::checkout(
+        &git::Checkout {
+            url: &git.remote,
+            git_ref: &git.git_ref,
+            commit,
+            keep_git_dir: git.keep_git_dir == Some(true),
+            subdir: &git.subdir,
+            submodules: git.submodules != Some(false),
+        },
+        scratch.path(),
+        dest.path(),
+    )?;
+    drop(scratch);
+    dest.commit().context("failed to commit the git checkout")
 }
 
 #[cfg(test)]

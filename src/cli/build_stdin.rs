@@ -26,21 +26,17 @@ pub struct Inputs {
     pub dockerfile_text: Option<String>,
     /// The unpacked tarball (or empty context), removed when dropped.
     pub _dir: Option<tempfile::TempDir>,
+    /// A git context's checkout, leased from the cache until dropped.
+    pub _checkout: Option<super::build_remote::Checkout>,
 }
 
 /// Reads standard input when the context is `-`, checks a git context
 /// out, downloads an HTTP one; otherwise returns the context and
 /// Dockerfile as given.
-pub fn inputs(
-    context: &str,
-    file: Option<&str>,
-    root: &Path,
-    build_args: &[(String, String)],
-) -> anyhow::Result<Inputs> {
+pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inputs> {
+    let (context, file) = (opts.context.as_str(), opts.file.as_deref());
     if let Some(git) = super::build_remote::detect(context) {
-        let mut git = git?;
-        super::build_remote::apply_build_args(&mut git, build_args);
-        return super::build_remote::inputs(context, &git, file, root);
+        return super::build_remote::inputs(context, &git?, opts, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         return remote(context, file, root);
@@ -51,6 +47,7 @@ pub fn inputs(
             dockerfile: super::build::dockerfile_path(file, context)?,
             dockerfile_text: None,
             _dir: None,
+            _checkout: None,
         });
     }
     if file == Some("-") {
@@ -147,6 +144,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             dockerfile,
             dockerfile_text: None,
             _dir: Some(dir),
+            _checkout: None,
         });
     }
     if file.is_some() {
@@ -162,6 +160,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
         dockerfile: "-".to_string(),
         dockerfile_text: Some(text),
         _dir: Some(dir),
+        _checkout: None,
     })
 }
 

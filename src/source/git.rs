@@ -91,8 +91,8 @@ fn git(url: &str, dir: Option<&Path>, args: &[&str]) -> Result<Result<String, St
     if output.status.success() {
         Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr).replace(url, &redact(url));
-        let stderr = crate::util::redact::text(stderr.trim());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = crate::util::redact::text_about(url, stderr.trim());
         Ok(Err(stderr))
     }
 }

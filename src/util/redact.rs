@@ -46,6 +46,33 @@ pub fn text(text: &str) -> String {
     out
 }
 
+/// `text` (a message from a tool that was given `url`) with `url`'s
+/// user information masked wherever it appears, also outside a URL (git
+/// prints `unable to look up user:password@host`), and any URL in it
+/// masked as [`text`] does.
+pub fn text_about(url: &str, message: &str) -> String {
+    let mut out = message.to_string();
+    if let Some(userinfo) = userinfo(url) {
+        out = out.replace(userinfo, &mask(userinfo));
+        // A password alone too, unless it is too short to tell from
+        // ordinary text.
+        if let Some((_, password)) = userinfo.split_once(':') {
+            if password.len() >= 3 {
+                out = out.replace(password, MASK);
+            }
+        }
+    }
+    text(&out)
+}
+
+/// The `user[:password]` of a `scheme://` URL, when it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, _) = rest[..end].rsplit_once('@')?;
+    (!userinfo.is_empty()).then_some(userinfo)
+}
+
 /// The masked form of one `user[:password]` part.
 fn mask(userinfo: &str) -> String {
     let (user, password) = match userinfo.split_once(':') {
@@ -95,6 +122,14 @@ mod tests {
             "RUN curl \"https://xxxxx:xxxxx@h\" -o f && echo a@b"
         );
         assert_eq!(text("see ://x@y"), "see ://x@y");
+        assert_eq!(
+            text_about(
+                "git://me:s3cret@h:1/r",
+                "unable to look up me:s3cret@h:1; password s3cret"
+            ),
+            "unable to look up xxxxx:xxxxx@h:1; password xxxxx"
+        );
+        assert_eq!(text_about("git://h/r", "fatal: no"), "fatal: no");
         assert_eq!(text("a://"), "a://");
     }
 }

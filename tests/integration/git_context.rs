@@ -110,10 +110,23 @@ fn a_git_url_is_a_build_context() {
     assert_eq!(read(&dir, "out2/sub/keep.txt").as_deref(), Some("kept"));
     assert!(!exists(&dir, "out2/sub/skip.log"));
     assert!(!exists(&dir, "out2/sub/a.txt"));
-    // Unchanged, the rebuild is cached.
+    // Unchanged, the rebuild is cached: one ls-remote, no fetch.
+    let before = daemon.requests("repo");
     let log = ok(bk(&dir, "out3", &[&context]));
     assert!(log.contains("CACHED"), "{log}");
     assert_eq!(read(&dir, "out3/sub/keep.txt").as_deref(), Some("kept"));
+    assert_eq!(daemon.requests("repo"), before + 1);
+    // An ADD of the same URL reuses that checkout.
+    dir.create(
+        "ctx/Dockerfile",
+        &format!("FROM scratch\nADD {context} /added\n"),
+    );
+    ok(bk(&dir, "out3b", &["ctx"]));
+    assert_eq!(read(&dir, "out3b/added/keep.txt").as_deref(), Some("kept"));
+    assert_eq!(daemon.requests("repo"), before + 2);
+    // --no-cache fetches again.
+    ok(bk(&dir, "out3c", &["--no-cache", &context]));
+    assert!(daemon.requests("repo") > before + 3);
 
     // -f is relative to the sub-directory.
     ok(bk(&dir, "out4", &["-f", "alt.Dockerfile", &context]));
@@ -314,4 +327,12 @@ fn credentials_in_dockerfile_urls_are_never_printed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("404") && !err.contains("s3cret"), "{err}");
+
+    // git's own messages about a git context are scrubbed too (git
+    // names the host with its user information when it cannot look it
+    // up).
+    let out = bk(&dir, "out3", &["git://me:s3cret@127.0.0.1:1/repo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("xxxxx") && !err.contains("s3cret"), "{err}");
 }

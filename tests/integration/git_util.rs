@@ -2,7 +2,7 @@
 //! directory the test makes, and helpers to make those repositories.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::util::describe;
@@ -11,6 +11,9 @@ use crate::util::describe;
 pub struct Daemon {
     child: Child,
     pub port: u16,
+    /// Its `--verbose` log: one `Request upload-pack` line per
+    /// `ls-remote` or fetch.
+    log: PathBuf,
 }
 
 impl Daemon {
@@ -21,19 +24,26 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        let log = base.with_extension("daemon.log");
+        // The daemon binary itself, not `git daemon`: the `git` wrapper
+        // would be the child killed on drop, leaving the daemon running.
+        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .arg("--verbose")
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg(format!("--base-path={}", base.display()))
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start git daemon");
         // Killed by `Drop` even if it never listens.
-        let daemon = Daemon { child, port };
+        let daemon = Daemon { child, port, log };
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return daemon;
@@ -46,6 +56,16 @@ impl Daemon {
     /// The URL of the repository `repo` below the base.
     pub fn url_of(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// How many times `repo` was asked for (`ls-remote` or fetch).
+    pub fn requests(&self, repo: &str) -> usize {
+        let wanted = format!("Request upload-pack for '/{repo}'");
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.ends_with(&wanted))
+            .count()
     }
 
     /// The URL of `repo`, the repository most tests make.
