@@ -108,8 +108,8 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<SshSpec>,
 
-    /// Additional build context: NAME=DIR, NAME=docker-image://REF,
-    /// NAME=oci-layout://PATH[:TAG][@DIGEST] or NAME=target:STAGE
+    /// Additional build context: NAME[::PLATFORM]=DIR, docker-image://REF,
+    /// oci-layout://PATH[:TAG][@DIGEST], target:STAGE, a git URL or a URL
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 

@@ -12,11 +12,13 @@
 //! commit is fetched shallowly (with its submodules unless
 //! `submodules=false`). The checkout (or its sub-directory) is then read
 //! in place exactly like a local context: `.dockerignore` applies and
-//! COPY checksums what it selects. The Dockerfile is `Dockerfile` in it, or `-f PATH` relative
-//! to it; an absolute `-f` names a local file and `-f -` reads standard
-//! input, as buildx passes them; `.git` is kept with `?keep-git-dir=1`
-//! or `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`. Credentials in the URL never appear in
-//! messages.
+//! COPY checksums what it selects.
+//!
+//! The Dockerfile is `Dockerfile` in it, or `-f PATH` relative to it; an
+//! absolute `-f` names a local file and `-f -` reads standard input, as
+//! buildx passes them. `.git` is kept with `?keep-git-dir=1` or
+//! `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`. Credentials in the URL
+//! never appear in messages.
 
 use std::io::Read;
 use std::path::Path;
@@ -50,7 +52,7 @@ pub fn detect(context: &str) -> Option<anyhow::Result<GitRef>> {
 /// `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` keeps the context's
 /// `.git` (a value Go's `ParseBool` rejects is ignored), as BuildKit reads
 /// it.
-pub fn apply_build_args(git: &mut GitRef, build_args: &[(String, String)]) {
+fn apply_build_args(git: &mut GitRef, build_args: &[(String, String)]) {
     let keep = build_args
         .iter()
         .rev()
