@@ -223,6 +223,7 @@ mod tests {
             );
         }
         assert_eq!(split_layout("/a/b:t@sha256:x"), ("/a/b", ":t@sha256:x"));
+        assert_eq!(split_layout("/a/b"), ("/a/b", ""));
     }
 
     #[test]
@@ -282,6 +283,5 @@ mod tests {
         );
         let err = parse(&[pair("src::nope/x", "arm")], dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("not a platform"), "{err:#}");
-        assert_eq!(split_layout("/a/b"), ("/a/b", ""));
     }
 }
