@@ -617,8 +617,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cache = build_session.db.clone();
     let context_dir = Path::new(&inputs.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
-    let dockerignore =
-        Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
+    let dockerignore = inputs.dockerignore(from_file)?;
     let context = LocalContext::open(context_dir, dockerignore)
         .with_context(|| format!("failed to open the build context {}", inputs.context))?;
     let mut named_contexts = std::collections::HashMap::new();

@@ -11,8 +11,9 @@
 //! fetches again, and `bk du` / `bk cache prune` see it). Otherwise the
 //! commit is fetched shallowly (with its submodules unless
 //! `submodules=false`). The checkout (or its sub-directory) is then read
-//! in place exactly like a local context: `.dockerignore` applies and
-//! COPY checksums what it selects.
+//! in place like a local context, COPY checksumming what it selects,
+//! except that its `.dockerignore` does not apply: BuildKit applies the
+//! file only to what a client sends, and uses remote contexts whole.
 //!
 //! The Dockerfile is `Dockerfile` in it, or `-f PATH` relative to it; an
 //! absolute `-f` names a local file and `-f -` reads standard input, as
@@ -167,6 +168,7 @@ pub fn inputs(
         dockerfile_text,
         _dir: None,
         _checkout: Some(Checkout { session }),
+        remote: true,
     })
 }
 

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use crate::source::dockerignore::Dockerignore;
+
 /// How far into a tar stream its `ustar` magic is.
 const TAR_MAGIC_AT: usize = 257;
 
@@ -28,6 +30,21 @@ pub struct Inputs {
     pub _dir: Option<tempfile::TempDir>,
     /// A git context's checkout, leased from the cache until dropped.
     pub _checkout: Option<super::build_remote::Checkout>,
+    /// A context fetched from a URL (git or HTTP).
+    pub remote: bool,
+}
+
+impl Inputs {
+    /// The ignore file that filters the context. None for a context
+    /// fetched from a URL: as BuildKit says, `.dockerignore` only filters
+    /// what the client sends, and a git or HTTP context is used whole.
+    pub fn dockerignore(&self, dockerfile: Option<&Path>) -> anyhow::Result<Dockerignore> {
+        if self.remote {
+            return Ok(Dockerignore::none());
+        }
+        Dockerignore::load(Path::new(&self.context), dockerfile)
+            .context("failed to read the ignore file")
+    }
 }
 
 /// Reads standard input when the context is `-`, checks a git context
@@ -48,6 +65,7 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
             dockerfile_text: None,
             _dir: None,
             _checkout: None,
+            remote: false,
         });
     }
     if file == Some("-") {
@@ -87,7 +105,9 @@ fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> 
     let path = download.path().join("context");
     let archive =
         std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
-    read(archive, file, root)
+    let mut inputs = read(archive, file, root)?;
+    inputs.remote = true;
+    Ok(inputs)
 }
 
 fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
@@ -145,6 +165,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             dockerfile_text: None,
             _dir: Some(dir),
             _checkout: None,
+            remote: false,
         });
     }
     if file.is_some() {
@@ -161,6 +182,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
         dockerfile_text: Some(text),
         _dir: Some(dir),
         _checkout: None,
+        remote: false,
     })
 }
 

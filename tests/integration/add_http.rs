@@ -198,6 +198,8 @@ fn a_remote_context_is_a_tarball_or_a_dockerfile() {
     let dir = Dir::new();
     dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a.txt /\n");
     dir.create("ctx/a.txt", "A");
+    // A remote context is used whole: its .dockerignore filters nothing.
+    dir.create("ctx/.dockerignore", "a.txt\n");
     std::fs::create_dir_all(dir.path().join("srv")).unwrap();
     let tar = Command::new("tar")
         .args(["-czf", "srv/ctx.tar.gz", "-C", "ctx", "."])

@@ -1,7 +1,7 @@
 //! Remote build contexts against real servers on 127.0.0.1 started by
 //! each test (a `git daemon`, and python3's HTTP server for git's "dumb"
 //! HTTP transport and plain downloads): `bk build <git URL>` with refs,
-//! sub-directories, `-f` and `.dockerignore`; `--build-context` git and
+//! sub-directories and `-f`, used whole (no `.dockerignore`); `--build-context` git and
 //! HTTP values used by FROM, `COPY --from` and `RUN --mount=from=`;
 //! submodules; `NAME::PLATFORM` contexts; and credentials in URLs never
 //! printed.
@@ -104,11 +104,12 @@ fn a_git_url_is_a_build_context() {
     );
     assert_eq!(git(&kept, &["remote", "get-url", "origin"]), url);
 
-    // A branch and a sub-directory: its Dockerfile and .dockerignore.
+    // A branch and a sub-directory: its Dockerfile; its .dockerignore
+    // filters nothing (BuildKit uses a remote context whole).
     let context = format!("{url}#main:sub");
     ok(bk(&dir, "out2", &[&context]));
     assert_eq!(read(&dir, "out2/sub/keep.txt").as_deref(), Some("kept"));
-    assert!(!exists(&dir, "out2/sub/skip.log"));
+    assert_eq!(read(&dir, "out2/sub/skip.log").as_deref(), Some("ignored"));
     assert!(!exists(&dir, "out2/sub/a.txt"));
     // Unchanged, the rebuild is cached: one ls-remote, no fetch.
     let before = daemon.requests("repo");
