@@ -31,7 +31,7 @@ pub struct BuildContexts {
     scoped: Vec<Scoped>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Scoped {
     platform: Platform,
     name: String,
@@ -42,20 +42,23 @@ struct Scoped {
 impl BuildContexts {
     /// The contexts a build for `platform` (none: the host's) sees: a
     /// `NAME::PLATFORM` context for that platform replaces `NAME`, and
-    /// those of other platforms are left out.
-    pub fn for_platform(mut self, platform: Option<&Platform>) -> BuildContexts {
+    /// those of other platforms are left out. Called once per platform
+    /// of a build.
+    pub fn for_platform(&self, platform: Option<&Platform>) -> BuildContexts {
         let platform = platform.cloned().unwrap_or_else(Platform::host);
-        for scoped in std::mem::take(&mut self.scoped) {
-            if scoped.platform != platform {
-                continue;
+        let mut out = BuildContexts {
+            named: self.named.clone(),
+            local: self.local.clone(),
+            scoped: Vec::new(),
+        };
+        for scoped in self.scoped.iter().filter(|s| s.platform == platform) {
+            out.local.retain(|(n, _)| *n != scoped.name);
+            if let Some(dir) = &scoped.dir {
+                out.local.push((scoped.name.clone(), dir.clone()));
             }
-            self.local.retain(|(n, _)| *n != scoped.name);
-            if let Some(dir) = scoped.dir {
-                self.local.push((scoped.name.clone(), dir));
-            }
-            self.named.insert(&scoped.name, scoped.source);
+            out.named.insert(&scoped.name, scoped.source.clone());
         }
-        self
+        out
     }
 }
 
@@ -265,7 +268,8 @@ mod tests {
         ];
         let arm: Platform = "linux/arm64".parse().unwrap();
         let amd: Platform = "linux/amd64".parse().unwrap();
-        let on_arm = parse(&pairs, dir.path()).unwrap().for_platform(Some(&arm));
+        let parsed = parse(&pairs, dir.path()).unwrap();
+        let on_arm = parsed.for_platform(Some(&arm));
         assert_eq!(on_arm.local, vec![("src".into(), dir.path().join("arm"))]);
         assert_eq!(
             on_arm.named.get("img"),
@@ -273,7 +277,7 @@ mod tests {
                 "docker.io/library/busybox:arm".into()
             ))
         );
-        let on_amd = parse(&pairs, dir.path()).unwrap().for_platform(Some(&amd));
+        let on_amd = parsed.for_platform(Some(&amd));
         assert_eq!(on_amd.local, vec![("src".into(), dir.path().join("plain"))]);
         assert_eq!(
             on_amd.named.get("img"),

@@ -128,6 +128,19 @@ fn a_git_url_is_a_build_context() {
     // --no-cache fetches again.
     ok(bk(&dir, "out3c", &["--no-cache", &context]));
     assert!(daemon.requests("repo") > before + 3);
+    // The checkout is a cache record: listed, and pruned.
+    let du = dir.bk().args(["du", "--verbose"]).stdout();
+    assert!(
+        du.contains(&format!("[internal] load git source {context}")),
+        "{du}"
+    );
+    ok(dir
+        .bk()
+        .args(["cache", "prune", "--all", "--force"])
+        .output());
+    let before = daemon.requests("repo");
+    ok(bk(&dir, "out3d", &[&context]));
+    assert!(daemon.requests("repo") > before + 1);
 
     // -f is relative to the sub-directory.
     ok(bk(&dir, "out4", &["-f", "alt.Dockerfile", &context]));
