@@ -42,6 +42,12 @@ pub fn detect(context: &str) -> Option<anyhow::Result<GitRef>> {
         return None;
     }
     match parse_git_ref(context)? {
+        // The deprecated `github.com/owner/repo` form is fetched over
+        // https, as BuildKit's git source does with a scheme-less remote.
+        Ok(mut git) if git.indistinguishable_from_local => {
+            git.remote = format!("https://{}", git.remote);
+            Some(Ok(git))
+        }
         Ok(git) => Some(Ok(git)),
         Err(reason) => Some(Err(anyhow::Error::new(reason).context(format!(
             "invalid git build context {}",
@@ -225,6 +231,10 @@ mod tests {
         // A plain HTTP URL is an HTTP context, a path is local.
         assert_eq!(remote("https://example.com/context.tar"), None);
         assert_eq!(remote("."), None);
+        assert_eq!(
+            remote("github.com/moby/buildkit").as_deref(),
+            Some("https://github.com/moby/buildkit")
+        );
         assert_eq!(remote("./a.git"), None);
         // Invalid options are errors that hide the credentials.
         let err = remote("https://u:secret@example.com/r.git?nope=1").unwrap();
