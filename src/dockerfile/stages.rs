@@ -420,7 +420,8 @@ fn source_date_epoch(
     } else if value == "context" {
         // The main context's time: a git commit's or an HTTP archive's.
         // A local directory has none, so BuildKit leaves the epoch unset,
-        // as here (remote contexts are refused before planning).
+        // as here; the time of a git or HTTP context is not read yet,
+        // so it leaves the epoch unset too.
         None
     } else if drafts
         .iter()
