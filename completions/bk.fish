@@ -49,7 +49,7 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l cache-from -d 'External 
 complete -c bk -n "__fish_bk_using_subcommand build" -l cache-to -d 'Cache export destinations (type=registry,ref=… | type=local,dest=… | type=inline)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l secret -d 'Secret to expose to RUN --mount=type=secret (id=ID[,src=PATH|,env=VAR])' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l ssh -d 'SSH agent socket or keys to expose (default|ID[=PATH,…])' -r
-complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context: NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG][@DIGEST] or NAME=target:STAGE' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l build-context -d 'Additional build context: NAME[::PLATFORM]=DIR, docker-image://REF, oci-layout://PATH[:TAG][@DIGEST], target:STAGE, a git URL or a URL' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l network -d 'Networking mode for RUN instructions' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l allow -d 'Allow extra privileged entitlement (security.insecure, network.host)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l sandbox -d 'Isolation of RUN steps: default (namespaces; a user namespace without root) or none (no isolation: chroot as root, run on the host otherwise; for machines without user namespaces)' -r

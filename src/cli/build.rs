@@ -108,8 +108,8 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<SshSpec>,
 
-    /// Additional build context: NAME=DIR, NAME=docker-image://REF,
-    /// NAME=oci-layout://PATH[:TAG][@DIGEST] or NAME=target:STAGE
+    /// Additional build context: NAME[::PLATFORM]=DIR, docker-image://REF,
+    /// oci-layout://PATH[:TAG][@DIGEST], target:STAGE, a git URL or a URL
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 
@@ -529,7 +529,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = BuildOpts::from_args(args, |k| std::env::var(k).ok())?;
     let root = store_root(root)?;
     // `-` as the context: standard input is a tarball or the Dockerfile.
-    let mut inputs = build_stdin::inputs(&opts.context, opts.file.as_deref(), &root)?;
+    let mut inputs = build_stdin::inputs(&opts, &root)?;
     let dockerfile_path = inputs.dockerfile.clone();
     let dockerfile = match inputs.dockerfile_text.take() {
         Some(text) => DockerfileText {
@@ -542,7 +542,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     dockerfile.print_warnings(&ast);
     dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
+    let contexts =
+        build_context::parse(&opts.build_contexts, &cwd)?.for_platform(opts.platforms.first());
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
@@ -616,8 +617,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cache = build_session.db.clone();
     let context_dir = Path::new(&inputs.context);
     let from_file = (dockerfile_path != "-").then(|| Path::new(&dockerfile_path));
-    let dockerignore =
-        Dockerignore::load(context_dir, from_file).context("failed to read the ignore file")?;
+    let dockerignore = inputs.dockerignore(from_file)?;
     let context = LocalContext::open(context_dir, dockerignore)
         .with_context(|| format!("failed to open the build context {}", inputs.context))?;
     let mut named_contexts = std::collections::HashMap::new();

@@ -2,15 +2,23 @@
 //! need: [`NamedContexts`] for the frontend, and the directories of local
 //! contexts for the solver. Values as buildx reads them: a local
 //! directory, `docker-image://REF[@DIGEST]`, `oci-layout://PATH[:TAG][@DIGEST]`
-//! (the path made absolute here) and `target:STAGE`. Remote contexts (git,
-//! HTTP) are refused by name.
+//! (the path made absolute here), `target:STAGE`, a git URL (as `bk build`
+//! takes one) and any other `http(s)://` URL (one downloaded file named
+//! `context`). Git and HTTP contexts are fetched only when a step uses them.
+//!
+//! `NAME::PLATFORM=VALUE` (BuildKit's platform-scoped key, e.g.
+//! `base::linux/arm64`) applies only when building for that platform,
+//! where it wins over a plain `NAME`: [`BuildContexts::for_platform`]
+//! picks the contexts of one platform.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::dockerfile::git_ref::parse_git_ref;
 use crate::dockerfile::{ContextSource, NamedContexts};
-use crate::image::Reference;
+use crate::image::{Platform, Reference};
+use crate::util::redact;
 
 /// The build's named contexts.
 #[derive(Debug, Default)]
@@ -18,22 +26,81 @@ pub struct BuildContexts {
     pub named: NamedContexts,
     /// Local contexts: name → directory.
     pub local: Vec<(String, PathBuf)>,
+    /// Platform-scoped contexts (`NAME::PLATFORM`): platform, name, what
+    /// it is and its directory when local.
+    scoped: Vec<Scoped>,
+}
+
+#[derive(Debug, Clone)]
+struct Scoped {
+    platform: Platform,
+    name: String,
+    source: ContextSource,
+    dir: Option<PathBuf>,
+}
+
+impl BuildContexts {
+    /// The contexts a build for `platform` (none: the host's) sees: a
+    /// `NAME::PLATFORM` context for that platform replaces `NAME`, and
+    /// those of other platforms are left out. Called once per platform
+    /// of a build.
+    pub fn for_platform(&self, platform: Option<&Platform>) -> BuildContexts {
+        let platform = platform.cloned().unwrap_or_else(Platform::host);
+        let mut out = BuildContexts {
+            named: self.named.clone(),
+            local: self.local.clone(),
+            scoped: Vec::new(),
+        };
+        for scoped in self.scoped.iter().filter(|s| s.platform == platform) {
+            out.local.retain(|(n, _)| *n != scoped.name);
+            if let Some(dir) = &scoped.dir {
+                out.local.push((scoped.name.clone(), dir.clone()));
+            }
+            out.named.insert(&scoped.name, scoped.source.clone());
+        }
+        out
+    }
 }
 
 /// Parses the `--build-context` pairs, relative paths against `cwd`.
 pub fn parse(pairs: &[(String, String)], cwd: &Path) -> anyhow::Result<BuildContexts> {
     let mut out = BuildContexts::default();
-    for (name, value) in pairs {
+    for (key, value) in pairs {
+        let invalid = || format!("invalid --build-context {key}={}", redact::text(value));
+        let (name, platform) = match key.split_once("::") {
+            Some((name, platform)) => {
+                let platform = platform
+                    .parse::<Platform>()
+                    .with_context(|| format!("{}: not a platform after ::", invalid()))?;
+                (name, Some(platform))
+            }
+            None => (key.as_str(), None),
+        };
         if name.is_empty() {
-            bail!("invalid --build-context {name}={value}: the name is empty");
+            bail!("{}: the name is empty", invalid());
         }
-        let source = source(value, cwd)
-            .with_context(|| format!("invalid --build-context {name}={value}"))?;
-        if let (ContextSource::Local, false) = (&source, value.is_empty()) {
-            out.local.retain(|(n, _)| n != name);
-            out.local.push((name.clone(), cwd.join(value)));
+        let source = source(value, cwd).with_context(invalid)?;
+        let dir =
+            (matches!(source, ContextSource::Local) && !value.is_empty()).then(|| cwd.join(value));
+        match platform {
+            Some(platform) => {
+                out.scoped
+                    .retain(|s| !(s.name == name && s.platform == platform));
+                out.scoped.push(Scoped {
+                    platform,
+                    name: name.to_string(),
+                    source,
+                    dir,
+                });
+            }
+            None => {
+                out.local.retain(|(n, _)| n != name);
+                if let Some(dir) = dir {
+                    out.local.push((name.to_string(), dir));
+                }
+                out.named.insert(name, source);
+            }
         }
-        out.named.insert(name, source);
     }
     Ok(out)
 }
@@ -62,11 +129,17 @@ fn source(value: &str, cwd: &Path) -> anyhow::Result<ContextSource> {
         }
         return Ok(ContextSource::Stage(stage.to_lowercase()));
     }
-    let remote = ["http://", "https://", "git://", "ssh://", "git@"]
-        .iter()
-        .any(|p| value.starts_with(p));
-    if remote || value.ends_with(".git") {
-        bail!("not supported yet: remote build contexts");
+    // As BuildKit's named contexts: a git URL first, then any other
+    // HTTP URL.
+    match parse_git_ref(value) {
+        Some(Ok(git)) if !git.indistinguishable_from_local => {
+            return Ok(ContextSource::Git(value.to_string()))
+        }
+        Some(Err(reason)) => return Err(anyhow::Error::new(reason).context("invalid git URL")),
+        _ => {}
+    }
+    if value.starts_with("http://") || value.starts_with("https://") {
+        return Ok(ContextSource::Http(value.to_string()));
     }
     if value.contains("://") {
         bail!("unknown context scheme (expected a directory, docker-image://, oci-layout:// or target:)");
@@ -137,16 +210,82 @@ mod tests {
         );
         for (value, want) in [
             ("missing", "not a directory"),
-            ("https://example.com/c.tar", "remote build contexts"),
-            ("git@example.com:a/b.git", "remote build contexts"),
+            (
+                "https://u:secret@example.com/r.git?bad=1",
+                "unexpected query",
+            ),
             ("docker-image://UPPER", "not an image reference"),
             ("target:", "stage name"),
             ("ftp://x", "unknown context scheme"),
         ] {
             let err = parse(&[pair("x", value)], dir.path()).unwrap_err();
-            assert!(format!("{err:#}").contains(want), "{value}: {err:#}");
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(want) && !err.contains("secret"),
+                "{value}: {err}"
+            );
         }
         assert_eq!(split_layout("/a/b:t@sha256:x"), ("/a/b", ":t@sha256:x"));
         assert_eq!(split_layout("/a/b"), ("/a/b", ""));
+    }
+
+    #[test]
+    fn remote_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let parsed = parse(
+            &[
+                pair("g1", "https://example.com/r.git#main:sub"),
+                pair("g2", "git@example.com:a/b.git"),
+                pair("g3", "git://127.0.0.1/repo"),
+                pair("h", "https://example.com/c.tar.gz"),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        for name in ["g1", "g2", "g3"] {
+            assert!(
+                matches!(parsed.named.get(name), Some(ContextSource::Git(_))),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parsed.named.get("h"),
+            Some(&ContextSource::Http("https://example.com/c.tar.gz".into()))
+        );
+    }
+
+    #[test]
+    fn platform_scoped_values_win_for_their_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["plain", "arm"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let pairs = [
+            pair("src::linux/arm64", "arm"),
+            pair("src", "plain"),
+            pair("img::linux/arm64/v8", "docker-image://busybox:arm"),
+            pair("img", "docker-image://busybox"),
+        ];
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        let amd: Platform = "linux/amd64".parse().unwrap();
+        let parsed = parse(&pairs, dir.path()).unwrap();
+        let on_arm = parsed.for_platform(Some(&arm));
+        assert_eq!(on_arm.local, vec![("src".into(), dir.path().join("arm"))]);
+        assert_eq!(
+            on_arm.named.get("img"),
+            Some(&ContextSource::Image(
+                "docker.io/library/busybox:arm".into()
+            ))
+        );
+        let on_amd = parsed.for_platform(Some(&amd));
+        assert_eq!(on_amd.local, vec![("src".into(), dir.path().join("plain"))]);
+        assert_eq!(
+            on_amd.named.get("img"),
+            Some(&ContextSource::Image(
+                "docker.io/library/busybox:latest".into()
+            ))
+        );
+        let err = parse(&[pair("src::nope/x", "arm")], dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("not a platform"), "{err:#}");
     }
 }

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use crate::source::dockerignore::Dockerignore;
+
 /// How far into a tar stream its `ustar` magic is.
 const TAR_MAGIC_AT: usize = 257;
 
@@ -26,16 +28,32 @@ pub struct Inputs {
     pub dockerfile_text: Option<String>,
     /// The unpacked tarball (or empty context), removed when dropped.
     pub _dir: Option<tempfile::TempDir>,
+    /// A git context's checkout, leased from the cache until dropped.
+    pub _checkout: Option<super::build_remote::Checkout>,
+    /// A context fetched from a URL (git or HTTP).
+    pub remote: bool,
 }
 
-/// Reads standard input when the context is `-`; otherwise returns the
-/// context and Dockerfile as given.
-pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
-    if ["git@", "git://", "ssh://"]
-        .iter()
-        .any(|p| context.starts_with(p))
-    {
-        bail!("not supported yet: git build contexts ({context})");
+impl Inputs {
+    /// The ignore file that filters the context. None for a context
+    /// fetched from a URL: as BuildKit says, `.dockerignore` only filters
+    /// what the client sends, and a git or HTTP context is used whole.
+    pub fn dockerignore(&self, dockerfile: Option<&Path>) -> anyhow::Result<Dockerignore> {
+        if self.remote {
+            return Ok(Dockerignore::none());
+        }
+        Dockerignore::load(Path::new(&self.context), dockerfile)
+            .context("failed to read the ignore file")
+    }
+}
+
+/// Reads standard input when the context is `-`, checks a git context
+/// out, downloads an HTTP one; otherwise returns the context and
+/// Dockerfile as given.
+pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inputs> {
+    let (context, file) = (opts.context.as_str(), opts.file.as_deref());
+    if let Some(git) = super::build_remote::detect(context) {
+        return super::build_remote::inputs(context, &git?, opts, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         return remote(context, file, root);
@@ -46,6 +64,8 @@ pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<
             dockerfile: super::build::dockerfile_path(file, context)?,
             dockerfile_text: None,
             _dir: None,
+            _checkout: None,
+            remote: false,
         });
     }
     if file == Some("-") {
@@ -56,12 +76,8 @@ pub fn inputs(context: &str, file: Option<&str>, root: &Path) -> anyhow::Result<
 
 /// An `http(s)://` context: downloaded, then read as standard input
 /// would be (a tarball, or a bare Dockerfile with an empty context, as
-/// BuildKit takes either from a URL). Git URLs are refused by name.
+/// BuildKit takes either from a URL). Git URLs never come here.
 fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
-    let without_fragment = url.split('#').next().unwrap_or(url);
-    if without_fragment.ends_with(".git") || url.contains(".git#") {
-        bail!("not supported yet: git build contexts ({url})");
-    }
     if file == Some("-") {
         bail!("invalid argument: a remote build context cannot take the Dockerfile from standard input");
     }
@@ -80,11 +96,18 @@ fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> 
             let client = crate::source::http::client()?;
             crate::source::http::fetch(&client, url, download.path(), "context", None, None).await
         })
-        .with_context(|| format!("failed to download the build context {url}"))?;
+        .with_context(|| {
+            format!(
+                "failed to download the build context {}",
+                crate::util::redact::url(url)
+            )
+        })?;
     let path = download.path().join("context");
     let archive =
         std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
-    read(archive, file, root)
+    let mut inputs = read(archive, file, root)?;
+    inputs.remote = true;
+    Ok(inputs)
 }
 
 fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
@@ -141,6 +164,8 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             dockerfile,
             dockerfile_text: None,
             _dir: Some(dir),
+            _checkout: None,
+            remote: false,
         });
     }
     if file.is_some() {
@@ -156,6 +181,8 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
         dockerfile: "-".to_string(),
         dockerfile_text: Some(text),
         _dir: Some(dir),
+        _checkout: None,
+        remote: false,
     })
 }
 

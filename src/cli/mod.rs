@@ -5,6 +5,7 @@ mod build;
 mod build_context;
 pub mod build_opts;
 mod build_push;
+mod build_remote;
 mod build_stdin;
 mod cache;
 mod completion;

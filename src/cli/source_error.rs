@@ -1,8 +1,10 @@
 //! A Dockerfile error ready for the terminal: the offending lines with a
 //! marker, then `file:line: message`. `main` prints the snippet before the
-//! `ERROR:` line, as BuildKit does.
+//! `ERROR:` line, as BuildKit does. Credentials in URLs the lines hold
+//! are masked.
 
 use crate::dockerfile;
+use crate::util::redact;
 
 /// A frontend error rendered against the Dockerfile it came from.
 #[derive(Debug)]
@@ -14,8 +16,8 @@ pub struct SourceError {
 impl SourceError {
     pub fn new(err: &dockerfile::Error, file_name: &str, source: &str) -> Self {
         SourceError {
-            snippet: err.snippet(file_name, source),
-            message: err.message(file_name),
+            snippet: err.snippet(file_name, source).map(|s| redact::text(&s)),
+            message: redact::text(&err.message(file_name)),
         }
     }
 
@@ -23,8 +25,9 @@ impl SourceError {
     /// snippet marks them, the message is the error's own.
     pub fn at(range: dockerfile::Range, file_name: &str, source: &str, message: String) -> Self {
         SourceError {
-            snippet: dockerfile::error::snippet(&range, file_name, source),
-            message,
+            snippet: dockerfile::error::snippet(&range, file_name, source)
+                .map(|s| redact::text(&s)),
+            message: redact::text(&message),
         }
     }
 }

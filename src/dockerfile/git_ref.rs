@@ -4,10 +4,14 @@
 //! deprecated `github.com/owner/repo` (which COPY/ADD treat as a local path).
 //!
 //! Pure string handling: it decides what a source *is* and which options its
-//! URL carries, so that lowering can name the `git://` source vertex. It must
+//! URL carries, and names the `git://` source vertex for lowering. It must
 //! not fetch anything or import the solver; cloning is the git source's job.
 
+use std::collections::BTreeMap;
+
+use super::config_values::path_clean;
 use super::instructions::go::parse_bool;
+use crate::llb::{attr, SourceOp};
 
 /// Why a source that is a git URL cannot be used. Only problems in the
 /// URL's options are errors: a string that does not parse as a git URL at
@@ -111,6 +115,52 @@ pub fn parse_git_ref(src: &str) -> Option<Result<GitRef, GitRefError>> {
         git.subdir = clean_subdir(subdir);
     }
     Some(load_query(git, url.query.as_deref()))
+}
+
+/// The `git://` source vertex for `git` (ADD and git build contexts):
+/// the identifier names the repository the same way whatever the
+/// transport, so https and ssh URLs of one repo share a cache key; the
+/// URL to fetch (credentials included) is an attribute.
+pub fn source_op(git: &GitRef, keep_git_dir: Option<bool>, checksum: &str) -> SourceOp {
+    let mut identifier = format!(
+        "git://{}{}",
+        git.host,
+        path_clean(&format!("/{}", git.path))
+    );
+    if !git.git_ref.is_empty() || !git.subdir.is_empty() {
+        identifier.push('#');
+        identifier.push_str(&git.git_ref);
+        if !git.subdir.is_empty() {
+            identifier.push(':');
+            identifier.push_str(&git.subdir);
+        }
+    }
+    let mut attrs = BTreeMap::new();
+    let mut set = |k: &str, v: &str| {
+        attrs.insert(k.to_string(), v.to_string());
+    };
+    set(attr::GIT_FULL_URL, &git.remote);
+    set(attr::GIT_AUTH_TOKEN_SECRET, "GIT_AUTH_TOKEN");
+    set(attr::GIT_AUTH_HEADER_SECRET, "GIT_AUTH_HEADER");
+    if keep_git_dir == Some(true) {
+        set(attr::GIT_KEEP_GIT_DIR, "true");
+    }
+    if !checksum.is_empty() {
+        set(attr::GIT_CHECKSUM, checksum);
+    }
+    if git.submodules == Some(false) {
+        set(attr::GIT_SKIP_SUBMODULES, "true");
+    }
+    if !git.mtime.is_empty() {
+        set(attr::GIT_MTIME, &git.mtime);
+    }
+    if git.fetch_by_commit {
+        set(attr::GIT_FETCH_BY_COMMIT, "true");
+    }
+    if git.scheme == Some(GitScheme::Ssh) {
+        set(attr::GIT_MOUNT_SSH_SOCK, "default");
+    }
+    SourceOp { identifier, attrs }
 }
 
 /// `path.Join("/", subdir)` without the leading slash: `a/../b/` → `b`.

@@ -486,6 +486,17 @@ impl Lowering<'_> {
                 );
                 self.add(op, InputSet::default(), None, meta)
             }
+            Some(source @ (ContextSource::Git(url) | ContextSource::Http(url))) => {
+                let (op, step) = source
+                    .remote_source(name)
+                    .ok_or_else(|| LowerError::UnknownContext(name.to_string()))?
+                    .map_err(|reason| LowerError::GitRef {
+                        url: crate::util::redact::url(url),
+                        reason,
+                    })?;
+                let meta = self.metadata(step, location, false);
+                self.add(Op::Source(op), InputSet::default(), None, meta)
+            }
             _ => Err(LowerError::UnknownContext(name.to_string())),
         }
     }
@@ -578,7 +589,9 @@ impl Lowering<'_> {
             format!("{}-{}", location.start.line, location.end.line),
         );
         Metadata {
-            name,
+            // A step is named after its line, which may hold a URL with
+            // credentials: they never reach the progress display.
+            name: crate::util::redact::text(&name),
             ignore_cache,
             description,
         }

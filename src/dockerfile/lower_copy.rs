@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::config_values::path_clean;
 use super::error::{Error, Result};
-use super::git_ref::{parse_git_ref, GitRef, GitScheme};
+use super::git_ref::{parse_git_ref, GitRef};
 use super::instructions::{merge_keep_git_dir, Add, Chmod, Copy, SourceContent};
 use super::lower::{chown, InputSet, LowerError, Lowering, StageCx, State};
 use super::stages::{CopyAction as PlanCopy, Source, Step};
@@ -321,47 +321,7 @@ impl Lowering<'_> {
             &git.checksum
         };
 
-        // The identifier names the repository the same way whatever the
-        // transport, so https and ssh URLs of one repo share a cache key.
-        let mut identifier = format!(
-            "git://{}{}",
-            git.host,
-            path_clean(&format!("/{}", git.path))
-        );
-        if !git.git_ref.is_empty() || !git.subdir.is_empty() {
-            identifier.push('#');
-            identifier.push_str(&git.git_ref);
-            if !git.subdir.is_empty() {
-                identifier.push(':');
-                identifier.push_str(&git.subdir);
-            }
-        }
-        let mut attrs = BTreeMap::new();
-        let mut set = |k: &str, v: &str| {
-            attrs.insert(k.to_string(), v.to_string());
-        };
-        set(attr::GIT_FULL_URL, &git.remote);
-        set(attr::GIT_AUTH_TOKEN_SECRET, "GIT_AUTH_TOKEN");
-        set(attr::GIT_AUTH_HEADER_SECRET, "GIT_AUTH_HEADER");
-        if keep_git_dir == Some(true) {
-            set(attr::GIT_KEEP_GIT_DIR, "true");
-        }
-        if !checksum.is_empty() {
-            set(attr::GIT_CHECKSUM, checksum);
-        }
-        if git.submodules == Some(false) {
-            set(attr::GIT_SKIP_SUBMODULES, "true");
-        }
-        if !git.mtime.is_empty() {
-            set(attr::GIT_MTIME, &git.mtime);
-        }
-        if git.fetch_by_commit {
-            set(attr::GIT_FETCH_BY_COMMIT, "true");
-        }
-        if git.scheme == Some(GitScheme::Ssh) {
-            set(attr::GIT_MOUNT_SSH_SOCK, "default");
-        }
-        let op = Op::Source(SourceOp { identifier, attrs });
+        let op = Op::Source(super::git_ref::source_op(git, keep_git_dir, checksum));
         let meta = self.metadata(name.to_string(), location, false);
         self.add(op, InputSet::default(), None, meta).map_err(fail)
     }
@@ -375,7 +335,7 @@ fn classify(src: &str, is_add: bool) -> std::result::Result<Kind, LowerError> {
     }
     match parse_git_ref(src) {
         Some(Err(reason)) => Err(LowerError::GitRef {
-            url: src.to_string(),
+            url: crate::util::redact::url(src),
             reason,
         }),
         Some(Ok(git)) if !git.indistinguishable_from_local => Ok(Kind::Git(git)),

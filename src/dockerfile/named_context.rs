@@ -8,9 +8,13 @@
 //! the context instead of the registry.
 //!
 //! Pure data: the CLI parses the flag values, the solver reads the
-//! contexts. Imports `image` only.
+//! contexts. Imports `image` and `llb` only.
 
+use std::collections::BTreeMap;
+
+use super::git_ref::{parse_git_ref, GitRefError};
 use crate::image::Reference;
+use crate::llb::{attr, SourceOp};
 
 /// What a named context is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,43 @@ pub enum ContextSource {
     OciLayout(String),
     /// `target:stage`: another stage of this Dockerfile.
     Stage(String),
+    /// A git URL (as `bk build` takes one): the checkout of that ref,
+    /// read by a `git://` source vertex only when a step uses it. Like a
+    /// directory it has no image config.
+    Git(String),
+    /// Any other `http(s)://` URL: a directory holding the download as
+    /// one file named `context`, never unpacked (BuildKit's
+    /// `llb.HTTP(url, Filename("context"))`).
+    Http(String),
+}
+
+impl ContextSource {
+    /// The source vertex of a git or HTTP context `name`, with its step
+    /// name (lowering masks credentials in every step name); `None` for
+    /// the other kinds.
+    pub fn remote_source(&self, name: &str) -> Option<Result<(SourceOp, String), GitRefError>> {
+        match self {
+            ContextSource::Git(url) => {
+                let git = match parse_git_ref(url)? {
+                    Ok(git) => git,
+                    Err(e) => return Some(Err(e)),
+                };
+                let op = super::git_ref::source_op(&git, git.keep_git_dir, &git.checksum);
+                // Named as BuildKit's `DetectGitContext` names it.
+                Some(Ok((op, format!("[internal] load git source {url}"))))
+            }
+            ContextSource::Http(url) => {
+                let mut attrs = BTreeMap::new();
+                attrs.insert(attr::HTTP_FILENAME.to_string(), "context".to_string());
+                let op = SourceOp {
+                    identifier: url.clone(),
+                    attrs,
+                };
+                Some(Ok((op, format!("[context {name}] {url}"))))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The build's named contexts, in flag order.
@@ -77,6 +118,30 @@ fn normalise(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_contexts_are_source_vertices() {
+        let git = ContextSource::Git("https://u:p@example.com/r.git?ref=v1&submodules=0".into());
+        let (op, name) = git.remote_source("src").unwrap().unwrap();
+        assert_eq!(op.identifier, "git://example.com/r.git#v1");
+        assert_eq!(
+            op.attrs.get(attr::GIT_FULL_URL).map(String::as_str),
+            Some("https://u:p@example.com/r.git")
+        );
+        assert!(op.attrs.contains_key(attr::GIT_SKIP_SUBMODULES));
+        assert!(name.starts_with("[internal] load git source"), "{name}");
+        let http = ContextSource::Http("https://example.com/c.tgz".into());
+        let (op, name) = http.remote_source("dl").unwrap().unwrap();
+        assert_eq!(op.identifier, "https://example.com/c.tgz");
+        assert_eq!(
+            op.attrs.get(attr::HTTP_FILENAME).map(String::as_str),
+            Some("context")
+        );
+        assert_eq!(name, "[context dl] https://example.com/c.tgz");
+        assert!(ContextSource::Local.remote_source("x").is_none());
+        let bad = ContextSource::Git("https://example.com/r.git?nope=1".into());
+        assert!(bad.remote_source("x").unwrap().is_err());
+    }
 
     #[test]
     fn names_match_as_image_references() {

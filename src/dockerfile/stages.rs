@@ -420,7 +420,8 @@ fn source_date_epoch(
     } else if value == "context" {
         // The main context's time: a git commit's or an HTTP archive's.
         // A local directory has none, so BuildKit leaves the epoch unset,
-        // as here (remote contexts are refused before planning).
+        // as here; the time of a git or HTTP context is not read yet,
+        // so it leaves the epoch unset too.
         None
     } else if drafts
         .iter()
@@ -535,7 +536,10 @@ fn context_base(
 ) -> Result<Base> {
     Ok(match source {
         ContextSource::Image(reference) => Base::Image(reference.clone()),
-        ContextSource::Local | ContextSource::OciLayout(_) => Base::Context(name.to_string()),
+        ContextSource::Local
+        | ContextSource::OciLayout(_)
+        | ContextSource::Git(_)
+        | ContextSource::Http(_) => Base::Context(name.to_string()),
         ContextSource::Stage(stage) => match stage_by_name(stage, earlier) {
             Some(j) => Base::Stage(j),
             None => {
@@ -560,7 +564,10 @@ fn context_source(
 ) -> Result<Source> {
     Ok(match source {
         ContextSource::Image(reference) => Source::Image(reference.clone()),
-        ContextSource::Local | ContextSource::OciLayout(_) => Source::Context(name.to_string()),
+        ContextSource::Local
+        | ContextSource::OciLayout(_)
+        | ContextSource::Git(_)
+        | ContextSource::Http(_) => Source::Context(name.to_string()),
         ContextSource::Stage(stage) => match stage_by_name(stage, stages) {
             Some(j) => Source::Stage(j),
             None => {

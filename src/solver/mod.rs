@@ -851,6 +851,7 @@ impl Solver {
             .attrs
             .get(attr::GIT_KEEP_GIT_DIR)
             .is_some_and(|v| v == "true");
+        let submodules = !op.attrs.contains_key(attr::GIT_SKIP_SUBMODULES);
         if op.attrs.get(attr::GIT_MTIME).is_some_and(|m| m == "commit") {
             return Err(VertexError::NotSupported {
                 what: "git checkouts with commit mtimes".into(),
@@ -907,6 +908,7 @@ impl Solver {
                             commit: &commit,
                             keep_git_dir,
                             subdir: &subdir,
+                            submodules,
                         },
                         scratch.path(),
                         dest.path(),

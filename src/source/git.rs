@@ -6,7 +6,7 @@
 //! named, as BuildKit's git source makes it.
 //!
 //! Credentials in a URL (`https://user:token@host/…`) are never printed:
-//! errors name the URL with its user information replaced by `xxxxx`,
+//! errors name the URL with its user information masked (`xxxxx`),
 //! and git's own messages are scrubbed the same way.
 //!
 //! Imports `util` only.
@@ -56,17 +56,10 @@ pub enum GitError {
     },
 }
 
-/// `url` with any user information (`user:password@`) replaced by
-/// `xxxxx@`, fit to print.
+/// `url` with any user information masked (`xxxxx:xxxxx@`), fit to
+/// print.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://xxxxx@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
+    crate::util::redact::url(url)
 }
 
 /// Whether `text` is a full commit id (40 or 64 lowercase hex digits).
@@ -98,10 +91,8 @@ fn git(url: &str, dir: Option<&Path>, args: &[&str]) -> Result<Result<String, St
     if output.status.success() {
         Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr)
-            .replace(url, &redact(url))
-            .trim()
-            .to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = crate::util::redact::text_about(url, stderr.trim());
         Ok(Err(stderr))
     }
 }
@@ -152,6 +143,9 @@ pub struct Checkout<'a> {
     pub keep_git_dir: bool,
     /// A directory of the repository to keep alone; empty for all.
     pub subdir: &'a str,
+    /// Whether submodules are checked out too (recursively), as BuildKit
+    /// does unless the source says `submodules=false`.
+    pub submodules: bool,
 }
 
 /// Fetches `spec.commit` into the empty directory `scratch` and moves the
@@ -168,6 +162,10 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
         }
     };
     git(url, Some(scratch), &["init", "-q", "."])?.map_err(fetch_err("initialise a clone for"))?;
+    // The origin is the URL itself while fetching: submodules with
+    // relative URLs are found next to it.
+    git(url, Some(scratch), &["remote", "add", "origin", url])?
+        .map_err(fetch_err("name the origin of"))?;
     // A ref is fetched by name (servers need not allow fetching any
     // commit); a commit id directly, and failing that with all refs.
     let by_name = if is_commit(spec.git_ref) {
@@ -216,19 +214,36 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
         &["checkout", "-q", "--detach", spec.commit],
     )?
     .map_err(fetch_err("check out"))?;
+    let with_submodules = spec.submodules && scratch.join(".gitmodules").is_file();
+    if with_submodules {
+        git(
+            url,
+            Some(scratch),
+            &[
+                "-c",
+                "protocol.file.allow=never",
+                "submodule",
+                "update",
+                "--init",
+                "--recursive",
+                "--depth=1",
+            ],
+        )?
+        .map_err(fetch_err("check out the submodules of"))?;
+    }
     let arrange = |source| GitError::Arrange {
         url: redact(url),
         source,
     };
+    // The origin is named without credentials from now on.
+    git(
+        url,
+        Some(scratch),
+        &["remote", "set-url", "origin", &redact(url)],
+    )?
+    .map_err(fetch_err("name the origin of"))?;
     if spec.keep_git_dir {
-        // The kept repository names its origin without credentials and
-        // keeps no trace of the URL it was fetched from.
-        git(
-            url,
-            Some(scratch),
-            &["remote", "add", "origin", &redact(url)],
-        )?
-        .map_err(fetch_err("name the origin of"))?;
+        // The kept repository keeps no trace of the fetch.
         git(
             url,
             Some(scratch),
@@ -245,6 +260,11 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
         let dot_git = scratch.join(".git");
         std::fs::remove_dir_all(&dot_git)
             .map_err(|e| arrange(FsError::new("remove", &dot_git, e)))?;
+        if with_submodules {
+            // Each submodule's `.git` file too (git tracks no entry of
+            // that name, so none is the project's).
+            remove_dot_git(scratch).map_err(arrange)?;
+        }
     }
     let subdir = spec.subdir.trim_matches('/');
     let from = if subdir.is_empty() {
@@ -269,6 +289,29 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
     Ok(())
 }
 
+/// Removes every `.git` below `dir` (directories and files).
+fn remove_dot_git(dir: &Path) -> Result<(), FsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FsError::new("read", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::new("read", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| FsError::new("inspect", &path, e))?;
+        if entry.file_name() == ".git" {
+            let removed = if kind.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| FsError::new("remove", &path, e))?;
+        } else if kind.is_dir() {
+            remove_dot_git(&path)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +320,7 @@ mod tests {
     fn credentials_are_redacted() {
         assert_eq!(
             redact("https://user:secret@example.com/r.git"),
-            "https://xxxxx@example.com/r.git"
+            "https://xxxxx:xxxxx@example.com/r.git"
         );
         assert_eq!(redact("git://example.com/r.git"), "git://example.com/r.git");
         assert_eq!(redact("git@example.com:r.git"), "git@example.com:r.git");

@@ -7,6 +7,9 @@
 //! `ETag` / `Last-Modified` (`If-None-Match` / `If-Modified-Since`): a
 //! 304 reuses the stored file without downloading it again.
 //!
+//! Credentials in the URL are sent (as basic authentication) but never
+//! named in an error.
+//!
 //! Imports `util` and `content` (digests) only.
 
 use std::io::Write;
@@ -93,9 +96,12 @@ pub async fn fetch(
     previous: Option<&Validators>,
     expected: Option<&str>,
 ) -> Result<Fetched, HttpError> {
-    let request_err = |source| HttpError::Request {
-        url: url.to_string(),
-        source,
+    // Errors name the URL without its credentials; reqwest's own
+    // message would repeat the URL, so it is dropped from the cause.
+    let shown = crate::util::redact::url(url);
+    let request_err = |source: reqwest::Error| HttpError::Request {
+        url: shown.clone(),
+        source: source.without_url(),
     };
     let mut request = client.get(url);
     if let Some(previous) = previous {
@@ -113,7 +119,7 @@ pub async fn fetch(
     }
     if !status.is_success() {
         return Err(HttpError::Status {
-            url: url.to_string(),
+            url: shown.clone(),
             status: status.as_u16(),
         });
     }
@@ -128,7 +134,7 @@ pub async fn fetch(
     let last_modified = header(reqwest::header::LAST_MODIFIED);
     let path = dir.join(filename);
     let write_err = |e| HttpError::Write {
-        url: url.to_string(),
+        url: shown.clone(),
         source: FsError::new("write", &path, e),
     };
     let file = std::fs::OpenOptions::new()
@@ -149,7 +155,7 @@ pub async fn fetch(
     if let Some(expected) = expected {
         if expected != digest {
             return Err(HttpError::ChecksumMismatch {
-                url: url.to_string(),
+                url: shown.clone(),
                 expected: expected.to_string(),
                 actual: digest,
             });

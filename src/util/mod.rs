@@ -2,3 +2,4 @@
 
 pub mod chmod;
 pub mod fs;
+pub mod redact;

@@ -4,79 +4,11 @@
 //! `--keep-git-dir=true`; an unchanged ref is cached on rebuild, a moved
 //! branch gives the new content, and an unknown ref fails naming it.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
+use crate::git_util::{commit, git, Daemon};
 use crate::util::{describe, Dir};
-
-/// The daemon, killed when dropped.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .arg("daemon")
-            .arg("--reuseaddr")
-            .arg("--export-all")
-            .arg(format!("--base-path={}", base.display()))
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start git daemon");
-        // Killed by `Drop` even if it never listens.
-        let daemon = Daemon { child, port };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return daemon;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("git daemon did not listen on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/repo", self.port)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}:\n{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn commit(repo: &Path, file: &str, text: &str) -> String {
-    let path = repo.join(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", text]);
-    git(repo, &["rev-parse", "HEAD"])
-}
 
 fn build(dir: &Dir, dockerfile: &str, out: &str) -> Output {
     dir.create("ctx/Dockerfile", dockerfile);

@@ -47,14 +47,15 @@ server.serve_forever()
 "#;
 
 /// The server process, killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Dir) -> Server {
+    /// Serves `dir/srv`.
+    pub fn start(dir: &Dir) -> Server {
         let log = dir.path().join("requests.log");
         let mut child = Command::new("python3")
             .args(["-c", SERVER])
@@ -71,7 +72,7 @@ impl Server {
         Server { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -197,6 +198,8 @@ fn a_remote_context_is_a_tarball_or_a_dockerfile() {
     let dir = Dir::new();
     dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a.txt /\n");
     dir.create("ctx/a.txt", "A");
+    // A remote context is used whole: its .dockerignore filters nothing.
+    dir.create("ctx/.dockerignore", "a.txt\n");
     std::fs::create_dir_all(dir.path().join("srv")).unwrap();
     let tar = Command::new("tar")
         .args(["-czf", "srv/ctx.tar.gz", "-C", "ctx", "."])
@@ -221,8 +224,17 @@ fn a_remote_context_is_a_tarball_or_a_dockerfile() {
     let out = remote(&server.url("/missing.tar"), "out3");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
-    let out = remote("https://example.com/repo.git#main", "out4");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet: git build contexts"));
+    // A URL ending in .git is a git context: refused by this server,
+    // named without its credentials.
+    let url = format!("http://me:s3cret@127.0.0.1:{}/repo.git#main", server.port);
+    let out = remote(&url, "out4");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("git build context http://xxxxx:xxxxx@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
 }
 
 #[test]

@@ -7,6 +7,8 @@ mod cache_gc;
 mod cli;
 mod conformance;
 mod frontend;
+mod git_context;
+mod git_util;
 mod image_out;
 mod image_store;
 mod llb;

@@ -21,7 +21,7 @@ fn arch() -> &'static str {
 
 /// A busybox image on the test registry whose config sets `GREETING`
 /// and WORKDIR `/work`.
-fn busybox() -> &'static str {
+pub fn busybox() -> &'static str {
     static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     IMAGE.get_or_init(|| {
         let reg = registry();
@@ -153,7 +153,8 @@ fn bad_context_values_are_named() {
     dir.create("ctx/Dockerfile", "FROM scratch\n");
     for (value, want) in [
         ("x=missing-dir", "not a directory"),
-        ("x=https://example.com/c.tar.gz", "remote build contexts"),
+        ("x::linux/nope=ctx", "not a platform"),
+        ("x=https://example.com/r.git?nope=1", "unexpected query"),
     ] {
         let out = build(&dir, &["--build-context", value]);
         assert!(!out.status.success(), "{value}");
