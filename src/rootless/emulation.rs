@@ -68,9 +68,9 @@ pub enum EmulationError {
     #[error(
         "the binfmt_misc handler `{name}` for {arch} programs ({interpreter}) lacks the F \
          (fix-binary) flag, so its interpreter cannot be found inside a build step's root file \
-         system; re-register it with F as root (Debian's qemu-user-static does: \
-         `update-binfmts --disable {name}` and `update-binfmts --import {name}`, or write the \
-         entry to {dir}/register with flags `F`)",
+         system; re-register it with F as root: remove it (`echo -1 > {dir}/{name}`) and \
+         register it again with flag F, as qemu-user-static's definitions do \
+         (`update-binfmts --import {name}`)",
         interpreter = interpreter.display(),
         dir = dir.display()
     )]

@@ -6,6 +6,7 @@ mod build;
 mod cache_gc;
 mod cli;
 mod conformance;
+mod emulation;
 mod frontend;
 mod image_out;
 mod image_store;
