@@ -21,7 +21,7 @@
 //! Imports `llb`, `image` (platforms), `snapshot`, `rootless` and
 //! `progress`; never `cli` or `dockerfile`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::image::Platform;
@@ -115,7 +115,7 @@ pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(),
 /// as the error the build fails with. Each platform is checked once.
 pub fn check_platforms(def: &Definition, binfmt: &Path) -> Result<(), SolveError> {
     let host = Platform::host();
-    let mut checked: HashMap<&Platform, bool> = HashMap::new();
+    let mut runnable: HashSet<&Platform> = HashSet::new();
     for digest in def.reachable() {
         let Some((vertex, meta)) = def.get(digest) else {
             continue;
@@ -123,7 +123,7 @@ pub fn check_platforms(def: &Definition, binfmt: &Path) -> Result<(), SolveError
         let (Op::Exec(_), Some(platform)) = (&vertex.op, &vertex.platform) else {
             continue;
         };
-        if checked.get(platform).copied().unwrap_or(false) {
+        if runnable.contains(platform) {
             continue;
         }
         let result = if platform.os != host.os {
@@ -136,7 +136,7 @@ pub fn check_platforms(def: &Definition, binfmt: &Path) -> Result<(), SolveError
         };
         match result {
             Ok(()) => {
-                checked.insert(platform, true);
+                runnable.insert(platform);
             }
             Err(source) => {
                 return Err(SolveError::Vertex {
