@@ -40,10 +40,16 @@
 //! `unshare -m -p -i -u -f chroot ROOT true` takes 8–19 ms: a whole bk
 //! step costs about what starting one namespaced process does.
 //!
+//! [`emulation`] says whether the sandbox can run another
+//! architecture's programs (natively, in the kernel's 32-bit mode, or
+//! through a binfmt_misc handler such as qemu-user, read by [`binfmt`]).
+//!
 //! This module imports only `crate::util` and `crate::fileop` (in-root
 //! path resolution for mount points and the `USER` lookup); the solver
 //! builds on it.
 
+pub mod binfmt;
+pub mod emulation;
 pub mod enter;
 mod etc;
 pub mod idmap;

@@ -6,6 +6,7 @@ mod build;
 mod cache_gc;
 mod cli;
 mod conformance;
+mod emulation;
 mod frontend;
 mod git_context;
 mod git_util;

@@ -108,13 +108,55 @@ pub fn layer_tar(entries: &[(&str, tar::EntryType, &[u8], u32)]) -> Vec<u8> {
 
 /// The busybox base: `/bin/busybox` (from busybox-static), `/bin/sh`,
 /// `/etc/passwd` and `/etc/group` with root and `tester` (uid 1000), an
-/// empty `/work`, and `/arch` naming `arch`.
+/// empty `/work`, and `/arch` naming `arch`. The binary is the host's
+/// whatever `arch` says: for images that are only pulled, never run.
 pub fn busybox_layer(arch: &str) -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("read /bin/busybox (busybox-static)");
+    busybox_tree(arch, &busybox)
+}
+
+/// The environment variable naming an arm64 busybox binary (test.sh
+/// fetches busybox-static:arm64 and sets it).
+pub const BUSYBOX_ARM64_ENV: &str = "BK_TEST_BUSYBOX_ARM64";
+
+/// [`busybox_layer`] with a busybox that runs as `arch`: the host's
+/// `/bin/busybox` for amd64, the binary [`BUSYBOX_ARM64_ENV`] names for
+/// arm64. Panics (failing the test) naming what is missing.
+pub fn busybox_layer_for(arch: &str) -> Vec<u8> {
+    let path = match arch {
+        "amd64" => std::path::PathBuf::from("/bin/busybox"),
+        "arm64" => std::env::var_os(BUSYBOX_ARM64_ENV)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{BUSYBOX_ARM64_ENV} is not set: it must name an arm64 busybox \
+                     (./test.sh fetches busybox-static:arm64 and sets it)"
+                )
+            }),
+        other => panic!("no busybox binary for {other} in the tests"),
+    };
+    let busybox = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("read the {arch} busybox `{}`: {e}", path.display()));
+    // e_machine (bytes 18-19): x86-64 62, AArch64 183. A wrong binary
+    // would make the emulation tests prove nothing.
+    let machine = busybox
+        .get(18..20)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let expected = if arch == "arm64" { 183 } else { 62 };
+    assert_eq!(
+        machine,
+        Some(expected),
+        "`{}` is not an {arch} ELF program",
+        path.display()
+    );
+    busybox_tree(arch, &busybox)
+}
+
+fn busybox_tree(arch: &str, busybox: &[u8]) -> Vec<u8> {
     use tar::EntryType::{Directory as D, Regular as F, Symlink as S};
     layer_tar(&[
         ("bin/", D, b"", 0o755),
-        ("bin/busybox", F, &busybox, 0o755),
+        ("bin/busybox", F, busybox, 0o755),
         ("bin/sh", S, b"busybox", 0o777),
         ("etc/", D, b"", 0o755),
         (

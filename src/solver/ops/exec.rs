@@ -10,12 +10,25 @@
 //! `--security=insecure` needs `security.insecure`, `--network=host`
 //! needs `network.host`.
 //!
-//! Imports `llb`, `snapshot`, `rootless` and `progress`; never `cli` or
-//! `dockerfile`.
+//! A RUN step for another platform than the host's runs only when this
+//! host can run that architecture's programs inside the sandbox
+//! ([`rootless::emulation`]: natively, in the kernel's 32-bit mode, or
+//! through a binfmt_misc handler with the `F` flag, such as qemu-user's).
+//! That is checked for the whole graph before anything runs, once per
+//! platform, so a build never runs the wrong architecture's programs or
+//! fails with an obscure `exec format error` half way through.
+//!
+//! Imports `llb`, `image` (platforms), `snapshot`, `rootless` and
+//! `progress`; never `cli` or `dockerfile`.
 
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::image::Platform;
 use crate::llb::{Definition, ExecOp, NetMode, Op, SecurityMode};
 use crate::progress;
-use crate::rootless::{self, spec, Exit, RunError, Stream};
+use crate::rootless::emulation::{self, Arch, EmulationError};
+use crate::rootless::{self, binfmt, spec, Exit, RunError, Stream};
 use crate::snapshot::{SnapshotError, SnapshotId, Store};
 use crate::solver::ops::exec_mounts::Prepared;
 use crate::solver::{InputDir, LineRange, SolveError, VertexError};
@@ -50,6 +63,14 @@ pub enum ExecError {
     Commit(#[source] SnapshotError),
     #[error("entitlement {0} is not allowed (pass --allow {0})")]
     Entitlement(&'static str),
+    /// The step's platform cannot run on this host.
+    #[error("cannot run a {platform} step on this {host} host")]
+    Platform {
+        platform: String,
+        host: String,
+        #[source]
+        source: Box<EmulationError>,
+    },
 }
 
 fn describe(exit: Exit) -> String {
@@ -64,8 +85,10 @@ fn describe(exit: Exit) -> String {
     }
 }
 
-/// The first exec vertex of `def` asking for an entitlement that was not
-/// granted, as the error the build fails with.
+/// What the RUN steps of `def` need from this host, checked before
+/// anything runs: the first exec vertex asking for an entitlement that
+/// was not granted, or else the first whose platform this host cannot
+/// run ([`check_platforms`]), as the error the build fails with.
 pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(), SolveError> {
     for (digest, vertex, meta) in def.iter() {
         let Op::Exec(exec) = &vertex.op else { continue };
@@ -82,6 +105,53 @@ pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(),
                 location: LineRange::of(meta),
                 source: Box::new(ExecError::Entitlement(entitlement).into()),
             });
+        }
+    }
+    check_platforms(def, Path::new(binfmt::DEFAULT_DIR))
+}
+
+/// The first exec vertex the root of `def` needs whose platform this
+/// host cannot run (with the binfmt_misc handlers mounted at `binfmt`),
+/// as the error the build fails with. Each platform is checked once.
+pub fn check_platforms(def: &Definition, binfmt: &Path) -> Result<(), SolveError> {
+    let host = Platform::host();
+    let mut runnable: HashSet<&Platform> = HashSet::new();
+    for digest in def.reachable() {
+        let Some((vertex, meta)) = def.get(digest) else {
+            continue;
+        };
+        let (Op::Exec(_), Some(platform)) = (&vertex.op, &vertex.platform) else {
+            continue;
+        };
+        if runnable.contains(platform) {
+            continue;
+        }
+        let result = if platform.os != host.os {
+            Err(EmulationError::UnknownArch(platform.to_string()))
+        } else {
+            match Arch::from_goarch(&platform.architecture) {
+                Some(arch) => emulation::check(binfmt, arch).map(|_| ()),
+                None => Err(EmulationError::UnknownArch(platform.to_string())),
+            }
+        };
+        match result {
+            Ok(()) => {
+                runnable.insert(platform);
+            }
+            Err(source) => {
+                return Err(SolveError::Vertex {
+                    name: crate::solver::scheduler::display_name(digest, vertex, meta),
+                    location: LineRange::of(meta),
+                    source: Box::new(
+                        ExecError::Platform {
+                            platform: platform.to_string(),
+                            host: host.to_string(),
+                            source: Box::new(source),
+                        }
+                        .into(),
+                    ),
+                });
+            }
         }
     }
     Ok(())
@@ -165,6 +235,7 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llb::{Metadata, Vertex};
 
     #[test]
     fn failures_are_worded_like_buildkit() {
@@ -183,6 +254,108 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"process "sleep 60" did not complete successfully: exit code: 137 (killed by SIGKILL)"#
+        );
+    }
+
+    fn run_on(platform: &str, name: &str) -> (Vertex, Metadata) {
+        let vertex = Vertex {
+            op: Op::Exec(ExecOp {
+                meta: crate::llb::ExecMeta {
+                    args: vec!["/bin/sh".into(), "-c".into(), "uname -m".into()],
+                    env: vec![],
+                    cwd: "/".into(),
+                    user: String::new(),
+                    hostname: String::new(),
+                    proxy_env: vec![],
+                },
+                mounts: vec![],
+                network: NetMode::Sandbox,
+                security: SecurityMode::Sandbox,
+            }),
+            inputs: vec![],
+            platform: Some(platform.parse().unwrap()),
+        };
+        let mut meta = Metadata {
+            name: name.into(),
+            ..Metadata::default()
+        };
+        meta.description.insert(LineRange::KEY.into(), "3".into());
+        (vertex, meta)
+    }
+
+    /// A platform only binfmt_misc can run here.
+    fn foreign() -> &'static str {
+        if Platform::host().architecture == "arm64" {
+            "linux/riscv64"
+        } else {
+            "linux/arm64"
+        }
+    }
+
+    #[test]
+    fn a_foreign_run_without_a_handler_fails_naming_step_and_platform() {
+        let binfmt = tempfile::tempdir().unwrap();
+        std::fs::write(binfmt.path().join("status"), "enabled\n").unwrap();
+        let mut def = Definition::new();
+        let (vertex, meta) = run_on(foreign(), "[2/2] RUN uname -m");
+        def.root = Some(def.add(vertex, meta).unwrap());
+        let err = check_platforms(&def, binfmt.path()).unwrap_err();
+        let SolveError::Vertex {
+            name,
+            location,
+            source,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(name, "[2/2] RUN uname -m");
+        assert_eq!(location, &Some(LineRange { start: 3, end: 3 }));
+        let message = source.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "cannot run a {} step on this {} host",
+                foreign(),
+                Platform::host()
+            )
+        );
+        let cause = std::error::Error::source(&**source).map(|e| e.to_string());
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("no binfmt_misc handler")),
+            "{cause:?}"
+        );
+    }
+
+    #[test]
+    fn host_runs_and_unreachable_steps_need_no_handler() {
+        let missing = tempfile::tempdir().unwrap();
+        let mut def = Definition::new();
+        // Not needed by the root: never checked.
+        let (vertex, meta) = run_on(foreign(), "unused");
+        def.add(vertex, meta).unwrap();
+        let (vertex, meta) = run_on(&Platform::host().to_string(), "[1/1] RUN");
+        def.root = Some(def.add(vertex, meta).unwrap());
+        check_platforms(&def, &missing.path().join("binfmt_misc")).unwrap();
+    }
+
+    #[test]
+    fn other_operating_systems_are_refused() {
+        let missing = tempfile::tempdir().unwrap();
+        let mut def = Definition::new();
+        let (vertex, meta) = run_on("windows/amd64", "[1/1] RUN dir");
+        def.root = Some(def.add(vertex, meta).unwrap());
+        let err = check_platforms(&def, missing.path()).unwrap_err();
+        let SolveError::Vertex { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            source.to_string(),
+            format!(
+                "cannot run a windows/amd64 step on this {} host",
+                Platform::host()
+            )
         );
     }
 }
