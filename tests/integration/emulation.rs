@@ -258,3 +258,87 @@ fn a_handler_with_fix_binary_in_the_namespace_runs_the_steps() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_built(dir.path(), "arm64", "aarch64", 183);
 }
+
+/// Both platforms in one build: the amd64 steps run natively, the
+/// arm64 ones under qemu, each reporting its own machine; the result is
+/// split per platform locally and pushed as an index whose images
+/// skopeo and umoci read back without bk.
+#[test]
+fn two_platforms_in_one_build_run_each_on_its_own_machine() {
+    assert!(host_is_amd64());
+    let bk = PathBuf::from(env!("CARGO_BIN_EXE_bk"));
+    let dir = case(None);
+    let both = "linux/amd64,linux/arm64";
+    let out = build(dir.path(), &bk, both, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for (platform, arch, uname, e_machine) in [
+        ("linux_amd64", "amd64", "x86_64", 62u16),
+        ("linux_arm64", "arm64", "aarch64", 183),
+    ] {
+        let sub = dir.path().join("out").join(platform);
+        let split = tempfile::tempdir().expect("temp dir");
+        std::fs::rename(&sub, split.path().join("out")).expect("move the platform's tree");
+        assert_built(split.path(), arch, uname, e_machine);
+    }
+
+    // The same build pushed: every step is cached, the index names both.
+    let reg = registry();
+    let name = format!("{}/emu-two:latest", reg.host);
+    let out = Command::new(&bk)
+        .current_dir(dir.path())
+        .env("BK_ROOT", dir.path().join(".bk-root"))
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .args(["build", "--progress", "plain", "--platform", both])
+        .args(["--build-arg", &format!("BASE={}", image())])
+        .args(["-t", &name, "--push", "."])
+        .output()
+        .expect("run bk");
+    assert!(out.status.success(), "{}", describe(&out));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .expect("run skopeo");
+    assert!(raw.status.success(), "{}", describe(&raw));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).expect("index JSON");
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or_default(),
+                m["platform"]["architecture"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+    // Each platform's image, fetched and unpacked by skopeo and umoci.
+    for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let work = tempfile::tempdir().expect("temp dir");
+        let layout = work.path().join("layout");
+        let copied = Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:x", layout.display()))
+            .output()
+            .expect("run skopeo");
+        assert!(copied.status.success(), "{}", describe(&copied));
+        let bundle = work.path().join("bundle");
+        let unpacked = Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", layout.display()))
+            .arg(&bundle)
+            .output()
+            .expect("run umoci");
+        assert!(unpacked.status.success(), "{}", describe(&unpacked));
+        let rootfs = bundle.join("rootfs");
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("m")).expect("read /m"),
+            format!("{uname}\n")
+        );
+        assert_eq!(std::fs::read_to_string(rootfs.join("arch")).expect("read /arch"), arch);
+    }
+}
