@@ -14,6 +14,7 @@
 
 pub(super) mod cache;
 pub(super) mod local_image;
+pub(super) mod platforms;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -453,7 +454,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
     for output in &opts.outputs {
         match output.kind {
             OutputKind::Local | OutputKind::Tar => {
-                if let Some(key) = output.attrs.keys().next() {
+                if let Some(key) = output.attrs.keys().find(|k| *k != "platform-split") {
                     return Some(format!(
                         "--output attribute {key}= (type={})",
                         output.kind.name()
@@ -472,16 +473,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             }
             kind => return Some(format!("--output type={}", kind.name())),
         }
-    }
-    if opts.platforms.len() > 1 {
-        return Some(format!(
-            "--platform with more than one platform ({})",
-            opts.platforms
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
     }
     None
 }
@@ -561,6 +552,9 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    if let Some(why) = platforms::refusal(&opts) {
+        bail!("{why}");
+    }
     // Secrets and agents are checked before anything is built, as buildx
     // does when it opens its session.
     let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
@@ -592,9 +586,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         runtime: runtime.handle().clone(),
         named: contexts.named.clone(),
     };
-    // Semantic errors fail here too, before anything would be built.
-    let plan = dockerfile.plan(&ast, &plan_options(&opts, &contexts.named), &resolver)?;
-    dockerfile.print_plan_warnings(&plan);
     if let Some(Output {
         kind: OutputKind::Local,
         dest: Some(Dest::Stdout),
@@ -603,7 +594,10 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     {
         bail!("--output type=local needs a directory: dest=- is for type=tar");
     }
-    let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
+    // Semantic errors fail here too, before anything would be built:
+    // once per requested platform.
+    let targets = platforms::plan(&dockerfile, &ast, &opts, &contexts.named, &resolver)?;
+    let (definition, roots) = platforms::combine(&targets);
 
     let store = Store::open_with(&root, opts.snapshotter)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
@@ -652,7 +646,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
             security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
         },
     };
-    let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
+    let solved = runtime.block_on(solver::solve_roots(&definition, &roots, &ctx));
     // A failed build may leave work running. Async tasks (downloads) are
     // dropped here, which removes their temporary files; blocking work (a
     // copy cannot be interrupted) gets a moment, then is abandoned: its
@@ -661,19 +655,31 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     drop(ctx);
     // Finish the progress display before anything else is printed.
     let summary = progress.finish();
-    let result = solved.map_err(|err| build_error(err, &dockerfile))?;
+    let results = solved.map_err(|err| build_error(err, &dockerfile))?;
     if let Err(err) = summary {
         eprintln!("WARNING: {:#}", anyhow::Error::new(err));
     }
-    let image = ImageExport {
-        root: &root,
-        image: &lowered.image,
-        epoch: plan.epoch,
-        registry: &registry,
-        cache: &cache,
+    let image_id = match (targets.as_slice(), results.as_slice()) {
+        ([target], [result]) if !platforms::split_single(&opts) => {
+            let image = ImageExport {
+                root: &root,
+                image: &target.lowered.image,
+                epoch: target.plan.epoch,
+                registry: &registry,
+                cache: &cache,
+            };
+            export(&opts, &store, result, &image)?
+        }
+        _ => {
+            let shared = platforms::Shared {
+                root: &root,
+                registry: &registry,
+                cache: &cache,
+            };
+            platforms::export(&opts, &store, &targets, &results, &shared)?
+        }
     };
-    let image_id = export(&opts, &store, &result, &image)?;
-    cache::export(&opts, &store, &result, &root, &cache, &registry)?;
+    cache::export(&opts, &store, &results, &root, &cache, &registry)?;
     // `docker build -q`: the image ID, unless stdout carries the output.
     let stdout_taken = opts
         .outputs
@@ -843,7 +849,7 @@ fn write_metadata(
     if let Some(path) = &opts.metadata_file {
         exporter::metadata::write(path, metadata.as_ref())?;
     }
-    Ok(metadata.map(|m| m.config_digest))
+    Ok(metadata.map(|m| m.image_id().to_string()))
 }
 
 /// What an image export needs besides the solve result.
@@ -987,8 +993,14 @@ fn export_image(
             output.kind.name()
         ),
     };
-    image_exp::write_archive(&content, &committed, format, &options, &dest)
-        .with_context(|| format!("failed to export the image to {shown}"))?;
+    image_exp::write_archive(
+        &content,
+        image_exp::Archived::Image(&committed),
+        format,
+        &options,
+        &dest,
+    )
+    .with_context(|| format!("failed to export the image to {shown}"))?;
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
     Ok(exporter::metadata::ImageMetadata::new(
         &committed.manifest,
@@ -1056,8 +1068,11 @@ mod tests {
                 .unwrap()
                 .contains("rewrite-timestamp")
         );
-        let got = flag(&["--platform", "linux/amd64,linux/arm64", "."]).unwrap_or_default();
-        assert!(got.starts_with("--platform"), "{got}");
+        assert_eq!(flag(&["--platform", "linux/amd64,linux/arm64", "."]), None);
+        assert_eq!(
+            flag(&["-o", "type=local,dest=x,platform-split=false", "."]),
+            None
+        );
         assert_eq!(flag(&["--build-context", "x=/y", "."]), None);
         assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
         assert_eq!(flag(&["--cache-from", "type=local,src=/c", "."]), None);

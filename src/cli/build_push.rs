@@ -107,9 +107,28 @@ pub fn export(
             "pushing needs an image name: give -t NAME or --output type=image,name=NAME,push=true"
         );
     }
-    let by_digest = flag(output, "push-by-digest");
     let (_, committed) =
         super::build::local_image::make_image(opts, store, result, image, &options)?;
+    push_to_names(opts, output, image, &options, &committed.manifest)?;
+    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
+    Ok(ImageMetadata::new(
+        &committed.manifest,
+        &committed.config,
+        &names,
+    ))
+}
+
+/// Pushes the image or index `top` (in the content store) to every
+/// name of `options` (which must have one), or by digest only with
+/// `push-by-digest=true`.
+pub(super) fn push_to_names(
+    opts: &BuildOpts,
+    output: &Output,
+    image: &ImageExport<'_>,
+    options: &crate::exporter::image::ImageOptions,
+    top: &crate::content::Descriptor,
+) -> anyhow::Result<()> {
+    let by_digest = flag(output, "push-by-digest");
     // The build's runtime is gone; connections are opened afresh here.
     let registry = image.registry.renewed();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,7 +139,7 @@ pub fn export(
         let target = if by_digest {
             Reference {
                 tag: None,
-                digest: Some(committed.manifest.digest.clone()),
+                digest: Some(top.digest.clone()),
                 ..name.clone()
             }
         } else {
@@ -131,7 +150,7 @@ pub fn export(
         }
         let started = std::time::Instant::now();
         let pushed = runtime
-            .block_on(registry.push(&committed.manifest, &target))
+            .block_on(registry.push(top, &target))
             .with_context(|| format!("failed to push {target}"))?;
         if !opts.quiet {
             eprintln!(
@@ -141,12 +160,7 @@ pub fn export(
             );
         }
     }
-    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
-    Ok(ImageMetadata::new(
-        &committed.manifest,
-        &committed.config,
-        &names,
-    ))
+    Ok(())
 }
 
 /// `pushed NAME@DIGEST: 2 blobs uploaded (1.2 MiB), 1 already there, 0 mounted`.
