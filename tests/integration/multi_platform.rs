@@ -363,12 +363,63 @@ fn single_image_outputs_are_refused_before_building() {
         );
         assert!(!err.contains("COPY"), "nothing was built: {err}");
     }
-    let out = build(&dir, &["-t", "local-multi"]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!dir.path().join("x.tar").exists());
+}
+
+#[test]
+fn the_local_image_store_keeps_the_index_for_from_and_push() {
+    let reg = registry();
+    let dir = context(PER_ARCH);
+    let name = format!("{}/local-multi:v1", reg.host);
+    let out = dir
+        .bk()
+        .args(["build", "-q", "--platform", TWO, "-t", &name, "ctx"])
+        .output();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("single-platform images only"),
-        "{}",
+        out.status.success(),
+        "bk failed:
+{}",
         describe(&out)
     );
-    assert!(!dir.path().join("x.tar").exists());
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let listing = dir.bk().args(["images", "--no-trunc"]).stdout();
+    assert!(
+        listing.contains(&id),
+        "the index digest is the ID: {listing}"
+    );
+
+    // FROM the stored name picks each platform's image, with no
+    // registry involved (the name was never pushed).
+    let user = Dir::new();
+    user.create(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {name}
+"
+        ),
+    );
+    let out = user
+        .bk()
+        .env("BK_ROOT", dir.path().join(".bk-root"))
+        .args(["build", "--platform", TWO, "-o", "out", "ctx"])
+        .output();
+    assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    for arch in ["amd64", "arm64"] {
+        let out = user.path().join(format!("out/linux_{arch}"));
+        assert!(out.join(format!("file-{arch}")).is_file(), "{arch}");
+        let other = if arch == "amd64" { "arm64" } else { "amd64" };
+        assert!(!out.join(format!("file-{other}")).exists(), "{arch}");
+    }
+
+    // `bk push` sends the whole index.
+    let out = dir.bk().args(["push", "--insecure", &name]).output();
+    assert!(out.status.success(), "bk push failed:\n{}", describe(&out));
+    let raw = tool(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]));
+    assert_eq!(sha256(raw.as_bytes()), id);
+    assert_eq!(index_platforms(&json(&raw)), ["linux/amd64", "linux/arm64"]);
 }

@@ -17,9 +17,11 @@
 //! - `type=oci`, `--push` / `type=registry`: an image index (a Docker
 //!   manifest list with `oci-mediatypes=false`) naming one image per
 //!   platform, each entry with its platform; `--metadata-file` and
-//!   `-q` / `--iidfile` then give the index's digest.
-//! - `type=docker` / `--load` and the local image store (`-t` alone,
-//!   `type=image` unpushed) hold one image only: refused before building.
+//!   `-q` / `--iidfile` then give the index's digest;
+//! - `-t` alone / `type=image` unpushed: the index is named in the local
+//!   image store, where `FROM` picks each platform's image from it;
+//! - `type=docker` / `--load` hold one image only: refused before
+//!   building, with BuildKit's docker exporter's words.
 //!
 //! With one platform (or none) nothing here changes the build.
 
@@ -129,14 +131,6 @@ pub(in crate::cli) fn refusal(opts: &BuildOpts) -> Option<String> {
             OutputKind::Docker => {
                 return Some(
                     "docker exporter does not currently support exporting manifest lists"
-                        .to_string(),
-                )
-            }
-            OutputKind::Image if !crate::cli::build_push::is_push(output) => {
-                return Some(
-                    "the local image store holds single-platform images only: \
-                     a multi-platform build needs --push, --output type=registry or \
-                     --output type=oci,dest=FILE"
                         .to_string(),
                 )
             }
@@ -337,6 +331,10 @@ fn export_index(
         crate::cli::build_push::push_to_names(opts, output, &export, &options, &index.index)?;
         return Ok(ImageMetadata::index(&index.index, &names));
     }
+    if output.kind == OutputKind::Image {
+        super::local_image::name_image(opts, shared.root, &options, &index.index)?;
+        return Ok(ImageMetadata::index(&index.index, &names));
+    }
     let (dest, shown) = match &output.dest {
         Some(Dest::Path(p)) => (image_exp::Dest::Path(p.clone()), p.display().to_string()),
         Some(Dest::Stdout) => (image_exp::Dest::Stdout, "standard output".to_string()),
@@ -397,11 +395,9 @@ mod tests {
             "docker exporter does not currently support exporting manifest lists"
         );
         assert!(refused(&["--platform", two, "-o", "type=docker,dest=x", "."]).is_some());
-        assert!(refused(&["--platform", two, "-t", "a", "."])
-            .unwrap()
-            .contains("single-platform"));
         for ok in [
-            &["--platform", two, "-t", "a", "--push", "."][..],
+            &["--platform", two, "-t", "a", "."][..],
+            &["--platform", two, "-t", "a", "--push", "."],
             &["--platform", two, "-o", "type=oci,dest=x", "."],
             &["--platform", two, "-o", "out", "."],
             &["--platform", "linux/arm64", "--load", "."],
