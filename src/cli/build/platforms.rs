@@ -125,19 +125,11 @@ pub(in crate::cli) fn refusal(opts: &BuildOpts) -> Option<String> {
     if !is_multi(opts) {
         return None;
     }
-    for output in &opts.outputs {
-        match output.kind {
-            // BuildKit's docker exporter's words.
-            OutputKind::Docker => {
-                return Some(
-                    "docker exporter does not currently support exporting manifest lists"
-                        .to_string(),
-                )
-            }
-            _ => {}
-        }
-    }
-    None
+    // BuildKit's docker exporter's words.
+    opts.outputs
+        .iter()
+        .any(|o| o.kind == OutputKind::Docker)
+        .then(|| "docker exporter does not currently support exporting manifest lists".to_string())
 }
 
 /// Whether a one-platform build still goes through the split exporters:
