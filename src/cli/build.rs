@@ -11,6 +11,10 @@
 //! `--load` store the image in the local image store ([`local_image`]);
 //! `-q` then prints its ID. `--cache-from` and `--cache-to` are read
 //! before the solve and written after the outputs ([`cache`]).
+//!
+//! Planning, lowering and solving go through [`platforms`]: once per
+//! `--platform` (once when none or one is given), one graph, one solve;
+//! a multi-platform result is exported there too.
 
 pub(super) mod cache;
 pub(super) mod local_image;
@@ -414,7 +418,8 @@ impl DockerfileText {
 }
 
 /// The planner's view of the request: build args, target, the first
-/// requested platform (none: the host's, without forcing it on the image),
+/// requested platform (none: the host's, without forcing it on the image;
+/// a multi-platform build plans each platform, see [`platforms::plan`]),
 /// labels and named contexts; builds run on this host.
 pub fn plan_options(
     opts: &BuildOpts,

@@ -11,6 +11,12 @@
 //! blob goes through the [`ContentStore`] first and is copied into the
 //! archive from there, checked against its digest on the way.
 //!
+//! A multi-platform build makes one image per platform, then
+//! [`commit_index`] stores an index naming them (an OCI image index, or
+//! a Docker manifest list with Docker media types), each entry with its
+//! platform; an OCI archive of it ([`Archived::Index`]) points
+//! `index.json` at that index, as BuildKit's oci exporter does.
+//!
 //! `force-compression=true` recompresses base layers whose compression
 //! differs from the one asked for (same tar, so same diff_id);
 //! `rewrite-timestamp=true` clamps the mtimes in the build's own layers
