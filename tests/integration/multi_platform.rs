@@ -108,6 +108,25 @@ fn local_output_splits_per_platform_or_merges_when_asked() {
         "{err}"
     );
     assert!(!clash.path().join("out").exists());
+
+    // One platform with platform-split=true still gets its directory, as
+    // with BuildKit; without the attribute the output is unchanged.
+    let one = |args: &[&str]| {
+        let out = dir
+            .bk()
+            .args(["build", "--platform", "linux/arm64"])
+            .args(args)
+            .args(["ctx"])
+            .output();
+        assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    };
+    one(&["-o", "type=local,dest=one,platform-split=true"]);
+    assert_eq!(
+        read(&dir.path().join("one/linux_arm64/file-arm64")),
+        "for arm64\n"
+    );
+    one(&["-o", "plain"]);
+    assert_eq!(read(&dir.path().join("plain/file-arm64")), "for arm64\n");
 }
 
 #[test]
@@ -422,4 +441,32 @@ fn the_local_image_store_keeps_the_index_for_from_and_push() {
     ]));
     assert_eq!(sha256(raw.as_bytes()), id);
     assert_eq!(index_platforms(&json(&raw)), ["linux/amd64", "linux/arm64"]);
+}
+
+#[test]
+fn the_cache_of_every_platform_is_exported_and_imported() {
+    let dir = context(PER_ARCH);
+    ok(build(&dir, &["--cache-to", "type=local,dest=cache"]));
+    // A fresh store rebuilds both platforms from the exported cache.
+    let out = dir
+        .bk()
+        .env("BK_ROOT", dir.path().join("fresh-root"))
+        .args(["build", "--progress=plain", "--platform", TWO])
+        .args(["--cache-from", "type=local,src=cache", "-o", "out", "ctx"])
+        .output();
+    let log = ok(out);
+    for arch in ["amd64", "arm64"] {
+        let step = format!("[linux/{arch} 1/1] COPY file-{arch} /");
+        let id = log
+            .lines()
+            .find(|l| l.ends_with(&step))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {step}: {log}"));
+        assert!(
+            log.lines().any(|l| l == format!("{id} CACHED")),
+            "{arch} not cached: {log}"
+        );
+        let file = dir.path().join(format!("out/linux_{arch}/file-{arch}"));
+        assert_eq!(read(&file), format!("for {arch}\n"));
+    }
 }
