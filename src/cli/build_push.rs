@@ -109,7 +109,7 @@ pub fn export(
     }
     let (_, committed) =
         super::build::local_image::make_image(opts, store, result, image, &options)?;
-    push_to_names(opts, output, image, &options, &committed.manifest)?;
+    push_to_names(opts, output, image.registry, &options, &committed.manifest)?;
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
     Ok(ImageMetadata::new(
         &committed.manifest,
@@ -124,13 +124,13 @@ pub fn export(
 pub(super) fn push_to_names(
     opts: &BuildOpts,
     output: &Output,
-    image: &ImageExport<'_>,
+    registry: &crate::registry::Registry,
     options: &crate::exporter::image::ImageOptions,
     top: &crate::content::Descriptor,
 ) -> anyhow::Result<()> {
     let by_digest = flag(output, "push-by-digest");
     // The build's runtime is gone; connections are opened afresh here.
-    let registry = image.registry.renewed();
+    let registry = registry.renewed();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -289,7 +289,6 @@ fn export_index(
         );
     }
     let mut images = Vec::with_capacity(targets.len());
-    let mut image_export = None;
     for (target, result) in targets.iter().zip(results) {
         let export = ImageExport {
             root: shared.root,
@@ -305,7 +304,6 @@ fn export_index(
             None => Platform::host(),
         };
         images.push((platform, committed));
-        image_export = Some(export);
     }
     let content = ContentStore::open(shared.root).with_context(|| {
         format!(
@@ -317,10 +315,13 @@ fn export_index(
         image_exp::commit_index(&content, images, &options).context("failed to make the index")?;
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
     if pushing {
-        let Some(export) = image_export else {
-            bail!("no platform to push");
-        };
-        crate::cli::build_push::push_to_names(opts, output, &export, &options, &index.index)?;
+        crate::cli::build_push::push_to_names(
+            opts,
+            output,
+            shared.registry,
+            &options,
+            &index.index,
+        )?;
         return Ok(ImageMetadata::index(&index.index, &names));
     }
     if output.kind == OutputKind::Image {
