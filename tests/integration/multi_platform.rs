@@ -1,7 +1,8 @@
 //! `bk build --platform linux/amd64,linux/arm64`: one build, one result
 //! per platform. Outputs are read back by tools that share no code with
 //! bk: the file system, GNU tar, skopeo (OCI archives and the real
-//! registry of `registry_util`). No RUN step here: the platforms' steps
+//! registry of `registry_util`) and umoci (one platform's image,
+//! unpacked). No RUN step here: the platforms' steps
 //! are COPYs, so nothing needs an emulator.
 
 use std::path::Path;
@@ -182,6 +183,26 @@ fn oci_archive_is_an_index_of_one_image_per_platform() {
         ])));
         assert_eq!(config["architecture"], arch, "{config}");
         assert_eq!(config["os"], "linux", "{config}");
+        // The platform's image on its own, unpacked by umoci (which
+        // checks layers against the config's diff_ids).
+        let layout = dir.path().join(format!("layout-{arch}"));
+        tool(
+            Command::new("skopeo")
+                .args(["copy", "-q", "--override-arch", arch, &archive])
+                .arg(format!("oci:{}:v1", layout.display())),
+        );
+        let bundle = dir.path().join(format!("bundle-{arch}"));
+        tool(
+            Command::new("umoci")
+                .args(["unpack", "--rootless", "--image"])
+                .arg(format!("{}:v1", layout.display()))
+                .arg(&bundle),
+        );
+        let files: Vec<String> = std::fs::read_dir(bundle.join("rootfs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, [format!("file-{arch}")]);
     }
     // The metadata and the image ID are the index's, as buildx writes
     // them for a multi-platform image.
