@@ -149,6 +149,33 @@ fn tar_output_holds_a_directory_per_platform() {
             "linux_arm64/file-arm64"
         ]
     );
+    // As BuildKit's tar exporter: one platform is never split, and
+    // platform-split=false does not merge several.
+    let out = dir
+        .bk()
+        .args(["build", "--platform", "linux/arm64"])
+        .args(["-o", "type=tar,dest=one.tar,platform-split=true", "ctx"])
+        .output();
+    assert!(out.status.success(), "bk failed:\n{}", describe(&out));
+    let listing = tool(
+        Command::new("tar")
+            .arg("-tf")
+            .arg(dir.path().join("one.tar")),
+    );
+    assert_eq!(listing.lines().collect::<Vec<_>>(), ["file-arm64"]);
+    ok(build(
+        &dir,
+        &["-o", "type=tar,dest=two.tar,platform-split=false"],
+    ));
+    let listing = tool(
+        Command::new("tar")
+            .arg("-tf")
+            .arg(dir.path().join("two.tar")),
+    );
+    assert!(
+        listing.lines().any(|l| l == "linux_arm64/file-arm64"),
+        "{listing}"
+    );
 }
 
 #[test]

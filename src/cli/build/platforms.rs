@@ -13,7 +13,8 @@
 //!   platforms merged into `dest` with `platform-split=false` (a file two
 //!   platforms both have is then an error);
 //! - `type=tar`: the same per-platform directories inside the archive
-//!   (BuildKit's tar exporter always splits);
+//!   (BuildKit's tar exporter always splits a multi-platform result and
+//!   never a single one; `platform-split` is accepted and ignored);
 //! - `type=oci`, `--push` / `type=registry`: an image index (a Docker
 //!   manifest list with `oci-mediatypes=false`) naming one image per
 //!   platform, each entry with its platform; `--metadata-file` and
@@ -133,11 +134,12 @@ pub(in crate::cli) fn refusal(opts: &BuildOpts) -> Option<String> {
 }
 
 /// Whether a one-platform build still goes through the split exporters:
-/// `type=local|tar` with `platform-split=true` puts even one platform's
-/// tree in its platform directory, as BuildKit's.
+/// `type=local` with `platform-split=true` puts even one platform's tree
+/// in its platform directory, as BuildKit's local exporter does (its tar
+/// exporter splits only a multi-platform result, whatever the attribute).
 pub(in crate::cli) fn split_single(opts: &BuildOpts) -> bool {
     opts.outputs.first().is_some_and(|o| {
-        matches!(o.kind, OutputKind::Local | OutputKind::Tar)
+        o.kind == OutputKind::Local
             && o.attrs
                 .get("platform-split")
                 .is_some_and(|v| matches!(v.as_str(), "true" | "1" | ""))
