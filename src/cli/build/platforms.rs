@@ -70,13 +70,14 @@ pub(in crate::cli) fn is_multi(opts: &BuildOpts) -> bool {
     requested(opts).len() > 1
 }
 
-/// Plans and lowers the Dockerfile for every requested platform. The
-/// planner's warnings are printed once (they are the same for all).
+/// Plans and lowers the Dockerfile for every requested platform, with
+/// the named contexts `named` gives for that platform. The planner's
+/// warnings are printed once (they are the same for all).
 pub(in crate::cli) fn plan(
     dockerfile: &DockerfileText,
     ast: &dockerfile::Ast,
     opts: &BuildOpts,
-    named: &dockerfile::NamedContexts,
+    named: &dyn Fn(Option<&Platform>) -> dockerfile::NamedContexts,
     resolver: &dyn dockerfile::BaseImageResolver,
 ) -> anyhow::Result<Vec<Target>> {
     let platforms = requested(opts);
@@ -85,7 +86,7 @@ pub(in crate::cli) fn plan(
     for (i, platform) in platforms.into_iter().enumerate() {
         let plan_opts = dockerfile::PlanOptions {
             target_platform: platform.clone(),
-            ..plan_options(opts, named)
+            ..plan_options(opts, &named(platform.as_ref()))
         };
         let plan = dockerfile.plan(ast, &plan_opts, resolver)?;
         if i == 0 {
