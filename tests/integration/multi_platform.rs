@@ -518,3 +518,15 @@ fn the_cache_of_every_platform_is_exported_and_imported() {
         assert_eq!(read(&file), format!("for {arch}\n"));
     }
 }
+
+#[test]
+fn a_failing_platform_fails_the_build_naming_its_step() {
+    let dir = context(PER_ARCH);
+    std::fs::remove_file(dir.path().join("ctx/file-arm64")).unwrap();
+    let out = build(&dir, &["-o", "out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[linux/arm64 1/1] COPY file-arm64 /"), "{err}");
+    assert!(err.contains("file-arm64"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing exported");
+}
