@@ -507,18 +507,35 @@ fn unsupported_image_attr(output: &Output) -> Option<String> {
     None
 }
 
-/// Where an output annotation key goes: `Some(true)` the manifest,
-/// `Some(false)` the manifest's descriptor in `index.json`; `None` for
-/// forms not supported yet (index annotations, platform selectors).
-fn image_annotation(key: &str) -> Option<(bool, &str)> {
-    if let Some(k) = key
-        .strip_prefix("annotation.")
-        .or_else(|| key.strip_prefix("annotation-manifest."))
-    {
-        return Some((true, k));
-    }
-    key.strip_prefix("annotation-manifest-descriptor.")
-        .map(|k| (false, k))
+/// What an output annotation annotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Annotated {
+    /// `annotation.*`, `annotation-manifest.*`: each image manifest.
+    Manifest,
+    /// `annotation-manifest-descriptor.*`: each manifest's descriptor.
+    ManifestDescriptor,
+    /// `annotation-index.*`: a multi-platform image's index.
+    Index,
+    /// `annotation-index-descriptor.*`: the index's descriptor.
+    IndexDescriptor,
+}
+
+/// Where an output annotation key goes and its key; `None` for forms not
+/// supported yet (platform selectors such as `annotation-manifest[linux/amd64].k`).
+fn image_annotation(key: &str) -> Option<(Annotated, &str)> {
+    let forms = [
+        ("annotation.", Annotated::Manifest),
+        ("annotation-manifest.", Annotated::Manifest),
+        (
+            "annotation-manifest-descriptor.",
+            Annotated::ManifestDescriptor,
+        ),
+        ("annotation-index.", Annotated::Index),
+        ("annotation-index-descriptor.", Annotated::IndexDescriptor),
+    ];
+    forms
+        .iter()
+        .find_map(|(prefix, what)| key.strip_prefix(prefix).map(|k| (*what, k)))
 }
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -918,6 +935,8 @@ pub(super) fn image_options(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut manifest_annotations = std::collections::BTreeMap::new();
     let mut descriptor_annotations = std::collections::BTreeMap::new();
+    let mut index_annotations = std::collections::BTreeMap::new();
+    let mut index_descriptor_annotations = std::collections::BTreeMap::new();
     // `--annotation k=v` means the manifest, as buildx's default.
     for (key, value) in &opts.annotations {
         let key = key.strip_prefix("manifest:").unwrap_or(key);
@@ -927,16 +946,24 @@ pub(super) fn image_options(
         manifest_annotations.insert(key.to_string(), value.clone());
     }
     for (key, value) in attrs {
-        if let Some((manifest, k)) = image_annotation(key) {
-            let map = if manifest {
-                &mut manifest_annotations
-            } else {
-                &mut descriptor_annotations
+        if let Some((what, k)) = image_annotation(key) {
+            let map = match what {
+                Annotated::Manifest => &mut manifest_annotations,
+                Annotated::ManifestDescriptor => &mut descriptor_annotations,
+                Annotated::Index => &mut index_annotations,
+                Annotated::IndexDescriptor => &mut index_descriptor_annotations,
             };
             map.insert(k.to_string(), value.clone());
         }
     }
-    let annotated = !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
+    let index_annotated =
+        !(index_annotations.is_empty() && index_descriptor_annotations.is_empty());
+    // BuildKit's words: one platform makes no index.
+    if index_annotated && !platforms::is_multi(opts) {
+        bail!("index annotations not supported for single platform export");
+    }
+    let annotated =
+        index_annotated || !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
     if annotated && !oci_mediatypes {
         bail!("cannot export annotations with \"oci-mediatypes=false\"");
     }
@@ -968,6 +995,8 @@ pub(super) fn image_options(
         names,
         manifest_annotations,
         descriptor_annotations,
+        index_annotations,
+        index_descriptor_annotations,
         created,
         clamp_mtime,
         force_compression: flag("force-compression", false),
@@ -1057,9 +1086,12 @@ mod tests {
             None
         );
         assert!(flag(&["-o", "type=oci", "."]).unwrap().contains("dest="));
+        assert_eq!(
+            flag(&["-o", "type=oci,dest=x,annotation-index.k=v", "."]),
+            None
+        );
         for attr in [
             "buildinfo-attrs=true",
-            "annotation-index.k=v",
             "annotation-manifest[linux/amd64].k=v",
         ] {
             let spec = format!("type=oci,dest=x,{attr}");

@@ -82,7 +82,11 @@ pub fn unsupported_attr(output: &Output) -> Option<String> {
             "name" | "push" | "push-by-digest" | "registry.insecure" | "insecure" | "store"
             | "compression" | "compression-level" | "force-compression" | "oci-mediatypes" => true,
             "unpack" | "rewrite-timestamp" | "buildinfo" | "name-canonical" => off,
-            k => k.starts_with("annotation.") || k.starts_with("annotation-manifest."),
+            k => {
+                k.starts_with("annotation.")
+                    || k.starts_with("annotation-manifest.")
+                    || k.starts_with("annotation-index.")
+            }
         };
         if !ok {
             return Some(format!(

@@ -128,8 +128,14 @@ pub struct ImageOptions {
     pub names: Vec<Reference>,
     /// `annotation.*` / `annotation-manifest.*`: on the manifest.
     pub manifest_annotations: BTreeMap<String, String>,
-    /// `annotation-manifest-descriptor.*`: on `index.json`'s entries.
+    /// `annotation-manifest-descriptor.*`: on the manifest's descriptor
+    /// (`index.json`'s entries; a multi-platform index's entries).
     pub descriptor_annotations: BTreeMap<String, String>,
+    /// `annotation-index.*`: on a multi-platform image's index.
+    pub index_annotations: BTreeMap<String, String>,
+    /// `annotation-index-descriptor.*`: on `index.json`'s entry for a
+    /// multi-platform image's index.
+    pub index_descriptor_annotations: BTreeMap<String, String>,
     /// The image's creation time, RFC 3339 (SOURCE_DATE_EPOCH or now).
     pub created: String,
     /// `rewrite-timestamp`: new layers' mtimes later than this (seconds
@@ -225,6 +231,8 @@ struct PlatformEntry<'a> {
     media_type: &'a str,
     digest: &'a str,
     size: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
     platform: IndexPlatform<'a>,
 }
 
@@ -242,12 +250,15 @@ struct PlatformIndex<'a> {
     schema_version: u32,
     media_type: &'a str,
     manifests: Vec<PlatformEntry<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
 }
 
 /// Stores an index of `images` (one per platform, made by [`commit`]
 /// with the same `opts`): an OCI image index, or a Docker manifest list
 /// when `opts` asks for Docker media types, each entry carrying its
-/// platform, as BuildKit's image writer makes it.
+/// platform (and the manifest-descriptor annotations), the index the
+/// index annotations, as BuildKit's image writer makes it.
 pub fn commit_index(
     content: &ContentStore,
     images: Vec<(Platform, Committed)>,
@@ -264,6 +275,7 @@ pub fn commit_index(
             media_type: &c.manifest.media_type,
             digest: &c.manifest.digest,
             size: c.manifest.size,
+            annotations: &opts.descriptor_annotations,
             platform: IndexPlatform {
                 architecture: &platform.architecture,
                 os: &platform.os,
@@ -275,6 +287,7 @@ pub fn commit_index(
         schema_version: 2,
         media_type,
         manifests,
+        annotations: &opts.index_annotations,
     })
     .map_err(|source| ImageError::Encode {
         what: "index",
@@ -680,7 +693,10 @@ fn write_entries<W: Write>(
     let mut manifests = Vec::new();
     let entry = |annotations: BTreeMap<String, String>| {
         let mut d = image.top().clone();
-        d.annotations = opts.descriptor_annotations.clone();
+        d.annotations = match image {
+            Archived::Image(_) => opts.descriptor_annotations.clone(),
+            Archived::Index(_) => opts.index_descriptor_annotations.clone(),
+        };
         d.annotations.extend(annotations);
         d
     };
@@ -816,6 +832,8 @@ mod tests {
             names: Vec::new(),
             manifest_annotations: BTreeMap::new(),
             descriptor_annotations: BTreeMap::new(),
+            index_annotations: BTreeMap::new(),
+            index_descriptor_annotations: BTreeMap::new(),
             created: "T".into(),
             clamp_mtime: None,
             force_compression: false,

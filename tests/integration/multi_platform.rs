@@ -185,7 +185,9 @@ fn oci_archive_is_an_index_of_one_image_per_platform() {
         &dir,
         &[
             "-o",
-            "type=oci,dest=img.tar",
+            "type=oci,dest=img.tar,annotation-index.org.example.kind=multi,\
+             annotation-manifest-descriptor.org.example.entry=yes,\
+             annotation-index-descriptor.org.example.top=index",
             "--metadata-file",
             "meta.json",
             "--iidfile",
@@ -200,6 +202,22 @@ fn oci_archive_is_an_index_of_one_image_per_platform() {
         "{index}"
     );
     assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
+    // Annotations land where BuildKit puts them: on the index, on each
+    // of its entries, and on index.json's entry for the index.
+    assert_eq!(index["annotations"]["org.example.kind"], "multi", "{index}");
+    for entry in index["manifests"].as_array().unwrap() {
+        assert_eq!(entry["annotations"]["org.example.entry"], "yes", "{index}");
+    }
+    let layout = json(&tool(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(dir.path().join("img.tar"))
+            .arg("index.json"),
+    ));
+    assert_eq!(
+        layout["manifests"][0]["annotations"]["org.example.top"], "index",
+        "{layout}"
+    );
     for arch in ["amd64", "arm64"] {
         let config = json(&tool(Command::new("skopeo").args([
             "inspect",
@@ -242,6 +260,20 @@ fn oci_archive_is_an_index_of_one_image_per_platform() {
     );
     assert!(meta.get("containerimage.config.digest").is_none(), "{meta}");
     assert_eq!(read(&dir.path().join("iid")), digest);
+
+    // One platform makes no index to annotate.
+    let out = dir
+        .bk()
+        .args(["build", "--platform", "linux/amd64"])
+        .args(["-o", "type=oci,dest=one.tar,annotation-index.k=v", "ctx"])
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("index annotations not supported for single platform export"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -137,6 +137,8 @@ fn layer_options(spec: &CacheSpec) -> anyhow::Result<image_exp::ImageOptions> {
         names: Vec::new(),
         manifest_annotations: Default::default(),
         descriptor_annotations: Default::default(),
+        index_annotations: Default::default(),
+        index_descriptor_annotations: Default::default(),
         created: String::new(),
         clamp_mtime: None,
         force_compression: flag(spec, "force-compression"),
