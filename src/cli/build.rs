@@ -11,9 +11,14 @@
 //! `--load` store the image in the local image store ([`local_image`]);
 //! `-q` then prints its ID. `--cache-from` and `--cache-to` are read
 //! before the solve and written after the outputs ([`cache`]).
+//!
+//! Planning, lowering and solving go through [`platforms`]: once per
+//! `--platform` (once when none or one is given), one graph, one solve;
+//! a multi-platform result is exported there too.
 
 pub(super) mod cache;
 pub(super) mod local_image;
+pub(super) mod platforms;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -413,7 +418,8 @@ impl DockerfileText {
 }
 
 /// The planner's view of the request: build args, target, the first
-/// requested platform (none: the host's, without forcing it on the image),
+/// requested platform (none: the host's, without forcing it on the image;
+/// a multi-platform build plans each platform, see [`platforms::plan`]),
 /// labels and named contexts; builds run on this host.
 pub fn plan_options(
     opts: &BuildOpts,
@@ -453,7 +459,7 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
     for output in &opts.outputs {
         match output.kind {
             OutputKind::Local | OutputKind::Tar => {
-                if let Some(key) = output.attrs.keys().next() {
+                if let Some(key) = output.attrs.keys().find(|k| *k != "platform-split") {
                     return Some(format!(
                         "--output attribute {key}= (type={})",
                         output.kind.name()
@@ -472,16 +478,6 @@ fn unsupported_flag(opts: &BuildOpts) -> Option<String> {
             }
             kind => return Some(format!("--output type={}", kind.name())),
         }
-    }
-    if opts.platforms.len() > 1 {
-        return Some(format!(
-            "--platform with more than one platform ({})",
-            opts.platforms
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
     }
     None
 }
@@ -511,18 +507,35 @@ fn unsupported_image_attr(output: &Output) -> Option<String> {
     None
 }
 
-/// Where an output annotation key goes: `Some(true)` the manifest,
-/// `Some(false)` the manifest's descriptor in `index.json`; `None` for
-/// forms not supported yet (index annotations, platform selectors).
-fn image_annotation(key: &str) -> Option<(bool, &str)> {
-    if let Some(k) = key
-        .strip_prefix("annotation.")
-        .or_else(|| key.strip_prefix("annotation-manifest."))
-    {
-        return Some((true, k));
-    }
-    key.strip_prefix("annotation-manifest-descriptor.")
-        .map(|k| (false, k))
+/// What an output annotation annotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Annotated {
+    /// `annotation.*`, `annotation-manifest.*`: each image manifest.
+    Manifest,
+    /// `annotation-manifest-descriptor.*`: each manifest's descriptor.
+    ManifestDescriptor,
+    /// `annotation-index.*`: a multi-platform image's index.
+    Index,
+    /// `annotation-index-descriptor.*`: the index's descriptor.
+    IndexDescriptor,
+}
+
+/// Where an output annotation key goes and its key; `None` for forms not
+/// supported yet (platform selectors such as `annotation-manifest[linux/amd64].k`).
+fn image_annotation(key: &str) -> Option<(Annotated, &str)> {
+    let forms = [
+        ("annotation.", Annotated::Manifest),
+        ("annotation-manifest.", Annotated::Manifest),
+        (
+            "annotation-manifest-descriptor.",
+            Annotated::ManifestDescriptor,
+        ),
+        ("annotation-index.", Annotated::Index),
+        ("annotation-index-descriptor.", Annotated::IndexDescriptor),
+    ];
+    forms
+        .iter()
+        .find_map(|(prefix, what)| key.strip_prefix(prefix).map(|k| (*what, k)))
 }
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -562,6 +575,9 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");
     }
+    if let Some(why) = platforms::refusal(&opts) {
+        bail!("{why}");
+    }
     // Secrets and agents are checked before anything is built, as buildx
     // does when it opens its session.
     let session = Arc::new(build_opts::session(&opts.secrets, &opts.ssh, |k| {
@@ -593,9 +609,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         runtime: runtime.handle().clone(),
         named: contexts.named.clone(),
     };
-    // Semantic errors fail here too, before anything would be built.
-    let plan = dockerfile.plan(&ast, &plan_options(&opts, &contexts.named), &resolver)?;
-    dockerfile.print_plan_warnings(&plan);
     if let Some(Output {
         kind: OutputKind::Local,
         dest: Some(Dest::Stdout),
@@ -604,7 +617,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     {
         bail!("--output type=local needs a directory: dest=- is for type=tar");
     }
-    let lowered = dockerfile.lower(&plan, &lower_options(&opts))?;
+    // Semantic errors fail here too, before anything would be built:
+    // once per requested platform.
+    let named = |_: Option<&Platform>| contexts.named.clone();
+    let targets = platforms::plan(&dockerfile, &ast, &opts, &named, &resolver)?;
+    let (definition, roots) = platforms::combine(&targets);
 
     let store = Store::open_with(&root, opts.snapshotter)
         .with_context(|| format!("failed to open the store at {}", root.display()))?;
@@ -652,7 +669,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
             security_insecure: opts.allow.contains(&Entitlement::SecurityInsecure),
         },
     };
-    let solved = runtime.block_on(solver::solve(&lowered.definition, &ctx));
+    let solved = runtime.block_on(solver::solve_roots(&definition, &roots, &ctx));
     // A failed build may leave work running. Async tasks (downloads) are
     // dropped here, which removes their temporary files; blocking work (a
     // copy cannot be interrupted) gets a moment, then is abandoned: its
@@ -661,19 +678,31 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     drop(ctx);
     // Finish the progress display before anything else is printed.
     let summary = progress.finish();
-    let result = solved.map_err(|err| build_error(err, &dockerfile))?;
+    let results = solved.map_err(|err| build_error(err, &dockerfile))?;
     if let Err(err) = summary {
         eprintln!("WARNING: {:#}", anyhow::Error::new(err));
     }
-    let image = ImageExport {
-        root: &root,
-        image: &lowered.image,
-        epoch: plan.epoch,
-        registry: &registry,
-        cache: &cache,
+    let image_id = match (targets.as_slice(), results.as_slice()) {
+        ([target], [result]) if !platforms::split_single(&opts) => {
+            let image = ImageExport {
+                root: &root,
+                image: &target.lowered.image,
+                epoch: target.plan.epoch,
+                registry: &registry,
+                cache: &cache,
+            };
+            export(&opts, &store, result, &image)?
+        }
+        _ => {
+            let shared = platforms::Shared {
+                root: &root,
+                registry: &registry,
+                cache: &cache,
+            };
+            platforms::export(&opts, &store, &targets, &results, &shared)?
+        }
     };
-    let image_id = export(&opts, &store, &result, &image)?;
-    cache::export(&opts, &store, &result, &root, &cache, &registry)?;
+    cache::export(&opts, &store, &results, &root, &cache, &registry)?;
     // `docker build -q`: the image ID, unless stdout carries the output.
     let stdout_taken = opts
         .outputs
@@ -843,7 +872,7 @@ fn write_metadata(
     if let Some(path) = &opts.metadata_file {
         exporter::metadata::write(path, metadata.as_ref())?;
     }
-    Ok(metadata.map(|m| m.config_digest))
+    Ok(metadata.map(|m| m.image_id().to_string()))
 }
 
 /// What an image export needs besides the solve result.
@@ -906,6 +935,8 @@ pub(super) fn image_options(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut manifest_annotations = std::collections::BTreeMap::new();
     let mut descriptor_annotations = std::collections::BTreeMap::new();
+    let mut index_annotations = std::collections::BTreeMap::new();
+    let mut index_descriptor_annotations = std::collections::BTreeMap::new();
     // `--annotation k=v` means the manifest, as buildx's default.
     for (key, value) in &opts.annotations {
         let key = key.strip_prefix("manifest:").unwrap_or(key);
@@ -915,16 +946,24 @@ pub(super) fn image_options(
         manifest_annotations.insert(key.to_string(), value.clone());
     }
     for (key, value) in attrs {
-        if let Some((manifest, k)) = image_annotation(key) {
-            let map = if manifest {
-                &mut manifest_annotations
-            } else {
-                &mut descriptor_annotations
+        if let Some((what, k)) = image_annotation(key) {
+            let map = match what {
+                Annotated::Manifest => &mut manifest_annotations,
+                Annotated::ManifestDescriptor => &mut descriptor_annotations,
+                Annotated::Index => &mut index_annotations,
+                Annotated::IndexDescriptor => &mut index_descriptor_annotations,
             };
             map.insert(k.to_string(), value.clone());
         }
     }
-    let annotated = !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
+    let index_annotated =
+        !(index_annotations.is_empty() && index_descriptor_annotations.is_empty());
+    // BuildKit's words: one platform makes no index.
+    if index_annotated && !platforms::is_multi(opts) {
+        bail!("index annotations not supported for single platform export");
+    }
+    let annotated =
+        index_annotated || !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
     if annotated && !oci_mediatypes {
         bail!("cannot export annotations with \"oci-mediatypes=false\"");
     }
@@ -956,6 +995,8 @@ pub(super) fn image_options(
         names,
         manifest_annotations,
         descriptor_annotations,
+        index_annotations,
+        index_descriptor_annotations,
         created,
         clamp_mtime,
         force_compression: flag("force-compression", false),
@@ -987,8 +1028,14 @@ fn export_image(
             output.kind.name()
         ),
     };
-    image_exp::write_archive(&content, &committed, format, &options, &dest)
-        .with_context(|| format!("failed to export the image to {shown}"))?;
+    image_exp::write_archive(
+        &content,
+        image_exp::Archived::Image(&committed),
+        format,
+        &options,
+        &dest,
+    )
+    .with_context(|| format!("failed to export the image to {shown}"))?;
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
     Ok(exporter::metadata::ImageMetadata::new(
         &committed.manifest,
@@ -1039,9 +1086,12 @@ mod tests {
             None
         );
         assert!(flag(&["-o", "type=oci", "."]).unwrap().contains("dest="));
+        assert_eq!(
+            flag(&["-o", "type=oci,dest=x,annotation-index.k=v", "."]),
+            None
+        );
         for attr in [
             "buildinfo-attrs=true",
-            "annotation-index.k=v",
             "annotation-manifest[linux/amd64].k=v",
         ] {
             let spec = format!("type=oci,dest=x,{attr}");
@@ -1056,8 +1106,11 @@ mod tests {
                 .unwrap()
                 .contains("rewrite-timestamp")
         );
-        let got = flag(&["--platform", "linux/amd64,linux/arm64", "."]).unwrap_or_default();
-        assert!(got.starts_with("--platform"), "{got}");
+        assert_eq!(flag(&["--platform", "linux/amd64,linux/arm64", "."]), None);
+        assert_eq!(
+            flag(&["-o", "type=local,dest=x,platform-split=false", "."]),
+            None
+        );
         assert_eq!(flag(&["--build-context", "x=/y", "."]), None);
         assert_eq!(flag(&["--platform", "linux/arm64", "."]), None);
         assert_eq!(flag(&["--cache-from", "type=local,src=/c", "."]), None);

@@ -82,7 +82,11 @@ pub fn unsupported_attr(output: &Output) -> Option<String> {
             "name" | "push" | "push-by-digest" | "registry.insecure" | "insecure" | "store"
             | "compression" | "compression-level" | "force-compression" | "oci-mediatypes" => true,
             "unpack" | "rewrite-timestamp" | "buildinfo" | "name-canonical" => off,
-            k => k.starts_with("annotation.") || k.starts_with("annotation-manifest."),
+            k => {
+                k.starts_with("annotation.")
+                    || k.starts_with("annotation-manifest.")
+                    || k.starts_with("annotation-index.")
+            }
         };
         if !ok {
             return Some(format!(
@@ -107,11 +111,30 @@ pub fn export(
             "pushing needs an image name: give -t NAME or --output type=image,name=NAME,push=true"
         );
     }
-    let by_digest = flag(output, "push-by-digest");
     let (_, committed) =
         super::build::local_image::make_image(opts, store, result, image, &options)?;
+    push_to_names(opts, output, image.registry, &options, &committed.manifest)?;
+    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
+    Ok(ImageMetadata::new(
+        &committed.manifest,
+        &committed.config,
+        &names,
+    ))
+}
+
+/// Pushes the image or index `top` (in the content store) to every
+/// name of `options` (which must have one), or by digest only with
+/// `push-by-digest=true`.
+pub(super) fn push_to_names(
+    opts: &BuildOpts,
+    output: &Output,
+    registry: &crate::registry::Registry,
+    options: &crate::exporter::image::ImageOptions,
+    top: &crate::content::Descriptor,
+) -> anyhow::Result<()> {
+    let by_digest = flag(output, "push-by-digest");
     // The build's runtime is gone; connections are opened afresh here.
-    let registry = image.registry.renewed();
+    let registry = registry.renewed();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +143,7 @@ pub fn export(
         let target = if by_digest {
             Reference {
                 tag: None,
-                digest: Some(committed.manifest.digest.clone()),
+                digest: Some(top.digest.clone()),
                 ..name.clone()
             }
         } else {
@@ -131,7 +154,7 @@ pub fn export(
         }
         let started = std::time::Instant::now();
         let pushed = runtime
-            .block_on(registry.push(&committed.manifest, &target))
+            .block_on(registry.push(top, &target))
             .with_context(|| format!("failed to push {target}"))?;
         if !opts.quiet {
             eprintln!(
@@ -141,12 +164,7 @@ pub fn export(
             );
         }
     }
-    let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
-    Ok(ImageMetadata::new(
-        &committed.manifest,
-        &committed.config,
-        &names,
-    ))
+    Ok(())
 }
 
 /// `pushed NAME@DIGEST: 2 blobs uploaded (1.2 MiB), 1 already there, 0 mounted`.

@@ -125,6 +125,11 @@ pub struct LowerOptions {
     pub context_name: String,
     /// `--network` of the build: what `RUN --network=default` gets.
     pub network: NetMode,
+    /// Several platforms were asked for: numbered step names start with
+    /// the stage's platform, as BuildKit's (`[linux/arm64 build 2/3]`;
+    /// `[linux/amd64->arm64 …]` when a stage on another platform declares
+    /// the target platform's ARGs).
+    pub platform_prefix: bool,
 }
 
 impl Default for LowerOptions {
@@ -134,6 +139,7 @@ impl Default for LowerOptions {
             no_cache_filter: Vec::new(),
             context_name: "context".to_string(),
             network: NetMode::Sandbox,
+            platform_prefix: false,
         }
     }
 }
@@ -218,6 +224,11 @@ pub(super) struct Lowering<'a> {
 pub(super) struct StageCx {
     /// `[<label> n/m]`; empty for a lone stage.
     label: String,
+    /// The stage's platform, for multi-platform names; `None` otherwise.
+    platform: Option<Platform>,
+    /// `->arm64` when the step's environment names a target platform
+    /// other than the stage's (see [`StageCx::enter`]).
+    target_suffix: String,
     /// How many steps get a number.
     total: usize,
     /// The number the last named step got.
@@ -265,6 +276,8 @@ impl StageCx {
             });
         StageCx {
             label,
+            platform: opts.platform_prefix.then(|| stage.platform.clone()),
+            target_suffix: String::new(),
             total,
             index: 0,
             ignore_cache,
@@ -289,6 +302,11 @@ impl StageCx {
         }
         let width = self.total.to_string().len();
         let mut out = String::from("[");
+        if let Some(platform) = &self.platform {
+            out.push_str(&platform.to_string());
+            out.push_str(&self.target_suffix);
+            out.push(' ');
+        }
         if !self.label.is_empty() {
             out.push_str(&self.label);
             out.push(' ');
@@ -299,6 +317,16 @@ impl StageCx {
         }
         out.push_str(text);
         out
+    }
+
+    /// Takes the environment of the step about to be named: BuildKit
+    /// appends the target platform its `TARGET*` variables name when it
+    /// differs from the stage's (`linux/amd64->arm64`).
+    pub(super) fn enter(&mut self, env: &EnvList) {
+        self.target_suffix = match &self.platform {
+            Some(base) => target_suffix(base, env),
+            None => String::new(),
+        };
     }
 
     /// An instruction's text as progress shows it: variables expanded with
@@ -312,6 +340,44 @@ impl StageCx {
             None => expanded.to_uppercase(),
         }
     }
+}
+
+/// BuildKit's `formatTargetPlatform` over the platform the `TARGET*`
+/// variables of `env` name (`TARGETPLATFORM` first, else the parts that
+/// are set, the rest from `base`): `->arch[/variant]` for another
+/// architecture of the same OS, `->os/arch[/variant]` for another OS,
+/// nothing otherwise.
+fn target_suffix(base: &Platform, env: &EnvList) -> String {
+    let get = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+    let target = match get("TARGETPLATFORM").and_then(|v| v.parse::<Platform>().ok()) {
+        Some(p) => p,
+        None => {
+            let (os, arch, variant) = (get("TARGETOS"), get("TARGETARCH"), get("TARGETVARIANT"));
+            if os.is_none() && arch.is_none() && variant.is_none() {
+                return String::new();
+            }
+            let os = os.filter(|o| !o.is_empty()).unwrap_or(&base.os);
+            let arch = arch.filter(|a| !a.is_empty()).unwrap_or(&base.architecture);
+            let spec = match variant.filter(|v| !v.is_empty()) {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            };
+            match spec.parse::<Platform>() {
+                Ok(p) => p,
+                Err(_) => return String::new(),
+            }
+        }
+    };
+    if target.os != base.os {
+        return format!("->{target}");
+    }
+    if target.architecture != base.architecture {
+        return match &target.variant {
+            Some(v) => format!("->{}/{v}", target.architecture),
+            None => format!("->{}", target.architecture),
+        };
+    }
+    String::new()
 }
 
 /// The inputs of one vertex, each once, in first-use order.
@@ -364,6 +430,7 @@ impl Lowering<'_> {
 
     fn step(&mut self, cx: &mut StageCx, step: &Step, state: State) -> Result<State> {
         let location = step.instruction.location();
+        cx.enter(&step.env);
         match (&step.action, &step.instruction) {
             (Action::Mkdir(dir), _) => self
                 .workdir(cx, step, state, dir)

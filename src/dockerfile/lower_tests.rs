@@ -779,3 +779,60 @@ fn an_unneeded_stage_contributes_nothing() {
     b.sort();
     assert_eq!(a, b);
 }
+
+/// Lowers `df` for target `platform` on an amd64 build machine, as one
+/// platform of a multi-platform build.
+fn for_platform(df: &str, platform: &str) -> Lowered {
+    let ast = parse(df).unwrap();
+    let plan_opts = PlanOptions {
+        build_platform: amd64(),
+        target_platform: Some(platform.parse().unwrap()),
+        ..PlanOptions::default()
+    };
+    let plan = plan(&ast, &plan_opts, &NoBaseImages).unwrap();
+    let opts = LowerOptions {
+        platform_prefix: true,
+        ..LowerOptions::default()
+    };
+    lower(&plan, &opts).unwrap()
+}
+
+#[test]
+fn multi_platform_names_carry_the_stage_platform() {
+    // (BuildKit gives `FROM --platform=… scratch` the target platform.)
+    let df = "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+              COPY a /a\n\
+              ARG TARGETARCH\n\
+              COPY b-$TARGETARCH /b\n\
+              FROM scratch\n\
+              ARG TARGETARCH\n\
+              COPY --from=build /a /a\n\
+              COPY file-$TARGETARCH /\n";
+    let arm = for_platform(df, "linux/arm64");
+    let amd = for_platform(df, "linux/amd64");
+    let arm_names = names(&arm);
+    for want in [
+        "[linux/amd64 build 1/3] FROM docker.io/library/busybox:latest",
+        "[linux/amd64 build 2/3] COPY a /a",
+        "[linux/amd64->arm64 build 3/3] COPY b-arm64 /b",
+        "[linux/arm64 stage-1 1/2] COPY --from=build /a /a",
+        "[linux/arm64 stage-1 2/2] COPY file-arm64 /",
+    ] {
+        assert!(
+            arm_names.iter().any(|n| n == want),
+            "{want}: {arm_names:#?}"
+        );
+    }
+    // The build-platform stage's first step is the same vertex for both
+    // targets (same digest, same name), so one build runs it once.
+    let (arm_copy, arm_meta) = named(&arm, "[linux/amd64 build 2/3]");
+    let (amd_copy, amd_meta) = named(&amd, "[linux/amd64 build 2/3]");
+    assert_eq!(arm_copy.digest(), amd_copy.digest());
+    assert_eq!(arm_meta.name, amd_meta.name);
+    assert_ne!(arm.definition.root, amd.definition.root);
+    // One platform keeps BuildKit's single-platform names.
+    let single = lowered("FROM scratch\nCOPY a /a\nFROM scratch\nCOPY b /b\n");
+    assert!(names(&single)
+        .iter()
+        .any(|n| n == "[stage-1 1/1] COPY b /b"));
+}

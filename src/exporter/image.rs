@@ -11,6 +11,12 @@
 //! blob goes through the [`ContentStore`] first and is copied into the
 //! archive from there, checked against its digest on the way.
 //!
+//! A multi-platform build makes one image per platform, then
+//! [`commit_index`] stores an index naming them (an OCI image index, or
+//! a Docker manifest list with Docker media types), each entry with its
+//! platform; an OCI archive of it ([`Archived::Index`]) points
+//! `index.json` at that index, as BuildKit's oci exporter does.
+//!
 //! `force-compression=true` recompresses base layers whose compression
 //! differs from the one asked for (same tar, so same diff_id);
 //! `rewrite-timestamp=true` clamps the mtimes in the build's own layers
@@ -42,7 +48,7 @@ use super::tar as tarw;
 use crate::cache::{CacheDb, CacheKey, Digest, LayerBlob};
 use crate::content::{digest_hex, ContentError, ContentStore, Descriptor, HashingWriter};
 use crate::image::config::{History, RootFs};
-use crate::image::{Image, Reference};
+use crate::image::{Image, Platform, Reference};
 use crate::snapshot::{fsx, SnapshotId};
 use crate::util::fs::FsError;
 
@@ -51,6 +57,7 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// The comment BuildKit gives history entries it adds for layers the
 /// frontend did not describe.
 const EXPORTER_COMMENT: &str = "buildkit.exporter.image.v0";
@@ -121,8 +128,14 @@ pub struct ImageOptions {
     pub names: Vec<Reference>,
     /// `annotation.*` / `annotation-manifest.*`: on the manifest.
     pub manifest_annotations: BTreeMap<String, String>,
-    /// `annotation-manifest-descriptor.*`: on `index.json`'s entries.
+    /// `annotation-manifest-descriptor.*`: on the manifest's descriptor
+    /// (`index.json`'s entries; a multi-platform index's entries).
     pub descriptor_annotations: BTreeMap<String, String>,
+    /// `annotation-index.*`: on a multi-platform image's index.
+    pub index_annotations: BTreeMap<String, String>,
+    /// `annotation-index-descriptor.*`: on `index.json`'s entry for a
+    /// multi-platform image's index.
+    pub index_descriptor_annotations: BTreeMap<String, String>,
     /// The image's creation time, RFC 3339 (SOURCE_DATE_EPOCH or now).
     pub created: String,
     /// `rewrite-timestamp`: new layers' mtimes later than this (seconds
@@ -164,6 +177,129 @@ pub struct Committed {
     pub layers: Vec<Descriptor>,
     /// The layers' uncompressed digests, as the config lists them.
     pub diff_ids: Vec<String>,
+}
+
+/// A multi-platform image: an index (OCI image index, or Docker
+/// manifest list without OCI media types) naming one image per platform,
+/// all stored in the content store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedIndex {
+    pub index: Descriptor,
+    /// Each platform's image, in the index's order.
+    pub images: Vec<(Platform, Committed)>,
+}
+
+/// What an archive holds: one image, or an index of several.
+#[derive(Debug, Clone, Copy)]
+pub enum Archived<'a> {
+    Image(&'a Committed),
+    Index(&'a CommittedIndex),
+}
+
+impl<'a> Archived<'a> {
+    /// The descriptor `index.json` points at.
+    fn top(self) -> &'a Descriptor {
+        match self {
+            Archived::Image(c) => &c.manifest,
+            Archived::Index(i) => &i.index,
+        }
+    }
+
+    /// Every blob, each once, sorted by digest.
+    fn blobs(self) -> Vec<&'a Descriptor> {
+        let (top, images): (Option<&'a Descriptor>, Vec<&'a Committed>) = match self {
+            Archived::Image(c) => (None, vec![c]),
+            Archived::Index(i) => (Some(&i.index), i.images.iter().map(|(_, c)| c).collect()),
+        };
+        let mut blobs: Vec<&'a Descriptor> = top.into_iter().collect();
+        for c in images {
+            blobs.push(&c.manifest);
+            blobs.push(&c.config);
+            blobs.extend(&c.layers);
+        }
+        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        blobs.dedup_by(|a, b| a.digest == b.digest);
+        blobs
+    }
+}
+
+/// An index entry: a manifest's descriptor and the platform it is for,
+/// with the fields in the order BuildKit writes them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlatformEntry<'a> {
+    media_type: &'a str,
+    digest: &'a str,
+    size: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+    platform: IndexPlatform<'a>,
+}
+
+#[derive(Serialize)]
+struct IndexPlatform<'a> {
+    architecture: &'a str,
+    os: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlatformIndex<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    manifests: Vec<PlatformEntry<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// Stores an index of `images` (one per platform, made by [`commit`]
+/// with the same `opts`): an OCI image index, or a Docker manifest list
+/// when `opts` asks for Docker media types, each entry carrying its
+/// platform (and the manifest-descriptor annotations), the index the
+/// index annotations, as BuildKit's image writer makes it.
+pub fn commit_index(
+    content: &ContentStore,
+    images: Vec<(Platform, Committed)>,
+    opts: &ImageOptions,
+) -> Result<CommittedIndex, ImageError> {
+    let media_type = if opts.oci_mediatypes {
+        OCI_INDEX
+    } else {
+        DOCKER_MANIFEST_LIST
+    };
+    let manifests = images
+        .iter()
+        .map(|(platform, c)| PlatformEntry {
+            media_type: &c.manifest.media_type,
+            digest: &c.manifest.digest,
+            size: c.manifest.size,
+            annotations: &opts.descriptor_annotations,
+            platform: IndexPlatform {
+                architecture: &platform.architecture,
+                os: &platform.os,
+                variant: platform.variant.as_deref(),
+            },
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&PlatformIndex {
+        schema_version: 2,
+        media_type,
+        manifests,
+        annotations: &opts.index_annotations,
+    })
+    .map_err(|source| ImageError::Encode {
+        what: "index",
+        source,
+    })?;
+    let index = content
+        .put(media_type, &bytes)
+        .map_err(|source| ImageError::StoreBlob {
+            what: "index",
+            source,
+        })?;
+    Ok(CommittedIndex { index, images })
 }
 
 #[derive(Serialize)]
@@ -444,10 +580,12 @@ pub enum Dest {
     Stdout,
 }
 
-/// Writes `image` as an archive of `format` to `dest`.
+/// Writes `image` (one image or an index) as an archive of `format` to
+/// `dest`. A docker-archive holds one image: an index is only written
+/// as an OCI layout.
 pub fn write_archive(
     content: &ContentStore,
-    image: &Committed,
+    image: Archived<'_>,
     format: Format,
     opts: &ImageOptions,
     dest: &Dest,
@@ -479,7 +617,7 @@ impl From<io::Error> for Fail {
 
 fn write_file(
     content: &ContentStore,
-    image: &Committed,
+    image: Archived<'_>,
     format: Format,
     opts: &ImageOptions,
     dest: &Path,
@@ -537,7 +675,7 @@ pub fn familiar(name: &Reference) -> String {
 
 fn write_entries<W: Write>(
     content: &ContentStore,
-    image: &Committed,
+    image: Archived<'_>,
     format: Format,
     opts: &ImageOptions,
     out: &mut W,
@@ -545,12 +683,7 @@ fn write_entries<W: Write>(
     let encode = |what, r: Result<Vec<u8>, serde_json::Error>| {
         r.map_err(|source| Fail::Blob(ImageError::Encode { what, source }))
     };
-    let mut blobs: Vec<&Descriptor> = std::iter::once(&image.manifest)
-        .chain(std::iter::once(&image.config))
-        .chain(&image.layers)
-        .collect();
-    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
-    blobs.dedup_by(|a, b| a.digest == b.digest);
+    let blobs = image.blobs();
     tarw::write_dir_entry("blobs", out)?;
     tarw::write_dir_entry("blobs/sha256", out)?;
     for blob in blobs {
@@ -559,8 +692,11 @@ fn write_entries<W: Write>(
     tarw::write_file_entry("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, out)?;
     let mut manifests = Vec::new();
     let entry = |annotations: BTreeMap<String, String>| {
-        let mut d = image.manifest.clone();
-        d.annotations = opts.descriptor_annotations.clone();
+        let mut d = image.top().clone();
+        d.annotations = match image {
+            Archived::Image(_) => opts.descriptor_annotations.clone(),
+            Archived::Index(_) => opts.index_descriptor_annotations.clone(),
+        };
         d.annotations.extend(annotations);
         d
     };
@@ -584,7 +720,7 @@ fn write_entries<W: Write>(
         }),
     )?;
     tarw::write_file_entry("index.json", &index, out)?;
-    if format == Format::Docker {
+    if let (Format::Docker, Archived::Image(image)) = (format, image) {
         let path = |d: &Descriptor| {
             digest_hex(&d.digest)
                 .map(|h| format!("blobs/sha256/{h}"))
@@ -696,6 +832,8 @@ mod tests {
             names: Vec::new(),
             manifest_annotations: BTreeMap::new(),
             descriptor_annotations: BTreeMap::new(),
+            index_annotations: BTreeMap::new(),
+            index_descriptor_annotations: BTreeMap::new(),
             created: "T".into(),
             clamp_mtime: None,
             force_compression: false,

@@ -286,12 +286,18 @@ fn stage(roots: &[Root<'_>], staging: &Path) -> Result<Staged, FsError> {
                 let out_rel = base.join(&rel);
                 let dst = staging.join(&out_rel);
                 if ft.is_dir() {
-                    let meta =
-                        fs::symlink_metadata(&src).map_err(|e| FsError::new("inspect", &src, e))?;
-                    make_dir(&dst)?;
-                    staged.dirs.insert(out_rel, DirMeta::Copy { src, meta });
+                    // Trees merged into one root share their
+                    // directories; the first tree's metadata wins.
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        staged.dirs.entry(out_rel)
+                    {
+                        let meta = fs::symlink_metadata(&src)
+                            .map_err(|e| FsError::new("inspect", &src, e))?;
+                        make_dir(&dst)?;
+                        slot.insert(DirMeta::Copy { src, meta });
+                        staged.stats.entries += 1;
+                    }
                     stack.push(rel);
-                    staged.stats.entries += 1;
                     continue;
                 }
                 if ft.is_socket() {

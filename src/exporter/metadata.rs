@@ -2,7 +2,9 @@
 //! (the exporter response buildx writes): `containerimage.digest` (the
 //! manifest's digest), `containerimage.config.digest`,
 //! `containerimage.descriptor` (the manifest's descriptor, as an object)
-//! and, when the image has names, `image.name` (comma separated); `{}`
+//! and, when the image has names, `image.name` (comma separated); for a
+//! multi-platform image the digest and descriptor are the index's and
+//! there is no config digest, as BuildKit's image exporter answers; `{}`
 //! for outputs that are not images. The file is replaced atomically. (`buildx.build.ref` names a build record
 //! on a builder; bk keeps no build history, so it is left out.)
 //!
@@ -31,8 +33,13 @@ pub enum MetadataError {
 /// An image output's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageMetadata {
-    #[serde(rename = "containerimage.config.digest")]
-    pub config_digest: String,
+    /// The config's digest; none for an index (a multi-platform
+    /// image), as BuildKit writes it.
+    #[serde(
+        rename = "containerimage.config.digest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub config_digest: Option<String>,
     #[serde(rename = "containerimage.descriptor")]
     pub descriptor: Descriptor,
     #[serde(rename = "containerimage.digest")]
@@ -46,11 +53,28 @@ impl ImageMetadata {
     /// named `names`.
     pub fn new(manifest: &Descriptor, config: &Descriptor, names: &[String]) -> ImageMetadata {
         ImageMetadata {
-            config_digest: config.digest.clone(),
+            config_digest: Some(config.digest.clone()),
             descriptor: manifest.clone(),
             digest: manifest.digest.clone(),
             names: (!names.is_empty()).then(|| names.join(",")),
         }
+    }
+
+    /// The metadata of a multi-platform image: the index's digest and
+    /// descriptor, no config digest.
+    pub fn index(index: &Descriptor, names: &[String]) -> ImageMetadata {
+        ImageMetadata {
+            config_digest: None,
+            descriptor: index.clone(),
+            digest: index.digest.clone(),
+            names: (!names.is_empty()).then(|| names.join(",")),
+        }
+    }
+
+    /// What buildx prints for `-q` and writes to `--iidfile`: the
+    /// config's digest, or the index's for a multi-platform image.
+    pub fn image_id(&self) -> &str {
+        self.config_digest.as_deref().unwrap_or(&self.digest)
     }
 }
 
@@ -102,6 +126,17 @@ mod tests {
         write(&path, Some(&ImageMetadata::new(&manifest, &config, &[]))).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert!(v.get("image.name").is_none());
+        let index = desc("application/vnd.oci.image.index.v1+json", "sha256:i", 9);
+        let m = ImageMetadata::index(&index, &names);
+        assert_eq!(m.image_id(), "sha256:i");
+        write(&path, Some(&m)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["containerimage.digest"], "sha256:i");
+        assert_eq!(
+            v["containerimage.descriptor"]["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert!(v.get("containerimage.config.digest").is_none());
         write(&path, None).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
         // Nothing but the file itself is left in the directory.

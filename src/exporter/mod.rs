@@ -2,7 +2,8 @@
 //! copies its tree into a directory on the host, [`tar`] writes it as one
 //! deterministic POSIX tar archive, and [`platform_split`] lays several
 //! platforms' trees side by side in `dest/<os>_<arch>[_<variant>]/` as
-//! BuildKit's multi-platform local output does. [`layer`] turns one build
+//! BuildKit's multi-platform local output does ([`platform_merge`]: all
+//! in one tree, `platform-split=false`). [`layer`] turns one build
 //! step into an image layer blob and [`image`] assembles layers, config
 //! and manifest into `type=oci` / `type=docker` archives (and into the
 //! content store, from where `registry::push` sends them). [`metadata`]
@@ -78,6 +79,14 @@ pub enum ExportError {
     /// Two trees for the same platform directory.
     #[error("platform {0:?} given more than once")]
     DuplicatePlatform(String),
+    /// `platform-split=false`: two platforms' trees have a file at the
+    /// same path (BuildKit's wording). Nothing was written.
+    #[error("cannot overwrite {path} from {first} with {second} when split option is disabled")]
+    PlatformConflict {
+        path: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// What an export wrote.
@@ -123,6 +132,41 @@ pub fn platform_split(parts: &[(&str, &Path)], dest: &Path) -> Result<ExportStat
             dir,
         });
     }
+    local::export_roots(&roots, dest)
+}
+
+/// `platform-split=false`: exports every `(platform, tree)` into `dest`
+/// itself, merged, as BuildKit's local exporter does; a non-directory
+/// path that two platforms both have is an error, found before anything
+/// is written.
+pub fn platform_merge(parts: &[(&str, &Path)], dest: &Path) -> Result<ExportStats, ExportError> {
+    let mut owners: std::collections::HashMap<PathBuf, &str> = std::collections::HashMap::new();
+    for (platform, dir) in parts {
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let here = dir.join(&rel);
+            let entries = crate::snapshot::fsx::read_dir_sorted(&here)
+                .map_err(|e| ExportError::ReadTree(FsError::new("read directory", &here, e)))?;
+            for (name, ft) in entries {
+                let rel = rel.join(&name);
+                if ft.is_dir() {
+                    stack.push(rel);
+                    continue;
+                }
+                if let Some(first) = owners.insert(rel.clone(), platform) {
+                    return Err(ExportError::PlatformConflict {
+                        path: rel.display().to_string(),
+                        first: first.to_string(),
+                        second: platform.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    let roots: Vec<local::Root<'_>> = parts
+        .iter()
+        .map(|(_, dir)| local::Root { sub: None, dir })
+        .collect();
     local::export_roots(&roots, dest)
 }
 
@@ -174,6 +218,32 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["linux_amd64", "linux_arm_v7"]);
+    }
+
+    #[test]
+    fn merge_puts_all_platforms_in_one_tree_and_refuses_clashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let amd = dir.path().join("amd");
+        let arm = dir.path().join("arm");
+        fs::create_dir_all(amd.join("bin")).unwrap();
+        fs::create_dir_all(arm.join("bin")).unwrap();
+        fs::write(amd.join("bin/app-amd64"), b"x86").unwrap();
+        fs::write(arm.join("bin/app-arm64"), b"arm").unwrap();
+        let out = dir.path().join("out");
+        platform_merge(&[("linux/amd64", &amd), ("linux/arm64", &arm)], &out).unwrap();
+        assert_eq!(fs::read(out.join("bin/app-amd64")).unwrap(), b"x86");
+        assert_eq!(fs::read(out.join("bin/app-arm64")).unwrap(), b"arm");
+
+        fs::write(amd.join("bin/same"), b"1").unwrap();
+        fs::write(arm.join("bin/same"), b"2").unwrap();
+        let out2 = dir.path().join("out2");
+        let err =
+            platform_merge(&[("linux/amd64", &amd), ("linux/arm64", &arm)], &out2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot overwrite bin/same from linux/amd64 with linux/arm64 when split option is disabled"
+        );
+        assert!(!out2.exists());
     }
 
     #[test]

@@ -40,18 +40,50 @@ pub enum Dest {
     Stdout,
 }
 
+/// One tree of an archive: at the archive's root, or below a top-level
+/// directory `sub` (a platform's, in a multi-platform archive).
+#[derive(Debug, Clone, Copy)]
+pub struct Tree<'a> {
+    pub sub: Option<&'a str>,
+    pub dir: &'a Path,
+}
+
 /// Writes the tree at `snapshot_dir` as a tar archive to `dest`.
 pub fn export(snapshot_dir: &Path, dest: Dest) -> Result<ExportStats, ExportError> {
+    export_trees(
+        &[Tree {
+            sub: None,
+            dir: snapshot_dir,
+        }],
+        dest,
+    )
+}
+
+/// Writes several trees as one tar archive to `dest`, in the order
+/// given; each tree below its `sub` directory (mode 0755, owner root,
+/// zero mtime) gets hardlinks only within itself, as BuildKit's
+/// multi-platform tar output has them.
+pub fn export_trees(trees: &[Tree<'_>], dest: Dest) -> Result<ExportStats, ExportError> {
     match dest {
-        Dest::Stdout => write_to(snapshot_dir, io::stdout().lock()),
-        Dest::Path(path) => export_file(snapshot_dir, &path),
+        Dest::Stdout => write_trees_to(trees, io::stdout().lock()),
+        Dest::Path(path) => export_file(trees, &path),
     }
 }
 
 /// Writes the tree at `snapshot_dir` as a tar archive to `out`.
 pub fn write_to<W: Write>(snapshot_dir: &Path, out: W) -> Result<ExportStats, ExportError> {
+    write_trees_to(
+        &[Tree {
+            sub: None,
+            dir: snapshot_dir,
+        }],
+        out,
+    )
+}
+
+fn write_trees_to<W: Write>(trees: &[Tree<'_>], out: W) -> Result<ExportStats, ExportError> {
     let mut out = BufWriter::new(out);
-    let stats = write_archive(snapshot_dir, &mut out).map_err(|f| match f {
+    let stats = write_archive(trees, &mut out).map_err(|f| match f {
         Failure::Read(e) => ExportError::ReadTree(e),
         Failure::Write(e) => ExportError::WriteStream(e),
     })?;
@@ -59,7 +91,7 @@ pub fn write_to<W: Write>(snapshot_dir: &Path, out: W) -> Result<ExportStats, Ex
     Ok(stats)
 }
 
-fn export_file(snapshot_dir: &Path, dest: &Path) -> Result<ExportStats, ExportError> {
+fn export_file(trees: &[Tree<'_>], dest: &Path) -> Result<ExportStats, ExportError> {
     let fail = |source| ExportError::WriteTar {
         dest: dest.to_path_buf(),
         source,
@@ -85,7 +117,7 @@ fn export_file(snapshot_dir: &Path, dest: &Path) -> Result<ExportStats, ExportEr
         .map_err(|e| fail(FsError::new("create", &tmp, e)))?;
     let guard = RemoveOnDrop(Some(tmp.clone()));
     let mut out = BufWriter::new(file);
-    let stats = write_archive(snapshot_dir, &mut out).map_err(|f| match f {
+    let stats = write_archive(trees, &mut out).map_err(|f| match f {
         Failure::Read(e) => ExportError::ReadTree(e),
         Failure::Write(e) => fail(FsError::new("write", &tmp, e)),
     })?;
@@ -129,9 +161,31 @@ const MAX_ID: u64 = 0o7777777;
 /// Largest value of a 12-byte octal header field (11 digits).
 const MAX_SIZE: u64 = 0o77777777777;
 
-fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Failure> {
-    let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
+fn write_archive<W: Write>(trees: &[Tree<'_>], out: &mut W) -> Result<ExportStats, Failure> {
     let mut stats = ExportStats::default();
+    for tree in trees {
+        let prefix = match tree.sub {
+            Some(sub) => {
+                write_dir_entry(sub, out).map_err(Failure::Write)?;
+                stats.entries += 1;
+                format!("{sub}/").into_bytes()
+            }
+            None => Vec::new(),
+        };
+        write_tree(tree.dir, &prefix, out, &mut stats)?;
+    }
+    write_end(out).map_err(Failure::Write)?;
+    Ok(stats)
+}
+
+/// Writes the entries of the tree at `root`, named with `prefix` first.
+fn write_tree<W: Write>(
+    root: &Path,
+    prefix: &[u8],
+    out: &mut W,
+    stats: &mut ExportStats,
+) -> Result<(), Failure> {
+    let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
     let mut links = Links::new();
     // Names (relative to root) still to write; popped from the end, so
     // each listing is pushed in reverse.
@@ -151,12 +205,11 @@ fn write_archive<W: Write>(root: &Path, out: &mut W) -> Result<ExportStats, Fail
     };
     push_listing(&mut pending, b"")?;
     while let Some(rel) = pending.pop() {
-        if write_node(root, &rel, &mut links, out, &mut stats, None)? == Some(true) {
+        if write_named_node(root, &rel, prefix, &mut links, out, stats, None)? == Some(true) {
             push_listing(&mut pending, &rel)?;
         }
     }
-    write_end(out).map_err(Failure::Write)?;
-    Ok(stats)
+    Ok(())
 }
 
 /// Writes an empty whiteout entry `.wh.<name>` beside `rel`, the OCI
@@ -260,6 +313,20 @@ pub(crate) fn write_node<W: Write>(
     stats: &mut ExportStats,
     clamp_mtime: Option<i64>,
 ) -> Result<Option<bool>, Failure> {
+    write_named_node(root, rel, b"", links, out, stats, clamp_mtime)
+}
+
+/// [`write_node`] with the entry named `prefix` + `rel`.
+fn write_named_node<W: Write>(
+    root: &Path,
+    rel: &[u8],
+    prefix: &[u8],
+    links: &mut Links,
+    out: &mut W,
+    stats: &mut ExportStats,
+    clamp_mtime: Option<i64>,
+) -> Result<Option<bool>, Failure> {
+    let named = |rel: &[u8]| [prefix, rel].concat();
     let read = |op, path: &Path, e| Failure::Read(FsError::new(op, path, e));
     let path = root.join(Path::new(std::ffi::OsStr::from_bytes(rel)));
     let meta = fs::symlink_metadata(&path).map_err(|e| read("inspect", &path, e))?;
@@ -273,12 +340,12 @@ pub(crate) fn write_node<W: Write>(
         entry.mtime = entry.mtime.min(limit);
     }
     if ft.is_dir() {
-        let mut name = rel.to_vec();
+        let mut name = named(rel);
         name.push(b'/');
         entry.name = name;
         entry.kind = EntryType::Directory;
     } else {
-        entry.name = rel.to_vec();
+        entry.name = named(rel);
         let key = (meta.dev(), meta.ino());
         let first = if meta.nlink() > 1 {
             links.get(&key).cloned()
@@ -290,7 +357,7 @@ pub(crate) fn write_node<W: Write>(
             entry.link = first;
         } else {
             if meta.nlink() > 1 {
-                links.insert(key, rel.to_vec());
+                links.insert(key, named(rel));
             }
             if ft.is_file() {
                 entry.kind = EntryType::Regular;
@@ -556,6 +623,57 @@ mod tests {
     fn very_long_name() -> String {
         // One 200-byte component: needs a PAX path record.
         "v".repeat(200)
+    }
+
+    #[test]
+    fn trees_land_in_their_platform_directories_with_links_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let amd = dir.path().join("amd");
+        let arm = dir.path().join("arm");
+        fs::create_dir_all(&amd).unwrap();
+        fs::create_dir_all(&arm).unwrap();
+        fs::write(amd.join("file"), b"amd").unwrap();
+        fs::write(arm.join("file"), b"arm").unwrap();
+        // One inode in both trees: each tree writes it in full.
+        fs::write(amd.join("shared"), b"s").unwrap();
+        fs::hard_link(amd.join("shared"), arm.join("shared")).unwrap();
+        let dest = dir.path().join("out.tar");
+        let trees = [
+            Tree {
+                sub: Some("linux_amd64"),
+                dir: &amd,
+            },
+            Tree {
+                sub: Some("linux_arm64"),
+                dir: &arm,
+            },
+        ];
+        let stats = export_trees(&trees, Dest::Path(dest.clone())).unwrap();
+        assert_eq!(stats.entries, 6);
+        let mut archive = ::tar::Archive::new(fs::File::open(&dest).unwrap());
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            let kind = entry.header().entry_type();
+            let mut text = String::new();
+            if kind == EntryType::Regular {
+                entry.read_to_string(&mut text).unwrap();
+            }
+            seen.push((name, kind, text));
+        }
+        let want = |n: &str, k, t: &str| (n.to_string(), k, t.to_string());
+        assert_eq!(
+            seen,
+            vec![
+                want("linux_amd64/", EntryType::Directory, ""),
+                want("linux_amd64/file", EntryType::Regular, "amd"),
+                want("linux_amd64/shared", EntryType::Regular, "s"),
+                want("linux_arm64/", EntryType::Directory, ""),
+                want("linux_arm64/file", EntryType::Regular, "arm"),
+                want("linux_arm64/shared", EntryType::Regular, "s"),
+            ]
+        );
     }
 
     /// A tree with every kind of entry the archive must describe.

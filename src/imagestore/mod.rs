@@ -16,7 +16,9 @@
 //!
 //! [`ImageStore::get`] gives a name's manifest [`Descriptor`];
 //! [`read_image`] reads that manifest and its config back from the
-//! content store.
+//! content store. A name may point at an image index (a multi-platform
+//! build's result): [`read_image_for`] then reads the image of the
+//! platform asked for.
 //!
 //! Imports `crate::content`, `crate::image` and `crate::util` only.
 
@@ -71,6 +73,9 @@ pub enum ImageStoreError {
         #[source]
         source: ContentError,
     },
+    /// A multi-platform image has no image for the platform asked for.
+    #[error("image index {digest} has no image for {platform}")]
+    NoPlatform { digest: String, platform: String },
     /// The manifest or config blob is not what it claims to be.
     #[error("the {what} of image {digest} is invalid")]
     ParseBlob {
@@ -238,11 +243,15 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
-/// A stored image read back: its manifest and config.
+/// A stored image read back: its manifest and config (for an index,
+/// those of one platform's image).
 #[derive(Debug, Clone)]
 pub struct StoredImage {
-    /// The manifest's descriptor (what the name points at).
+    /// What the name points at: the manifest's descriptor, or an index's.
     pub descriptor: Descriptor,
+    /// The descriptor of the manifest read: `descriptor` itself, or the
+    /// chosen platform's entry of an index.
+    pub platform_manifest: Descriptor,
     /// The manifest's bytes, exactly as stored (and hashed).
     pub manifest_bytes: Vec<u8>,
     pub manifest: Manifest,
@@ -250,9 +259,19 @@ pub struct StoredImage {
 }
 
 impl StoredImage {
-    /// The image ID as Docker shows it: the config's digest.
+    /// The image ID as Docker shows it: the config's digest, or the
+    /// index's digest for a multi-platform image.
     pub fn id(&self) -> &str {
-        &self.manifest.config.digest
+        if self.is_index() {
+            &self.descriptor.digest
+        } else {
+            &self.manifest.config.digest
+        }
+    }
+
+    /// Whether the name points at an index (a multi-platform image).
+    pub fn is_index(&self) -> bool {
+        self.platform_manifest.digest != self.descriptor.digest
     }
 
     /// The platform the config declares.
@@ -272,17 +291,99 @@ impl StoredImage {
     }
 }
 
-/// Reads the manifest `descriptor` names and its config from `content`,
-/// both checked against their digests.
+/// An index's entries, as far as choosing one needs.
+#[derive(Deserialize)]
+struct StoredIndex {
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+/// Whether an index entry for `have` serves `want`: same OS and
+/// architecture, and the same variant when both name one.
+fn serves(have: &Platform, want: &Platform) -> bool {
+    have.os == want.os
+        && have.architecture == want.architecture
+        && (have.variant.is_none() || want.variant.is_none() || have.variant == want.variant)
+}
+
+/// Reads the image `descriptor` names and its config from `content`,
+/// all checked against their digests. For an index, the image of this
+/// machine's platform, else the first.
 pub fn read_image(content: &ContentStore, descriptor: &Descriptor) -> Result<StoredImage> {
+    read_image_for(content, descriptor, None)
+}
+
+/// [`read_image`] choosing an index's image for `platform`; an index
+/// without one is [`ImageStoreError::NoPlatform`]. A single image is read
+/// whatever its platform (the caller compares).
+pub fn read_image_for(
+    content: &ContentStore,
+    descriptor: &Descriptor,
+    platform: Option<&Platform>,
+) -> Result<StoredImage> {
     let digest = descriptor.digest.clone();
-    let manifest_bytes = content
+    let top_bytes = content
         .read(&digest)
         .map_err(|source| ImageStoreError::ReadBlob {
             what: "manifest",
             digest: digest.clone(),
             source,
         })?;
+    let index = serde_json::from_slice::<serde_json::Value>(&top_bytes)
+        .ok()
+        .filter(|v| v.get("manifests").is_some() && v.get("config").is_none());
+    let (platform_manifest, manifest_bytes) = match index {
+        None => (descriptor.clone(), top_bytes),
+        Some(value) => {
+            let index: StoredIndex =
+                serde_json::from_value(value).map_err(|source| ImageStoreError::ParseBlob {
+                    what: "index",
+                    digest: digest.clone(),
+                    source,
+                })?;
+            let host = Platform::host();
+            let want = platform.unwrap_or(&host);
+            let chosen = index
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(|p| serves(p, want)))
+                .or_else(|| {
+                    platform
+                        .is_none()
+                        .then(|| index.manifests.first())
+                        .flatten()
+                })
+                .ok_or_else(|| ImageStoreError::NoPlatform {
+                    digest: digest.clone(),
+                    platform: want.to_string(),
+                })?;
+            let child = Descriptor {
+                media_type: chosen.media_type.clone(),
+                digest: chosen.digest.clone(),
+                size: chosen.size,
+                annotations: Default::default(),
+            };
+            let bytes =
+                content
+                    .read(&child.digest)
+                    .map_err(|source| ImageStoreError::ReadBlob {
+                        what: "manifest",
+                        digest: child.digest.clone(),
+                        source,
+                    })?;
+            (child, bytes)
+        }
+    };
+    let digest = platform_manifest.digest.clone();
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|source| ImageStoreError::ParseBlob {
             what: "manifest",
@@ -305,6 +406,7 @@ pub fn read_image(content: &ContentStore, descriptor: &Descriptor) -> Result<Sto
         })?;
     Ok(StoredImage {
         descriptor: descriptor.clone(),
+        platform_manifest,
         manifest_bytes,
         manifest,
         config,
@@ -375,6 +477,46 @@ mod tests {
             store.tag(&by_digest, &one),
             Err(ImageStoreError::DigestName(_))
         ));
+    }
+
+    #[test]
+    fn an_index_reads_as_the_image_of_the_platform_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = ContentStore::open(dir.path()).unwrap();
+        let amd = image(&content, "amd");
+        let arm = image(&content, "arm");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": amd.media_type, "digest": amd.digest, "size": amd.size,
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+                {"mediaType": arm.media_type, "digest": arm.digest, "size": arm.size,
+                 "platform": {"architecture": "arm64", "os": "linux"}},
+            ],
+        });
+        let top = content
+            .put(
+                "application/vnd.oci.image.index.v1+json",
+                &serde_json::to_vec(&index).unwrap(),
+            )
+            .unwrap();
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let read = read_image_for(&content, &top, Some(&arm64)).unwrap();
+        assert_eq!(read.config.config.cmd, Some(vec!["arm".to_string()]));
+        assert_eq!(read.platform_manifest.digest, arm.digest);
+        assert_eq!(read.descriptor, top);
+        assert!(read.is_index());
+        assert_eq!(read.id(), top.digest, "an index is known by its digest");
+        let s390x: Platform = "linux/s390x".parse().unwrap();
+        assert!(matches!(
+            read_image_for(&content, &top, Some(&s390x)),
+            Err(ImageStoreError::NoPlatform { .. })
+        ));
+        // A plain image reads as itself, its ID the config's.
+        let single = read_image_for(&content, &amd, Some(&arm64)).unwrap();
+        assert!(!single.is_index());
+        assert_eq!(single.id(), single.manifest.config.digest);
     }
 
     #[test]

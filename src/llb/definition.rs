@@ -168,10 +168,39 @@ impl Definition {
         self.order.is_empty()
     }
 
+    /// Adds every vertex of `other` (inputs first, each once: a vertex
+    /// both graphs hold stays one, keeping this graph's name and ignoring
+    /// the cache if either asked so) and returns `other`'s root, valid in
+    /// this graph. How several platforms' graphs become one build:
+    /// identical steps (a stage on the build platform) run once.
+    pub fn absorb(&mut self, other: &Definition) -> Option<Input> {
+        for digest in &other.order {
+            if let Some((vertex, meta)) = other.vertices.get(digest) {
+                match self.vertices.get_mut(digest) {
+                    Some((_, existing)) => existing.ignore_cache |= meta.ignore_cache,
+                    None => {
+                        // `other` holds inputs before their users, so
+                        // this graph's order stays valid.
+                        self.order.push(digest.clone());
+                        self.vertices
+                            .insert(digest.clone(), (vertex.clone(), meta.clone()));
+                    }
+                }
+            }
+        }
+        other.root.clone()
+    }
+
     /// Only the vertices `root` depends on, in dependency order.
     pub fn reachable(&self) -> Vec<&Digest> {
+        self.reachable_from(self.root.as_slice())
+    }
+
+    /// Only the vertices some of `roots` depend on, each once, in
+    /// dependency order.
+    pub fn reachable_from<'a>(&'a self, roots: &'a [Input]) -> Vec<&'a Digest> {
         let mut needed = std::collections::BTreeSet::new();
-        let mut stack: Vec<&Digest> = self.root.iter().map(|i| &i.digest).collect();
+        let mut stack: Vec<&Digest> = roots.iter().map(|i| &i.digest).collect();
         while let Some(d) = stack.pop() {
             if needed.insert(d) {
                 if let Some((v, _)) = self.vertices.get(d) {
@@ -308,6 +337,47 @@ mod tests {
             .unwrap();
         def.root = Some(top.clone());
         assert_eq!(def.reachable(), vec![&used.digest, &top.digest]);
+    }
+
+    #[test]
+    fn absorb_shares_identical_vertices_and_keeps_order() {
+        let mut amd = Definition::new();
+        let ctx = amd
+            .add(source("local://context"), Metadata::default())
+            .unwrap();
+        let top_amd = amd
+            .add(mkdir_on(ctx.clone(), "/amd64"), Metadata::default())
+            .unwrap();
+        amd.root = Some(top_amd.clone());
+        let mut arm = Definition::new();
+        arm.add(
+            source("local://context"),
+            Metadata {
+                ignore_cache: true,
+                ..Metadata::default()
+            },
+        )
+        .unwrap();
+        let top_arm = arm
+            .add(mkdir_on(ctx.clone(), "/arm64"), Metadata::default())
+            .unwrap();
+        arm.root = Some(top_arm.clone());
+
+        let mut all = Definition::new();
+        assert_eq!(all.absorb(&amd), Some(top_amd.clone()));
+        assert_eq!(all.absorb(&arm), Some(top_arm.clone()));
+        assert_eq!(all.len(), 3, "the shared context is one vertex");
+        assert!(all.get(&ctx.digest).unwrap().1.ignore_cache);
+        assert_eq!(all.absorb(&Definition::new()), None);
+        let roots = [top_amd.clone(), top_arm.clone()];
+        assert_eq!(
+            all.reachable_from(&roots),
+            vec![&ctx.digest, &top_amd.digest, &top_arm.digest]
+        );
+        assert_eq!(
+            all.reachable_from(&roots[1..]),
+            vec![&ctx.digest, &top_arm.digest]
+        );
     }
 
     #[test]

@@ -203,9 +203,9 @@ pub struct Manifest {
 /// An index or manifest list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Index {
+pub(super) struct Index {
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    pub(super) manifests: Vec<Descriptor>,
 }
 
 /// Just the media type, to tell an index from a manifest.

@@ -13,6 +13,11 @@
 //! every blob it names is there, under the tag — or, for a reference
 //! with a digest, by digest only (`push-by-digest`).
 //!
+//! An index (a multi-platform image: OCI image index or Docker manifest
+//! list) is pushed as a registry expects it: every platform's blobs and
+//! manifest first (each manifest by digest), then the index under the
+//! tag, so the tag never names a manifest whose parts are missing.
+//!
 //! Imports `content`, `image` and `util` only.
 
 use std::sync::Arc;
@@ -136,7 +141,9 @@ impl Registry {
         manifest: &Descriptor,
         target: &Reference,
     ) -> Result<Pushed, PushError> {
-        let name = target.to_string();
+        if !is_index(&manifest.media_type) {
+            return self.push_manifest(manifest, target, None).await;
+        }
         let bytes =
             self.content
                 .read(&manifest.digest)
@@ -144,11 +151,70 @@ impl Registry {
                     digest: manifest.digest.clone(),
                     source,
                 })?;
-        let parsed: Manifest =
+        let index: super::Index =
             serde_json::from_slice(&bytes).map_err(|source| PushError::ParseManifest {
                 digest: manifest.digest.clone(),
                 source,
             })?;
+        let mut blobs = Vec::new();
+        for child in &index.manifests {
+            let by_digest = Reference {
+                tag: None,
+                digest: Some(child.digest.clone()),
+                ..target.clone()
+            };
+            let child = Descriptor {
+                media_type: child.media_type.clone(),
+                digest: child.digest.clone(),
+                size: child.size,
+                annotations: Default::default(),
+            };
+            let pushed = self.push_manifest(&child, &by_digest, None).await?;
+            for blob in pushed.blobs {
+                if !blobs
+                    .iter()
+                    .any(|(b, _): &(Descriptor, BlobOutcome)| b.digest == blob.0.digest)
+                {
+                    blobs.push(blob);
+                }
+            }
+        }
+        let mut pushed = self.push_manifest(manifest, target, Some(bytes)).await?;
+        pushed.blobs = blobs;
+        Ok(pushed)
+    }
+
+    /// Pushes one manifest and the blobs it names; `index` holds the
+    /// bytes of an index, whose manifests are already there and which
+    /// names no blobs.
+    async fn push_manifest(
+        &self,
+        manifest: &Descriptor,
+        target: &Reference,
+        index: Option<Vec<u8>>,
+    ) -> Result<Pushed, PushError> {
+        let name = target.to_string();
+        let is_index = index.is_some();
+        let bytes =
+            match index {
+                Some(bytes) => bytes,
+                None => self.content.read(&manifest.digest).map_err(|source| {
+                    PushError::ReadContent {
+                        digest: manifest.digest.clone(),
+                        source,
+                    }
+                })?,
+            };
+        let parsed: Option<Manifest> = if is_index {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&bytes).map_err(|source| PushError::ParseManifest {
+                    digest: manifest.digest.clone(),
+                    source,
+                })?,
+            )
+        };
         let oci_ref = match &target.digest {
             Some(digest) if *digest != manifest.digest => {
                 return Err(PushError::DigestMismatch {
@@ -183,7 +249,10 @@ impl Registry {
             .await?;
 
         let mut blobs: Vec<Descriptor> = Vec::new();
-        for d in std::iter::once(&parsed.config).chain(&parsed.layers) {
+        let named = parsed
+            .iter()
+            .flat_map(|m| std::iter::once(&m.config).chain(&m.layers));
+        for d in named {
             if !blobs.iter().any(|b| b.digest == d.digest) {
                 blobs.push(Descriptor {
                     media_type: d.media_type.clone(),
@@ -255,6 +324,16 @@ impl Registry {
             blobs: blobs.into_iter().zip(outcomes).collect(),
         })
     }
+}
+
+/// Whether a media type is an index: an OCI image index or a Docker
+/// manifest list.
+fn is_index(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+            | oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+    )
 }
 
 /// One blob to get into the target repository.

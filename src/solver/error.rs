@@ -61,6 +61,9 @@ pub enum SolveError {
     /// The graph's root names a vertex the graph does not hold.
     #[error("the build graph has no vertex {0} (its root or an input is dangling)")]
     MissingVertex(Digest),
+    /// A solve returned fewer results than it had roots: a bug.
+    #[error("the solve returned no result for its root (a bug in bk)")]
+    MissingResult,
     /// A vertex's task panicked: a bug, reported instead of hanging.
     #[error("failed to solve: {name}: the step's task panicked (a bug in bk)")]
     TaskPanicked {
@@ -76,7 +79,7 @@ impl SolveError {
             SolveError::Vertex { location, .. } | SolveError::TaskPanicked { location, .. } => {
                 *location
             }
-            SolveError::MissingVertex(_) => None,
+            SolveError::MissingVertex(_) | SolveError::MissingResult => None,
         }
     }
 
@@ -84,7 +87,7 @@ impl SolveError {
     pub fn vertex_name(&self) -> Option<&str> {
         match self {
             SolveError::Vertex { name, .. } | SolveError::TaskPanicked { name, .. } => Some(name),
-            SolveError::MissingVertex(_) => None,
+            SolveError::MissingVertex(_) | SolveError::MissingResult => None,
         }
     }
 }

@@ -179,6 +179,21 @@ pub struct SolveContext {
 /// multi-threaded tokio runtime. The first failure cancels the rest and
 /// is returned naming the failing vertex and its Dockerfile lines.
 pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, SolveError> {
+    let mut results = solve_roots(def, std::slice::from_ref(&def.root), ctx).await?;
+    // One root in, one result out.
+    results.pop().ok_or(SolveError::MissingResult)
+}
+
+/// [`solve`] for several roots of one graph at once (one per platform of
+/// a multi-platform build): every vertex any root needs runs once, all
+/// under one progress stream, and each root's result comes back in the
+/// order given. Each result's [`SolveResult::steps`] holds the steps of
+/// the whole solve, so exporting the cache of any one exports all.
+pub async fn solve_roots(
+    def: &Definition,
+    roots: &[Option<crate::llb::Input>],
+    ctx: &SolveContext,
+) -> Result<Vec<SolveResult>, SolveError> {
     ops::exec::check_entitlements(def, ctx.entitlements)?;
     let solver = Arc::new(Solver {
         store: ctx.store.clone(),
@@ -198,21 +213,24 @@ pub async fn solve(def: &Definition, ctx: &SolveContext) -> Result<SolveResult, 
         session: ctx.session.clone(),
         cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
     });
-    let root = scheduler::run(def, solver.clone()).await?;
+    let done = scheduler::run_roots(def, roots, solver.clone()).await?;
     let steps = std::mem::take(
         &mut *solver
             .steps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    Ok(SolveResult {
-        root: root.as_ref().map_or(Ref::Scratch, |done| done.out.clone()),
-        chain: match &root {
-            None => Some(Vec::new()),
-            Some(done) => done.chain.as_ref().map(|c| c.to_vec()),
-        },
-        steps,
-    })
+    Ok(done
+        .iter()
+        .map(|root| SolveResult {
+            root: root.as_ref().map_or(Ref::Scratch, |done| done.out.clone()),
+            chain: match root {
+                None => Some(Vec::new()),
+                Some(done) => done.chain.as_ref().map(|c| c.to_vec()),
+            },
+            steps: steps.clone(),
+        })
+        .collect())
 }
 
 /// A vertex's result as its dependents see it.

@@ -23,7 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::error::{LineRange, SolveError, VertexError};
-use crate::llb::{Definition, Digest, Metadata, Vertex};
+use crate::llb::{Definition, Digest, Input, Metadata, Vertex};
 
 /// One vertex, ready to run: its inputs' results are in `inputs`, in the
 /// order of `vertex.inputs`.
@@ -58,19 +58,21 @@ pub(crate) fn display_name(digest: &Digest, vertex: &Vertex, meta: &Metadata) ->
 
 type Slot<T> = watch::Receiver<Option<Arc<T>>>;
 
-/// Runs every vertex the root depends on and returns the root's result
-/// (`None` for a graph without a root: an empty filesystem).
-pub(crate) async fn run<R: Runner>(
+/// Runs every vertex any of `roots` depends on, each once (a vertex
+/// several roots share is one task), and returns each root's result in
+/// the order given (`None` for a `None` root: an empty filesystem).
+pub(crate) async fn run_roots<R: Runner>(
     def: &Definition,
+    roots: &[Option<Input>],
     runner: Arc<R>,
-) -> Result<Option<Arc<R::Output>>, SolveError> {
-    let Some(root) = &def.root else {
-        return Ok(None);
-    };
-    if def.get(&root.digest).is_none() {
-        return Err(SolveError::MissingVertex(root.digest.clone()));
+) -> Result<Vec<Option<Arc<R::Output>>>, SolveError> {
+    let wanted: Vec<Input> = roots.iter().flatten().cloned().collect();
+    for root in &wanted {
+        if def.get(&root.digest).is_none() {
+            return Err(SolveError::MissingVertex(root.digest.clone()));
+        }
     }
-    let order = def.reachable();
+    let order = def.reachable_from(&wanted);
     let mut slots: HashMap<Digest, Slot<R::Output>> = HashMap::with_capacity(order.len());
     let mut tasks = JoinSet::new();
     // Which vertex a task runs, to name it if it panics.
@@ -137,13 +139,20 @@ pub(crate) async fn run<R: Runner>(
             }
         }
     }
-    let result = slots
-        .get(&root.digest)
-        .and_then(|slot| slot.borrow().clone())
-        // Every task finished without error, so the root published; a
-        // missing value would be a scheduler bug, reported as such.
-        .ok_or_else(|| SolveError::MissingVertex(root.digest.clone()));
-    result.map(Some)
+    roots
+        .iter()
+        .map(|root| match root {
+            None => Ok(None),
+            Some(root) => slots
+                .get(&root.digest)
+                .and_then(|slot| slot.borrow().clone())
+                // Every task finished without error, so the root
+                // published; a missing value would be a scheduler bug,
+                // reported as such.
+                .ok_or_else(|| SolveError::MissingVertex(root.digest.clone()))
+                .map(Some),
+        })
+        .collect()
 }
 
 /// Why a task ended without a result.
@@ -345,9 +354,12 @@ mod tests {
         fake: Fake,
     ) -> (Result<Option<Arc<Vec<String>>>, SolveError>, Arc<Fake>) {
         let fake = Arc::new(fake);
-        let result = tokio::time::timeout(Duration::from_secs(10), run(def, fake.clone()))
-            .await
-            .expect("the scheduler must not hang");
+        let roots = std::slice::from_ref(&def.root);
+        let result =
+            tokio::time::timeout(Duration::from_secs(10), run_roots(def, roots, fake.clone()))
+                .await
+                .expect("the scheduler must not hang")
+                .map(|mut r| r.pop().flatten());
         (result, fake)
     }
 

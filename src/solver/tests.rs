@@ -45,6 +45,17 @@ impl Env {
         def: &Definition,
         no_cache: bool,
     ) -> (Result<SolveResult, SolveError>, Summary) {
+        let (results, summary) = self.solve_roots(def, std::slice::from_ref(&def.root), no_cache);
+        (results.map(|mut r| r.remove(0)), summary)
+    }
+
+    /// [`solve_roots`] on a fresh runtime, with what progress says.
+    fn solve_roots(
+        &self,
+        def: &Definition,
+        roots: &[Option<Input>],
+        no_cache: bool,
+    ) -> (Result<Vec<SolveResult>, SolveError>, Summary) {
         let (sender, handle) =
             progress::start_with(Options::new(Mode::Quiet), Box::new(std::io::sink())).unwrap();
         let ctx = SolveContext {
@@ -65,7 +76,7 @@ impl Env {
             .enable_all()
             .build()
             .unwrap();
-        let result = runtime.block_on(solve(def, &ctx));
+        let result = runtime.block_on(solve_roots(def, roots, &ctx));
         drop(ctx);
         (result, handle.finish().unwrap())
     }
@@ -194,6 +205,26 @@ fn a_second_identical_build_executes_nothing() {
     assert_eq!(again.unwrap(), result, "the cached snapshot is reused");
     assert!(warm.all_cached(), "{warm}");
     assert_eq!(warm.completed, 0, "{warm}");
+}
+
+#[test]
+fn several_roots_share_their_common_steps() {
+    let env = Env::new(&[("a", "A"), ("b", "B")]);
+    let def = two_copies();
+    let second = def.root.clone().unwrap();
+    let first = def.get(&second.digest).unwrap().0.inputs[0].clone();
+    let roots = [Some(first), Some(second), None];
+    let (results, summary) = env.solve_roots(&def, &roots, false);
+    let results = results.unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(env.read(&results[0], "a"), "A");
+    assert!(!results[0].dir(&env.store).unwrap().join("b").exists());
+    assert_eq!(env.read(&results[1], "b"), "B");
+    assert_eq!(results[2].root, Ref::Scratch);
+    // The first COPY, which both roots need, ran once.
+    assert_eq!((summary.vertices, summary.completed), (4, 4), "{summary}");
+    assert_eq!(results[0].steps.len(), 2, "every result lists all steps");
+    assert_eq!(results[0].steps, results[1].steps);
 }
 
 #[test]

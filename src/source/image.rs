@@ -3,8 +3,9 @@
 //! `FROM app` after `bk build -t app` therefore needs no registry at all.
 //!
 //! - A tagged name (`app`, `me/app:1`) is looked up in the
-//!   [`ImageStore`]; an image stored there for another platform is
-//!   skipped (the registry may have the right one). A stored image whose
+//!   [`ImageStore`] (for a stored index, its image for the platform);
+//!   an image stored there for another platform is skipped (the
+//!   registry may have the right one). A stored image whose
 //!   blobs are missing is an error, not a silent pull of whatever the
 //!   registry has under that name.
 //! - A digest reference (`app@sha256:…`) is taken from the content store
@@ -248,16 +249,19 @@ impl Images {
                 }
             }
         };
-        let image = match imagestore::read_image(&self.content, &descriptor) {
+        let image = match imagestore::read_image_for(&self.content, &descriptor, Some(platform)) {
             Ok(image) => image,
-            // A digest may name an index or anything else bk stored:
-            // the registry resolves those.
+            // A digest may name anything else bk stored, and a stored
+            // index may lack this platform: the registry resolves those.
             Err(_) if by_digest => return Ok(None),
+            Err(ImageStoreError::NoPlatform { .. }) => return Ok(None),
             Err(e) => return Err(local_err(e)),
         };
         if !same_platform(&image.platform(), platform) {
             return Ok(None);
         }
+        // An index's image is known by its own manifest's digest.
+        let descriptor = image.platform_manifest.clone();
         match self.checked(&name, descriptor, image) {
             Ok(resolved) => Ok(Some(resolved)),
             Err(_) if by_digest => Ok(None),

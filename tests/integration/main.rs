@@ -15,6 +15,7 @@ mod image_store;
 mod llb;
 mod mounts;
 mod mounts_run;
+mod multi_platform;
 mod named_context;
 mod parse;
 mod push;

@@ -106,13 +106,17 @@ fn in_final_chain(step: &Step, result: &SolveResult) -> bool {
             .all(|(a, b)| a.snapshot == b.snapshot)
 }
 
-/// The steps `mode=` selects.
-fn selected<'a>(spec: &CacheSpec, result: &'a SolveResult) -> Vec<&'a Step> {
+/// The steps `mode=` selects: all, or those in some result's final
+/// chain (one result per platform; each lists every step of the solve).
+fn selected<'a>(spec: &CacheSpec, results: &'a [SolveResult]) -> Vec<&'a Step> {
     let max = spec.attrs.get("mode").is_some_and(|m| m == "max");
-    result
+    let Some(first) = results.first() else {
+        return Vec::new();
+    };
+    first
         .steps
         .iter()
-        .filter(|s| max || in_final_chain(s, result))
+        .filter(|s| max || results.iter().any(|r| in_final_chain(s, r)))
         .collect()
 }
 
@@ -133,6 +137,8 @@ fn layer_options(spec: &CacheSpec) -> anyhow::Result<image_exp::ImageOptions> {
         names: Vec::new(),
         manifest_annotations: Default::default(),
         descriptor_annotations: Default::default(),
+        index_annotations: Default::default(),
+        index_descriptor_annotations: Default::default(),
         created: String::new(),
         clamp_mtime: None,
         force_compression: flag(spec, "force-compression"),
@@ -158,12 +164,13 @@ fn sources(store: &Store, chain: &[ChainLayer]) -> Vec<image_exp::LayerSource> {
         .collect()
 }
 
-/// Writes the build cache everywhere `--cache-to` says (inline caches
-/// were written with the image).
+/// Writes the build cache of the solve's results (one per platform)
+/// everywhere `--cache-to` says (inline caches were written with the
+/// image).
 pub(super) fn export(
     opts: &BuildOpts,
     store: &Store,
-    result: &SolveResult,
+    result: &[SolveResult],
     root: &std::path::Path,
     cache: &CacheDb,
     registry: &Registry,
@@ -187,7 +194,7 @@ fn export_one(
     opts: &BuildOpts,
     spec: &CacheSpec,
     store: &Store,
-    result: &SolveResult,
+    result: &[SolveResult],
     root: &std::path::Path,
     cache: &CacheDb,
     registry: &Registry,

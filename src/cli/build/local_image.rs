@@ -1,7 +1,8 @@
 //! Images kept on this machine: `-t NAME` with no other output,
 //! `--output type=image` (not pushed) and `--load` make the image
 //! (blobs in the content store) and name it in the local image store,
-//! where `bk images` lists it and `FROM NAME` finds it.
+//! where `bk images` lists it and `FROM NAME` finds it. A multi-platform
+//! build names its index there ([`name_image`]).
 //!
 //! Also turns a solve's main chain into the layers an image exporter
 //! makes ([`layer_sources`]) and remembers which snapshot holds which
@@ -90,6 +91,34 @@ pub(super) fn store(
         &committed.config,
         &names,
     ))
+}
+
+/// Points each name of `options` at `top` (an image or an index already
+/// in the content store) in the local image store.
+pub(super) fn name_image(
+    opts: &BuildOpts,
+    root: &std::path::Path,
+    options: &image_exp::ImageOptions,
+    top: &crate::content::Descriptor,
+) -> anyhow::Result<()> {
+    let images = ImageStore::open(root)
+        .with_context(|| format!("failed to open the image store in {}", root.display()))?;
+    if options.names.is_empty() && !opts.quiet {
+        eprintln!(
+            "WARNING: the image has no name (give -t NAME or name=), so `bk images` does not \
+             list it; its ID is {}",
+            top.digest
+        );
+    }
+    for name in &options.names {
+        images
+            .tag(name, top)
+            .with_context(|| format!("failed to name the image {name}"))?;
+        if !opts.quiet {
+            eprintln!("naming to {name} done");
+        }
+    }
+    Ok(())
 }
 
 /// Records the snapshots of `result`'s chain as the unpacked layers of
