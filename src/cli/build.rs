@@ -555,8 +555,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     dockerfile.print_warnings(&ast);
     dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let contexts =
-        build_context::parse(&opts.build_contexts, &cwd)?.for_platform(opts.platforms.first());
+    let all_contexts = build_context::parse(&opts.build_contexts, &cwd)?;
+    let contexts = all_contexts.for_platform(opts.platforms.first());
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
@@ -607,7 +607,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let resolver = ImageResolver {
         images: images.clone(),
         runtime: runtime.handle().clone(),
-        named: contexts.named.clone(),
+        contexts: &all_contexts,
     };
     if let Some(Output {
         kind: OutputKind::Local,
@@ -619,7 +619,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     // Semantic errors fail here too, before anything would be built:
     // once per requested platform.
-    let named = |_: Option<&Platform>| contexts.named.clone();
+    let named = |platform: Option<&Platform>| all_contexts.for_platform(platform).named;
     let targets = platforms::plan(&dockerfile, &ast, &opts, &named, &resolver)?;
     let (definition, roots) = platforms::combine(&targets);
 
@@ -638,7 +638,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let context = LocalContext::open(context_dir, dockerignore)
         .with_context(|| format!("failed to open the build context {}", inputs.context))?;
     let mut named_contexts = std::collections::HashMap::new();
-    for (name, dir) in &contexts.local {
+    for (name, dir) in &all_contexts.all_local() {
         // A named directory is filtered by its own `.dockerignore`.
         let ignore = Dockerignore::load(dir, None)
             .with_context(|| format!("failed to read the ignore file of build context {name}"))?;
@@ -724,14 +724,14 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// the registry. A failure gives `None` (an empty config) here; the same
 /// resolution, remembered per build, then fails the image's vertex in
 /// the solver, where the error gets the FROM line's snippet.
-struct ImageResolver {
+struct ImageResolver<'a> {
     images: Arc<Images>,
     runtime: tokio::runtime::Handle,
-    /// `--build-context`s: OCI layouts have configs.
-    named: dockerfile::NamedContexts,
+    /// `--build-context`s (per platform): OCI layouts have configs.
+    contexts: &'a build_context::BuildContexts,
 }
 
-impl dockerfile::BaseImageResolver for ImageResolver {
+impl dockerfile::BaseImageResolver for ImageResolver<'_> {
     fn resolve(&self, reference: &str, platform: &Platform) -> Option<crate::image::Image> {
         let reference = solver::ops::image::reference(reference).ok()?;
         self.runtime
@@ -741,7 +741,8 @@ impl dockerfile::BaseImageResolver for ImageResolver {
     }
 
     fn resolve_context(&self, name: &str, platform: &Platform) -> Option<crate::image::Image> {
-        let dockerfile::ContextSource::OciLayout(identifier) = self.named.get(name)? else {
+        let named = self.contexts.for_platform(Some(platform)).named;
+        let dockerfile::ContextSource::OciLayout(identifier) = named.get(name)? else {
             return None;
         };
         self.runtime

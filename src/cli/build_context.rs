@@ -53,12 +53,37 @@ impl BuildContexts {
         };
         for scoped in self.scoped.iter().filter(|s| s.platform == platform) {
             out.local.retain(|(n, _)| *n != scoped.name);
-            if let Some(dir) = &scoped.dir {
-                out.local.push((scoped.name.clone(), dir.clone()));
-            }
-            out.named.insert(&scoped.name, scoped.source.clone());
+            let source = match &scoped.dir {
+                Some(dir) => {
+                    out.local.push((scoped.key(), dir.clone()));
+                    ContextSource::ScopedLocal(scoped.key())
+                }
+                None => scoped.source.clone(),
+            };
+            out.named.insert(&scoped.name, source);
         }
         out
+    }
+
+    /// Every local directory any platform of the build may read, by the
+    /// key its `local://` source names: plain ones by name, platform-scoped
+    /// ones by `NAME::PLATFORM`.
+    pub fn all_local(&self) -> Vec<(String, PathBuf)> {
+        let mut all = self.local.clone();
+        for scoped in &self.scoped {
+            if let Some(dir) = &scoped.dir {
+                all.push((scoped.key(), dir.clone()));
+            }
+        }
+        all
+    }
+}
+
+impl Scoped {
+    /// The key of a scoped local directory among the build's local
+    /// contexts.
+    fn key(&self) -> String {
+        format!("{}::{}", self.name, self.platform)
     }
 }
 

@@ -536,14 +536,18 @@ impl Lowering<'_> {
                 );
                 self.add(op, InputSet::default(), Some(platform.clone()), meta)
             }
-            Some(ContextSource::Local) => {
+            Some(local @ (ContextSource::Local | ContextSource::ScopedLocal(_))) => {
+                let key = match local {
+                    ContextSource::ScopedLocal(key) => key.as_str(),
+                    _ => name,
+                };
                 let mut attrs = BTreeMap::new();
                 attrs.insert(
                     attr::LOCAL_SHARED_KEY_HINT.to_string(),
-                    format!("context:{name}"),
+                    format!("context:{key}"),
                 );
                 let op = Op::Source(SourceOp {
-                    identifier: format!("local://{name}"),
+                    identifier: format!("local://{key}"),
                     attrs,
                 });
                 let meta = self.metadata(

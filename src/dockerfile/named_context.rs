@@ -22,6 +22,11 @@ pub enum ContextSource {
     /// A local directory: lowered to a `local://<name>` source, read
     /// with that directory's own `.dockerignore`.
     Local,
+    /// A local directory given for one platform only (`NAME::PLATFORM`):
+    /// lowered to `local://<key>`, the key naming the directory among the
+    /// build's local contexts, so two platforms' directories of the same
+    /// name stay two sources in one graph.
+    ScopedLocal(String),
     /// `docker-image://ref`: the image (normalised reference), its
     /// config included, as if FROM named it.
     Image(String),

@@ -537,6 +537,7 @@ fn context_base(
     Ok(match source {
         ContextSource::Image(reference) => Base::Image(reference.clone()),
         ContextSource::Local
+        | ContextSource::ScopedLocal(_)
         | ContextSource::OciLayout(_)
         | ContextSource::Git(_)
         | ContextSource::Http(_) => Base::Context(name.to_string()),
@@ -565,6 +566,7 @@ fn context_source(
     Ok(match source {
         ContextSource::Image(reference) => Source::Image(reference.clone()),
         ContextSource::Local
+        | ContextSource::ScopedLocal(_)
         | ContextSource::OciLayout(_)
         | ContextSource::Git(_)
         | ContextSource::Http(_) => Source::Context(name.to_string()),

@@ -339,6 +339,9 @@ fn two_platforms_in_one_build_run_each_on_its_own_machine() {
             std::fs::read_to_string(rootfs.join("m")).expect("read /m"),
             format!("{uname}\n")
         );
-        assert_eq!(std::fs::read_to_string(rootfs.join("arch")).expect("read /arch"), arch);
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("arch")).expect("read /arch"),
+            arch
+        );
     }
 }

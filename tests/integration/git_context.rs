@@ -305,6 +305,24 @@ fn platform_scoped_contexts_win_for_their_platform() {
     assert_eq!(read(&dir, "out-arm/f").as_deref(), Some("arm"));
     ok(bk(&dir, "out-amd", &args("linux/amd64")));
     assert_eq!(read(&dir, "out-amd/f").as_deref(), Some("plain"));
+
+    // Both platforms in one build, each with its own directory of the
+    // same name.
+    dir.create("amd/f", "amd");
+    let both = [
+        "--build-context",
+        "src::linux/arm64=arm",
+        "--build-context",
+        "src::linux/amd64=amd",
+        "--build-context",
+        "src=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "ctx",
+    ];
+    ok(bk(&dir, "out-both", &both));
+    assert_eq!(read(&dir, "out-both/linux_arm64/f").as_deref(), Some("arm"));
+    assert_eq!(read(&dir, "out-both/linux_amd64/f").as_deref(), Some("amd"));
 }
 
 #[test]
