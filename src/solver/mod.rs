@@ -212,6 +212,7 @@ pub async fn solve_roots(
         steps: std::sync::Mutex::new(Vec::new()),
         session: ctx.session.clone(),
         cache_mounts: ops::exec_mounts::CacheMounts::new(ctx.store.root()),
+        runnable: ops::exec::RunnablePlatforms::host(),
     });
     let done = scheduler::run_roots(def, roots, solver.clone()).await?;
     let steps = std::mem::take(
@@ -305,6 +306,8 @@ struct Solver {
     steps: std::sync::Mutex<Vec<Step>>,
     session: Arc<Session>,
     cache_mounts: ops::exec_mounts::CacheMounts,
+    /// Platforms whose RUN steps were found runnable here.
+    runnable: ops::exec::RunnablePlatforms,
 }
 
 impl Runner for Solver {
@@ -422,6 +425,9 @@ impl Solver {
                     .await??
             }
             Op::Exec(exec) => {
+                if let Some(platform) = &task.vertex.platform {
+                    self.runnable.check(platform)?;
+                }
                 let (solver, exec2) = (self.clone(), exec.clone());
                 let (dirs, done) = (inputs.clone(), task.inputs.clone());
                 // Not on the bounded pool: a `locked` cache may wait here

@@ -188,6 +188,13 @@ fn aarch64_entry(flags: &str) -> String {
 /// binfmt_misc is mounted over the host's, after registering `entry`
 /// there when given.
 fn build_in_private_binfmt(entry: Option<&str>) -> (tempfile::TempDir, Output) {
+    let dir = case(None);
+    let out = build_in_private_binfmt_at(dir.path(), "linux/arm64", entry);
+    (dir, out)
+}
+
+/// [`build_in_private_binfmt`] of `dir` for `platform`.
+fn build_in_private_binfmt_at(dir: &Path, platform: &str, entry: Option<&str>) -> Output {
     assert!(host_is_amd64());
     // `printf %b` turns the entry's `\x..` escapes into bytes only where
     // the kernel expects them: it parses the escapes itself.
@@ -197,14 +204,13 @@ mount -t binfmt_misc binfmt_misc "$b" || {
   echo "cannot mount a private binfmt_misc (Linux >= 6.7 is needed)" >&2; exit 99; }
 if [ -n "$BK_TEST_ENTRY" ]; then printf '%s\n' "$BK_TEST_ENTRY" > "$b/register"; fi
 exec "$@""#;
-    let dir = case(None);
     let bk = PathBuf::from(env!("CARGO_BIN_EXE_bk"));
     let wrapper = ["env", &format!("BK_TEST_ENTRY={}", entry.unwrap_or(""))];
     let mut args: Vec<&str> = wrapper.to_vec();
     args.extend(["unshare", "-Urm", "sh", "-c", script, "sh"]);
-    let out = build(dir.path(), &bk, "linux/arm64", &args);
+    let out = build(dir, &bk, platform, &args);
     assert_ne!(out.status.code(), Some(99), "{}", describe(&out));
-    (dir, out)
+    out
 }
 
 /// The failure bk reports when `cause` keeps the arm64 step from running.
@@ -248,6 +254,34 @@ fn a_handler_without_fix_binary_is_refused_naming_the_flag() {
         "the binfmt_misc handler `qemu-aarch64` for arm64 programs \
          (/usr/libexec/qemu-binfmt/aarch64-binfmt-P) lacks the F (fix-binary) flag",
     );
+}
+
+/// Both platforms in one build: the arm64 steps are refused although
+/// the amd64 ones could run.
+#[test]
+fn a_multi_platform_build_without_a_handler_is_refused() {
+    let dir = case(None);
+    let out = build_in_private_binfmt_at(dir.path(), "linux/amd64,linux/arm64", None);
+    assert_refused(
+        dir.path(),
+        &out,
+        "no binfmt_misc handler for arm64 programs",
+    );
+}
+
+/// A build whose steps are all cached runs nothing, so it needs no
+/// emulator (as in BuildKit): built once with the host's handler, then
+/// again in a namespace without any.
+#[test]
+fn a_cached_foreign_build_needs_no_emulator() {
+    let dir = case(None);
+    let bk = PathBuf::from(env!("CARGO_BIN_EXE_bk"));
+    let out = build(dir.path(), &bk, "linux/arm64", &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    std::fs::remove_dir_all(dir.path().join("out")).expect("remove the first output");
+    let out = build_in_private_binfmt_at(dir.path(), "linux/arm64", None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_built(dir.path(), "arm64", "aarch64", 183);
 }
 
 /// The same namespace with the handler registered with F: bk reads the

@@ -14,15 +14,16 @@
 //! host can run that architecture's programs inside the sandbox
 //! ([`rootless::emulation`]: natively, in the kernel's 32-bit mode, or
 //! through a binfmt_misc handler with the `F` flag, such as qemu-user's).
-//! That is checked for the whole graph before anything runs, once per
-//! platform, so a build never runs the wrong architecture's programs or
-//! fails with an obscure `exec format error` half way through.
+//! That is checked when the first such step is about to run, once per
+//! platform and solve ([`RunnablePlatforms`]), so a build never runs the
+//! wrong architecture's programs or fails with an obscure `exec format
+//! error`, while a fully cached build needs no emulator (as in BuildKit).
 //!
 //! Imports `llb`, `image` (platforms), `snapshot`, `rootless` and
 //! `progress`; never `cli` or `dockerfile`.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::image::Platform;
 use crate::llb::{Definition, ExecOp, NetMode, Op, SecurityMode};
@@ -85,10 +86,9 @@ fn describe(exit: Exit) -> String {
     }
 }
 
-/// What the RUN steps of `def` need from this host, checked before
-/// anything runs: the first exec vertex asking for an entitlement that
-/// was not granted, or else the first whose platform this host cannot
-/// run ([`check_platforms`]), as the error the build fails with.
+/// What the RUN steps of `def` are allowed, checked before anything
+/// runs: the first exec vertex asking for an entitlement that was not
+/// granted, as the error the build fails with.
 pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(), SolveError> {
     for (digest, vertex, meta) in def.iter() {
         let Op::Exec(exec) = &vertex.op else { continue };
@@ -107,54 +107,68 @@ pub fn check_entitlements(def: &Definition, allowed: Entitlements) -> Result<(),
             });
         }
     }
-    check_platforms(def, Path::new(binfmt::DEFAULT_DIR))
+    Ok(())
 }
 
-/// The first exec vertex the root of `def` needs whose platform this
-/// host cannot run (with the binfmt_misc handlers mounted at `binfmt`),
-/// as the error the build fails with. Each platform is checked once.
-pub fn check_platforms(def: &Definition, binfmt: &Path) -> Result<(), SolveError> {
-    let host = Platform::host();
-    let mut runnable: HashSet<&Platform> = HashSet::new();
-    for digest in def.reachable() {
-        let Some((vertex, meta)) = def.get(digest) else {
-            continue;
-        };
-        let (Op::Exec(_), Some(platform)) = (&vertex.op, &vertex.platform) else {
-            continue;
-        };
-        if runnable.contains(platform) {
-            continue;
+/// The platforms this solve found it can run, so that binfmt_misc is
+/// read once per platform, not once per step.
+#[derive(Debug)]
+pub(crate) struct RunnablePlatforms {
+    /// Where binfmt_misc is mounted.
+    binfmt: PathBuf,
+    known: std::sync::Mutex<HashSet<Platform>>,
+}
+
+impl RunnablePlatforms {
+    pub fn new(binfmt: &Path) -> RunnablePlatforms {
+        RunnablePlatforms {
+            binfmt: binfmt.to_path_buf(),
+            known: std::sync::Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The host's binfmt_misc.
+    pub fn host() -> RunnablePlatforms {
+        RunnablePlatforms::new(Path::new(binfmt::DEFAULT_DIR))
+    }
+
+    /// Whether a step for `platform` can run here: natively, in the
+    /// kernel's compatibility mode or through a binfmt_misc handler with
+    /// the F flag. Checked when a step is about to run (a cached step
+    /// needs no emulator), before anything of it is prepared.
+    pub fn check(&self, platform: &Platform) -> Result<(), ExecError> {
+        let known = |set: &std::sync::Mutex<HashSet<Platform>>| {
+            set.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(platform)
+        };
+        if known(&self.known) {
+            return Ok(());
+        }
+        let host = Platform::host();
         let result = if platform.os != host.os {
             Err(EmulationError::UnknownArch(platform.to_string()))
         } else {
             match Arch::from_goarch(&platform.architecture) {
-                Some(arch) => emulation::check(binfmt, arch).map(|_| ()),
+                Some(arch) => emulation::check(&self.binfmt, arch).map(|_| ()),
                 None => Err(EmulationError::UnknownArch(platform.to_string())),
             }
         };
         match result {
             Ok(()) => {
-                runnable.insert(platform);
+                self.known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(platform.clone());
+                Ok(())
             }
-            Err(source) => {
-                return Err(SolveError::Vertex {
-                    name: crate::solver::scheduler::display_name(digest, vertex, meta),
-                    location: LineRange::of(meta),
-                    source: Box::new(
-                        ExecError::Platform {
-                            platform: platform.to_string(),
-                            host: host.to_string(),
-                            source: Box::new(source),
-                        }
-                        .into(),
-                    ),
-                });
-            }
+            Err(source) => Err(ExecError::Platform {
+                platform: platform.to_string(),
+                host: host.to_string(),
+                source: Box::new(source),
+            }),
         }
     }
-    Ok(())
 }
 
 /// Runs `exec` on `inputs` into a new committed snapshot, logging its
@@ -235,7 +249,6 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llb::{Metadata, Vertex};
 
     #[test]
     fn failures_are_worded_like_buildkit() {
@@ -257,32 +270,6 @@ mod tests {
         );
     }
 
-    fn run_on(platform: &str, name: &str) -> (Vertex, Metadata) {
-        let vertex = Vertex {
-            op: Op::Exec(ExecOp {
-                meta: crate::llb::ExecMeta {
-                    args: vec!["/bin/sh".into(), "-c".into(), "uname -m".into()],
-                    env: vec![],
-                    cwd: "/".into(),
-                    user: String::new(),
-                    hostname: String::new(),
-                    proxy_env: vec![],
-                },
-                mounts: vec![],
-                network: NetMode::Sandbox,
-                security: SecurityMode::Sandbox,
-            }),
-            inputs: vec![],
-            platform: Some(platform.parse().unwrap()),
-        };
-        let mut meta = Metadata {
-            name: name.into(),
-            ..Metadata::default()
-        };
-        meta.description.insert(LineRange::KEY.into(), "3".into());
-        (vertex, meta)
-    }
-
     /// A platform only binfmt_misc can run here.
     fn foreign() -> &'static str {
         if Platform::host().architecture == "arm64" {
@@ -293,33 +280,22 @@ mod tests {
     }
 
     #[test]
-    fn a_foreign_run_without_a_handler_fails_naming_step_and_platform() {
+    fn a_foreign_run_without_a_handler_fails_naming_the_platform() {
         let binfmt = tempfile::tempdir().unwrap();
         std::fs::write(binfmt.path().join("status"), "enabled\n").unwrap();
-        let mut def = Definition::new();
-        let (vertex, meta) = run_on(foreign(), "[2/2] RUN uname -m");
-        def.root = Some(def.add(vertex, meta).unwrap());
-        let err = check_platforms(&def, binfmt.path()).unwrap_err();
-        let SolveError::Vertex {
-            name,
-            location,
-            source,
-        } = &err
-        else {
-            panic!("{err:?}")
-        };
-        assert_eq!(name, "[2/2] RUN uname -m");
-        assert_eq!(location, &Some(LineRange { start: 3, end: 3 }));
-        let message = source.to_string();
+        let platform: Platform = foreign().parse().unwrap();
+        let err = RunnablePlatforms::new(binfmt.path())
+            .check(&platform)
+            .unwrap_err();
         assert_eq!(
-            message,
+            err.to_string(),
             format!(
                 "cannot run a {} step on this {} host",
                 foreign(),
                 Platform::host()
             )
         );
-        let cause = std::error::Error::source(&**source).map(|e| e.to_string());
+        let cause = std::error::Error::source(&err).map(|e| e.to_string());
         assert!(
             cause
                 .as_deref()
@@ -329,29 +305,21 @@ mod tests {
     }
 
     #[test]
-    fn host_runs_and_unreachable_steps_need_no_handler() {
+    fn the_host_platform_needs_no_handler() {
         let missing = tempfile::tempdir().unwrap();
-        let mut def = Definition::new();
-        // Not needed by the root: never checked.
-        let (vertex, meta) = run_on(foreign(), "unused");
-        def.add(vertex, meta).unwrap();
-        let (vertex, meta) = run_on(&Platform::host().to_string(), "[1/1] RUN");
-        def.root = Some(def.add(vertex, meta).unwrap());
-        check_platforms(&def, &missing.path().join("binfmt_misc")).unwrap();
+        RunnablePlatforms::new(&missing.path().join("binfmt_misc"))
+            .check(&Platform::host())
+            .unwrap();
     }
 
     #[test]
     fn other_operating_systems_are_refused() {
         let missing = tempfile::tempdir().unwrap();
-        let mut def = Definition::new();
-        let (vertex, meta) = run_on("windows/amd64", "[1/1] RUN dir");
-        def.root = Some(def.add(vertex, meta).unwrap());
-        let err = check_platforms(&def, missing.path()).unwrap_err();
-        let SolveError::Vertex { source, .. } = &err else {
-            panic!("{err:?}")
-        };
+        let err = RunnablePlatforms::new(missing.path())
+            .check(&"windows/amd64".parse().unwrap())
+            .unwrap_err();
         assert_eq!(
-            source.to_string(),
+            err.to_string(),
             format!(
                 "cannot run a windows/amd64 step on this {} host",
                 Platform::host()
