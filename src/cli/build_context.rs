@@ -295,7 +295,22 @@ mod tests {
         let amd: Platform = "linux/amd64".parse().unwrap();
         let parsed = parse(&pairs, dir.path()).unwrap();
         let on_arm = parsed.for_platform(Some(&arm));
-        assert_eq!(on_arm.local, vec![("src".into(), dir.path().join("arm"))]);
+        // A scoped directory is its own source, keyed by name and platform.
+        assert_eq!(
+            on_arm.local,
+            vec![("src::linux/arm64".into(), dir.path().join("arm"))]
+        );
+        assert_eq!(
+            on_arm.named.get("src"),
+            Some(&ContextSource::ScopedLocal("src::linux/arm64".into()))
+        );
+        assert_eq!(
+            parsed.all_local(),
+            vec![
+                ("src".into(), dir.path().join("plain")),
+                ("src::linux/arm64".into(), dir.path().join("arm"))
+            ]
+        );
         assert_eq!(
             on_arm.named.get("img"),
             Some(&ContextSource::Image(
