@@ -165,7 +165,9 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             dockerfile_text: None,
             _dir: Some(dir),
             _checkout: None,
-            remote: false,
+            // buildx hands a tarball on stdin to BuildKit as a URL
+            // context, which `.dockerignore` does not filter.
+            remote: true,
         });
     }
     if file.is_some() {

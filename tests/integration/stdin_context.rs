@@ -1,7 +1,8 @@
 //! Inputs on standard input: a context tarball (`bk build -`, plain,
 //! gzip- or zstd-compressed, made by the tar tool), a Dockerfile
 //! (`-f -`, or `bk build -` with no tarball), and
-//! `<Dockerfile>.dockerignore` winning over the context's `.dockerignore`.
+//! `<Dockerfile>.dockerignore` winning over the context's `.dockerignore`
+//! (which a tarball context, used whole, does not apply).
 
 use std::process::{Command, Output};
 
@@ -35,6 +36,8 @@ fn a_context_tarball_on_stdin_is_built() {
     dir.create("ctx/Dockerfile", "FROM scratch\nCOPY a.txt sub/ /\n");
     dir.create("ctx/a.txt", "A");
     dir.create("ctx/sub/b.txt", "B");
+    // Not applied: a tarball context is used whole, as buildx sends it.
+    dir.create("ctx/.dockerignore", "a.txt\nsub\n");
     dir.create("ctx/Other.Dockerfile", "FROM scratch\nCOPY a.txt /other\n");
     dir.create(
         "outside.Dockerfile",
