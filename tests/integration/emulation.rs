@@ -302,6 +302,18 @@ fn two_platforms_in_one_build_run_each_on_its_own_machine() {
     assert!(host_is_amd64());
     let bk = PathBuf::from(env!("CARGO_BIN_EXE_bk"));
     let dir = case(None);
+    // A cross-compilation stage on the build platform runs natively, once
+    // for both targets, and each target copies its result.
+    let cross = format!(
+        "ARG BASE\n\
+         FROM --platform=$BUILDPLATFORM $BASE AS tool\n\
+         ARG TARGETARCH\n\
+         RUN uname -m > /native && echo $TARGETARCH > /for\n\
+         {}\
+         COPY --from=tool /native /for /tool/\n",
+        DOCKERFILE.trim_start_matches("ARG BASE\n")
+    );
+    std::fs::write(dir.path().join("Dockerfile"), cross).expect("write Dockerfile");
     let both = "linux/amd64,linux/arm64";
     let out = build(dir.path(), &bk, both, &[]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -313,6 +325,8 @@ fn two_platforms_in_one_build_run_each_on_its_own_machine() {
         let split = tempfile::tempdir().expect("temp dir");
         std::fs::rename(&sub, split.path().join("out")).expect("move the platform's tree");
         assert_built(split.path(), arch, uname, e_machine);
+        assert_eq!(read(split.path(), "tool/native"), "x86_64\n");
+        assert_eq!(read(split.path(), "tool/for"), format!("{arch}\n"));
     }
 
     // The same build pushed: every step is cached, the index names both.
