@@ -3,7 +3,8 @@
 //! name with the server's `Last-Modified` as mtime, `--chmod` and
 //! `--checksum` apply, redirects are followed, and an unchanged rebuild
 //! revalidates with `If-Modified-Since` and downloads nothing; a context
-//! URL serves a tarball or a bare Dockerfile.
+//! URL serves a tarball or a bare Dockerfile; `HTTP_PROXY`/`NO_PROXY` in
+//! bk's environment are honoured (the same server acts as the proxy).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -19,6 +20,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         with open(log, "a") as f:
             f.write("%s %s ims=%s\n" % (self.command, self.path, self.headers.get("If-Modified-Since")))
+        if self.path.startswith("http://"):
+            # Asked as a proxy: serve the URL's path from here.
+            self.path = "/" + self.path.split("/", 3)[3]
         if self.path == "/etag":
             with open(log, "a") as f:
                 f.write("  inm=%s\n" % self.headers.get("If-None-Match"))
@@ -274,5 +278,58 @@ fn etags_revalidate_and_chown_applies() {
     assert!(
         requests.contains("inm=None") && requests.contains("inm=\"v1\""),
         "{requests}"
+    );
+}
+
+/// Downloads go through the proxy bk's environment names, except for
+/// hosts `NO_PROXY` lists, as BuildKit's HTTP source does with its
+/// daemon's environment.
+#[test]
+fn add_honours_the_proxy_environment() {
+    let dir = Dir::new();
+    serve(&dir, "via proxy", 1_600_000_000);
+    let server = Server::start(&dir);
+    // A host that only the proxy can answer for (never resolved here).
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM scratch\nADD http://files.invalid/dir/file.txt /f\n",
+    );
+    let mut cmd = dir.bk();
+    cmd.env("HTTP_PROXY", server.url(""))
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["build", "--progress", "plain", "-o", "out"])
+        .arg_path(Path::new("ctx"));
+    ok(cmd.output());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/f")).unwrap(),
+        "via proxy"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET http://files.invalid/dir/file.txt ")),
+        "{:?}",
+        server.requests()
+    );
+
+    // NO_PROXY: straight to the server, past a proxy that is not there.
+    dir.create(
+        "ctx/Dockerfile",
+        &format!("FROM scratch\nADD {} /g\n", server.url("/dir/file.txt")),
+    );
+    let mut cmd = dir.bk();
+    cmd.env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("http_proxy")
+        .env_remove("no_proxy")
+        .args(["build", "--progress", "plain", "-o", "out2"])
+        .arg_path(Path::new("ctx"));
+    ok(cmd.output());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out2/g")).unwrap(),
+        "via proxy"
     );
 }
