@@ -1004,6 +1004,19 @@ pub(super) fn image_options(
     })
 }
 
+/// Where an oci/docker archive goes (`dest=`), and how to name it in
+/// an error.
+pub(super) fn archive_dest(output: &Output) -> anyhow::Result<(image_exp::Dest, String)> {
+    Ok(match &output.dest {
+        Some(Dest::Path(p)) => (image_exp::Dest::Path(p.clone()), p.display().to_string()),
+        Some(Dest::Stdout) => (image_exp::Dest::Stdout, "standard output".to_string()),
+        None => bail!(
+            "not supported yet: --output type={} without dest=",
+            output.kind.name()
+        ),
+    })
+}
+
 /// `--output type=oci|docker`: layers from the solve's main chain (one
 /// layer of the whole root when the chain is unknown; a base image's
 /// layers as they are), stored in the content store, then written as one
@@ -1021,14 +1034,7 @@ fn export_image(
         OutputKind::Docker => image_exp::Format::Docker,
         _ => image_exp::Format::Oci,
     };
-    let (dest, shown) = match &output.dest {
-        Some(Dest::Path(p)) => (image_exp::Dest::Path(p.clone()), p.display().to_string()),
-        Some(Dest::Stdout) => (image_exp::Dest::Stdout, "standard output".to_string()),
-        None => bail!(
-            "not supported yet: --output type={} without dest=",
-            output.kind.name()
-        ),
-    };
+    let (dest, shown) = archive_dest(output)?;
     image_exp::write_archive(
         &content,
         image_exp::Archived::Image(&committed),

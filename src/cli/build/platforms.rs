@@ -331,14 +331,7 @@ fn export_index(
         super::local_image::name_image(opts, shared.root, &options, &index.index)?;
         return Ok(ImageMetadata::index(&index.index, &names));
     }
-    let (dest, shown) = match &output.dest {
-        Some(Dest::Path(p)) => (image_exp::Dest::Path(p.clone()), p.display().to_string()),
-        Some(Dest::Stdout) => (image_exp::Dest::Stdout, "standard output".to_string()),
-        None => bail!(
-            "not supported yet: --output type={} without dest=",
-            output.kind.name()
-        ),
-    };
+    let (dest, shown) = super::archive_dest(output)?;
     image_exp::write_archive(
         &content,
         image_exp::Archived::Index(&index),
