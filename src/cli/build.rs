@@ -441,21 +441,22 @@ impl DockerfileText {
         }
     }
 
-    /// Prints findings as `build --check` does: a count, then each rule
-    /// with its documentation address, the finding and the lines.
+    /// Prints findings as `build --check` does, on standard output: a
+    /// count, then each rule with its documentation address, the finding
+    /// and the lines.
     pub fn print_check(&self, report: &dockerfile::lint::Report) {
         match report.findings.len() {
             0 => return,
-            1 => eprintln!("Check complete, 1 warning has been found!"),
-            n => eprintln!("Check complete, {n} warnings have been found!"),
+            1 => println!("Check complete, 1 warning has been found!"),
+            n => println!("Check complete, {n} warnings have been found!"),
         }
         for finding in &report.findings {
-            eprintln!("\nWARNING: {} - {}", finding.rule.name, finding.rule.url);
-            eprintln!("{}", finding.message);
+            println!("\nWARNING: {} - {}", finding.rule.name, finding.rule.url);
+            println!("{}", finding.message);
             if let Some(snippet) =
                 dockerfile::error::snippet(&finding.location, &self.name, &self.text)
             {
-                eprintln!("{}", crate::util::redact::text(&snippet));
+                println!("{}", crate::util::redact::text(&snippet));
             }
         }
     }
@@ -638,12 +639,12 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         let plan = planned?;
         dockerfile.print_plan_warnings(&plan);
         if let Some(violation) = report.violation() {
-            eprintln!();
+            println!();
             bail!("{violation}");
         }
         if report.findings.is_empty() {
             if plan.warnings.is_empty() {
-                eprintln!("Check complete, no warnings found.");
+                println!("Check complete, no warnings found.");
             }
             return Ok(ExitCode::SUCCESS);
         }
