@@ -210,6 +210,8 @@ fn undefined_var() {
         lint("FROM scratch\nCOPY $DIR /\n"),
         one("UndefinedVar", "Usage of undefined variable '$DIR'", 2)
     );
+    // RUN's command is the shell's to expand.
+    assert!(lint("FROM scratch\nRUN [\"echo\", \"$NOPE\"]\nRUN echo $NOPE\n").is_empty());
     // Declared (even without a value), set by ENV, or from the base image.
     assert!(lint("FROM scratch\nARG DIR\nENV X=1\nCOPY $DIR $X /\n").is_empty());
     assert!(lint("FROM scratch AS a\nENV D=1\nFROM a\nCOPY $D /\n").is_empty());
