@@ -484,6 +484,17 @@ fn commands(
                 state.workdir_set = true;
             }
             Instruction::Shell(_) => state.shell_set = true,
+            Instruction::Expose(e) => {
+                for spec in &e.ports {
+                    let words = match &state.env {
+                        Some(env) => lex.process_words(spec, env).unwrap_or_default(),
+                        None => vec![spec.clone()],
+                    };
+                    for port in words {
+                        expose(&port, at, &config, c);
+                    }
+                }
+            }
             Instruction::Cmd(cmd) => {
                 used_once_check(&mut used_once[0], &meta.keyword, at, &config, c);
                 json_args(
@@ -513,6 +524,30 @@ fn commands(
         }
     }
     state
+}
+
+/// ExposeProtoCasing and ExposeInvalidFormat for one `[ip:][host:]port[/proto]`
+/// (an unknown protocol is the planner's error, not a finding).
+fn expose(spec: &str, at: Range, config: &CheckConfig, c: &mut Checker<'_>) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip_or_host, container) = match parts.as_slice() {
+        [port] => (false, *port),
+        [.., port] => (true, *port),
+        [] => return,
+    };
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    let known = ["", "tcp", "udp", "sctp"].contains(&proto.to_lowercase().as_str());
+    if port.is_empty() || !known {
+        return;
+    }
+    if proto != proto.to_lowercase() {
+        let msg = rules::expose_proto_casing(spec);
+        c.report(config, &rules::EXPOSE_PROTO_CASING, at, msg);
+    }
+    if ip_or_host {
+        let msg = rules::expose_invalid_format(spec);
+        c.report(config, &rules::EXPOSE_INVALID_FORMAT, at, msg);
+    }
 }
 
 /// UndefinedVar for the variables an expansion did not find, unless the

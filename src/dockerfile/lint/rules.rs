@@ -60,6 +60,10 @@ rules! {
         "Default value for global ARG results in an empty or invalid base image name";
     FROM_PLATFORM_FLAG_CONST_DISALLOWED: "FromPlatformFlagConstDisallowed", "from-platform-flag-const-disallowed",
         "FROM --platform flag should not use a constant value";
+    EXPOSE_PROTO_CASING: "ExposeProtoCasing", "expose-proto-casing",
+        "Protocol in EXPOSE instruction should be lowercase";
+    EXPOSE_INVALID_FORMAT: "ExposeInvalidFormat", "expose-invalid-format",
+        "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release";
 }
 
 // The texts of findings, one function per rule that has parameters.
@@ -140,6 +144,16 @@ pub fn from_platform_const(platform: &str) -> String {
     format!(
         "FROM --platform flag should not use constant value {}",
         go_quote(platform)
+    )
+}
+
+pub fn expose_proto_casing(port: &str) -> String {
+    format!("Defined protocol '{port}' in EXPOSE instruction should be lowercase")
+}
+
+pub fn expose_invalid_format(port: &str) -> String {
+    format!(
+        "EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'"
     )
 }
 

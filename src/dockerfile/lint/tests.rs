@@ -395,3 +395,30 @@ fn the_directive_and_build_arg_configure_check() {
     assert_eq!(report.findings.len(), 1);
     assert!(report.violation().is_some());
 }
+
+#[test]
+fn expose_proto_casing() {
+    assert_eq!(
+        lint("FROM scratch\nEXPOSE 80/TcP 53/udp\n"),
+        one(
+            "ExposeProtoCasing",
+            "Defined protocol '80/TcP' in EXPOSE instruction should be lowercase",
+            2
+        )
+    );
+    assert!(lint("FROM scratch\nEXPOSE 80/tcp 8080\n").is_empty());
+}
+
+#[test]
+fn expose_invalid_format() {
+    assert_eq!(
+        lint("FROM scratch\nEXPOSE 127.0.0.1:80:80\n"),
+        one(
+            "ExposeInvalidFormat",
+            "EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:80:80'",
+            2
+        )
+    );
+    assert_eq!(lint("FROM scratch\nEXPOSE 8080:80\n").len(), 1);
+    assert!(lint("FROM scratch\nEXPOSE 80-90/udp\n").is_empty());
+}
