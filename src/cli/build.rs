@@ -386,16 +386,17 @@ impl DockerfileText {
     }
 
     /// Runs the Dockerfile checks (see [`dockerfile::lint`]) for a build
-    /// planned with `opts` (`plan` when planning succeeded); a malformed
-    /// `check=` option is an error.
+    /// planned with `opts` (`plan` when planning succeeded; `static_check`
+    /// for `--check`, which resolved no base image); a malformed `check=`
+    /// option is an error.
     pub fn lint(
         &self,
         ast: &dockerfile::Ast,
         opts: &dockerfile::PlanOptions,
         plan: Option<&dockerfile::Plan>,
-        all_stages: bool,
+        static_check: bool,
     ) -> anyhow::Result<dockerfile::lint::Report> {
-        Ok(dockerfile::lint::check(ast, opts, plan, all_stages)?)
+        Ok(dockerfile::lint::check(ast, opts, plan, static_check)?)
     }
 
     /// The checks of a build: prints each finding, then fails when

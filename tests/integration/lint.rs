@@ -3,6 +3,7 @@
 //! `error=true` failing the build before anything is written, and
 //! `build --check` printing each finding with its rule page and lines.
 
+use crate::registry_util::{layer_tar, registry, ImageSpec};
 use crate::util::{describe, Dir};
 
 /// Findings: StageNameCasing and FromAsCasing (line 1), JSONArgsRecommended
@@ -239,4 +240,38 @@ fn check_without_target_covers_every_stage() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn a_build_knows_the_base_images_variables() {
+    // The base sets GREETING and a SHELL-free config; a static check
+    // cannot know that and leaves UndefinedVar alone for this stage, a
+    // build pulls the config and judges every variable.
+    let reg = registry();
+    reg.push(
+        "lintbase:latest",
+        &[ImageSpec {
+            arch: "amd64".into(),
+            layers: vec![layer_tar(&[("f", tar::EntryType::Regular, b"F", 0o644)])],
+            env: &["PATH=/bin", "GREETING=hi"],
+            workdir: "/",
+        }],
+    );
+    let dir = dir_with(&format!(
+        "FROM {}/lintbase\nENV A=$GREETING B=$GREETNG\n",
+        reg.host
+    ));
+    let out = build(&dir, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "WARNING: UndefinedVar - Dockerfile:2: Usage of undefined variable '$GREETNG' \
+             (did you mean $GREETING?)\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("UndefinedVar").count(), 1, "{err}");
+    let out = dir.bk().args(["build", "--check", "."]).output();
+    assert!(out.status.success(), "{}", describe(&out));
 }

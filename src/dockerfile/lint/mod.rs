@@ -83,18 +83,21 @@ pub struct LintInput<'a> {
 
 /// Checks `ast`. The configuration comes from `BUILDKIT_DOCKERFILE_CHECK`
 /// in the build args or else the `# check=` directive; a malformed one is
-/// an error. `plan` (when planning succeeded) gives base image configs and
-/// the evaluated stages; `all_stages` checks every stage regardless.
+/// an error. `plan` (when planning succeeded) gives the evaluated stages
+/// and, for a build, the base images' configs. A `static_check` resolved
+/// no base image (their configs are placeholders) and, without a target,
+/// covers every stage, as `build --check` does.
 pub fn check(
     ast: &Ast,
     opts: &PlanOptions,
     plan: Option<&Plan>,
-    all_stages: bool,
+    static_check: bool,
 ) -> Result<Report, ConfigError> {
     let directive = ast.directives.check.as_ref().map(|(v, _)| v.as_str());
     let config = CheckConfig::for_build(directive, &opts.build_args)?;
-    let base_images: Option<Vec<Option<Image>>> =
-        plan.map(|p| p.stages.iter().map(|s| s.base_image.clone()).collect());
+    let base_images: Option<Vec<Option<Image>>> = plan
+        .filter(|_| !static_check)
+        .map(|p| p.stages.iter().map(|s| s.base_image.clone()).collect());
     let needed: Option<Vec<bool>> = plan.map(|p| p.stages.iter().map(|s| s.needed).collect());
     let input = LintInput {
         build_args: &opts.build_args,
@@ -103,7 +106,7 @@ pub fn check(
         target_platform: opts.target_platform.as_ref(),
         base_images: base_images.as_deref(),
         needed: needed.as_deref(),
-        all_stages: all_stages || plan.is_none(),
+        all_stages: (static_check && opts.target.is_none()) || plan.is_none(),
     };
     Ok(check_with(ast, &input, &config))
 }
