@@ -385,13 +385,80 @@ impl DockerfileText {
         }
     }
 
-    /// Prints the parser's findings as `WARNING: Rule - file:line: text`.
+    /// Runs the Dockerfile checks (see [`dockerfile::lint`]) for a build
+    /// planned with `opts` (`plan` when planning succeeded; `static_check`
+    /// for `--check`, which resolved no base image); a malformed `check=`
+    /// option is an error.
+    pub fn lint(
+        &self,
+        ast: &dockerfile::Ast,
+        opts: &dockerfile::PlanOptions,
+        plan: Option<&dockerfile::Plan>,
+        static_check: bool,
+    ) -> anyhow::Result<dockerfile::lint::Report> {
+        Ok(dockerfile::lint::check(ast, opts, plan, static_check)?)
+    }
+
+    /// The checks of a build: prints each finding, then fails when
+    /// `error=true` asked findings to fail the build.
+    pub fn check_build(
+        &self,
+        ast: &dockerfile::Ast,
+        opts: &dockerfile::PlanOptions,
+        plan: Option<&dockerfile::Plan>,
+    ) -> anyhow::Result<()> {
+        let report = self.lint(ast, opts, plan, false)?;
+        self.print_findings(&report);
+        match report.violation() {
+            Some(violation) => bail!("{violation}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Prints the parser's findings as `WARNING: Rule - file:line: text`
+    /// (for `bk debug`, which runs no checks).
     pub fn print_warnings(&self, ast: &dockerfile::Ast) {
         for warning in &ast.warnings {
             eprintln!(
                 "WARNING: {} - {}:{}: {}",
                 warning.rule, self.name, warning.location.start.line, warning.message
             );
+        }
+    }
+
+    /// Prints check findings as `WARNING: Rule - file:line: text`, then
+    /// how many there were, as buildx sums them up after a build.
+    pub fn print_findings(&self, report: &dockerfile::lint::Report) {
+        for finding in &report.findings {
+            eprintln!(
+                "WARNING: {} - {}:{}: {}",
+                finding.rule.name, self.name, finding.location.start.line, finding.message
+            );
+        }
+        match report.findings.len() {
+            0 => {}
+            1 => eprintln!("1 warning found"),
+            n => eprintln!("{n} warnings found"),
+        }
+    }
+
+    /// Prints findings as `build --check` does, on standard output: a
+    /// count, then each rule with its documentation address, the finding
+    /// and the lines.
+    pub fn print_check(&self, report: &dockerfile::lint::Report) {
+        match report.findings.len() {
+            0 => return,
+            1 => println!("Check complete, 1 warning has been found!"),
+            n => println!("Check complete, {n} warnings have been found!"),
+        }
+        for finding in &report.findings {
+            println!("\nWARNING: {} - {}", finding.rule.name, finding.rule.url);
+            println!("{}", finding.message);
+            if let Some(snippet) =
+                dockerfile::error::snippet(&finding.location, &self.name, &self.text)
+            {
+                println!("{}", crate::util::redact::text(&snippet));
+            }
         }
     }
 
@@ -552,7 +619,6 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         None => DockerfileText::read(&dockerfile_path)?,
     };
     let ast = dockerfile.parse()?;
-    dockerfile.print_warnings(&ast);
     dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let all_contexts = build_context::parse(&opts.build_contexts, &cwd)?;
@@ -560,17 +626,32 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
-        // expansion, duplicate stage) fail here.
-        let plan = dockerfile.plan(
+        // expansion, duplicate stage) fail here, after the findings.
+        let plan_opts = plan_options(&opts, &contexts.named);
+        let planned = dockerfile.plan(&ast, &plan_opts, &dockerfile::NoBaseImages);
+        // Without --target every stage is checked, as buildx does.
+        let report = dockerfile.lint(
             &ast,
-            &plan_options(&opts, &contexts.named),
-            &dockerfile::NoBaseImages,
+            &plan_opts,
+            planned.as_ref().ok(),
+            opts.target.is_none(),
         )?;
+        dockerfile.print_check(&report);
+        let plan = planned?;
         dockerfile.print_plan_warnings(&plan);
-        if ast.warnings.is_empty() && plan.warnings.is_empty() {
-            eprintln!("Check complete, no warnings found.");
+        if let Some(violation) = report.violation() {
+            println!();
+            bail!("{violation}");
         }
-        return Ok(ExitCode::SUCCESS);
+        if report.findings.is_empty() {
+            if plan.warnings.is_empty() {
+                println!("Check complete, no warnings found.");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        // BuildKit's check result carries status 1 when there are
+        // findings; buildx exits with it.
+        return Ok(ExitCode::from(1));
     }
     if let Some(flag) = unsupported_flag(&opts) {
         bail!("not supported yet: {flag}");

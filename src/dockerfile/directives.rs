@@ -72,7 +72,7 @@ fn is_regex_space(c: char) -> bool {
 /// Matches `^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$` with the choices a
 /// backtracking engine makes: when only whitespace follows `=`, the value
 /// is its last character.
-fn match_directive(text: &str) -> Option<(&str, &str)> {
+pub(crate) fn match_directive(text: &str) -> Option<(&str, &str)> {
     if !text.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return None;
     }

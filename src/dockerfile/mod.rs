@@ -27,6 +27,7 @@ pub mod heredoc;
 pub mod instructions;
 mod json_array;
 mod line_parsers;
+pub mod lint;
 pub mod location;
 pub mod lower;
 mod lower_copy;

@@ -80,7 +80,7 @@ fn check_accepts_the_hello_example() {
         .arg_path(&root.join("examples/hello"))
         .output();
     assert!(err.status.success(), "{}", describe(&err));
-    assert!(String::from_utf8_lossy(&err.stderr).contains("Check complete"));
+    assert!(String::from_utf8_lossy(&err.stdout).contains("Check complete"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod git_context;
 mod git_util;
 mod image_out;
 mod image_store;
+mod lint;
 mod llb;
 mod mounts;
 mod mounts_run;

@@ -88,9 +88,19 @@ pub(in crate::cli) fn plan(
             target_platform: platform.clone(),
             ..plan_options(opts, &named(platform.as_ref()))
         };
-        let plan = dockerfile.plan(ast, &plan_opts, resolver)?;
+        // The checks run once, and also when planning fails: findings
+        // are reported before the error, as BuildKit does.
+        let plan = match dockerfile.plan(ast, &plan_opts, resolver) {
+            Ok(plan) => plan,
+            Err(err) if i == 0 => {
+                dockerfile.check_build(ast, &plan_opts, None)?;
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         if i == 0 {
             dockerfile.print_plan_warnings(&plan);
+            dockerfile.check_build(ast, &plan_opts, Some(&plan))?;
         }
         let lower_opts = dockerfile::LowerOptions {
             platform_prefix: multi,
