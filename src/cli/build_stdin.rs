@@ -56,7 +56,7 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
         return super::build_remote::inputs(context, &git?, opts, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
-        return remote(context, file, root);
+        return remote(context, file, root, opts.progress.into());
     }
     if context != "-" {
         return Ok(Inputs {
@@ -77,10 +77,35 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
 /// An `http(s)://` context: downloaded, then read as standard input
 /// would be (a tarball, or a bare Dockerfile with an empty context, as
 /// BuildKit takes either from a URL). Git URLs never come here.
-fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
+fn remote(
+    url: &str,
+    file: Option<&str>,
+    root: &Path,
+    mode: crate::progress::Mode,
+) -> anyhow::Result<Inputs> {
     if file == Some("-") {
         bail!("invalid argument: a remote build context cannot take the Dockerfile from standard input");
     }
+    // Shown as BuildKit shows the HTTP source it makes of the URL.
+    let digest = crate::llb::Digest::of(url.as_bytes()).to_string();
+    let progress = super::build_remote::Fetching::start(
+        mode,
+        &digest,
+        "[internal] load remote build context",
+    )?;
+    let downloaded = download(url, root).map(|dir| (dir, false));
+    let download = progress.end(downloaded)?;
+    let path = download.path().join("context");
+    let archive =
+        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut inputs = read(archive, file, root)?;
+    inputs.remote = true;
+    Ok(inputs)
+}
+
+/// Downloads `url` to `context` in a new private directory under the
+/// store's `tmp/`.
+fn download(url: &str, root: &Path) -> anyhow::Result<tempfile::TempDir> {
     let tmp = root.join("tmp");
     crate::util::fs::create_dir_all(&tmp).context("failed to create the store's tmp directory")?;
     let download = tempfile::Builder::new()
@@ -102,12 +127,7 @@ fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> 
                 crate::util::redact::url(url)
             )
         })?;
-    let path = download.path().join("context");
-    let archive =
-        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mut inputs = read(archive, file, root)?;
-    inputs.remote = true;
-    Ok(inputs)
+    Ok(download)
 }
 
 fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
