@@ -112,11 +112,14 @@ pub fn inputs(
     };
     let progress = Fetching::start(opts.progress.into(), &vertex.digest().to_string(), &name)?;
     let fetched = checkout_in_cache(&git, vertex, &name, opts, root);
-    let Fetched {
-        session,
-        checkout,
-        commit,
-    } = progress.end(fetched).with_context(fail)?;
+    let (
+        Fetched {
+            session,
+            checkout,
+            commit,
+        },
+        display,
+    ) = progress.end(fetched).with_context(fail)?;
 
     let mut dockerfile_text = None;
     let dockerfile = match opts.file.as_deref() {
@@ -145,6 +148,7 @@ pub fn inputs(
         _dir: None,
         _checkout: Some(Checkout { session }),
         remote: true,
+        progress: display,
     })
 }
 
@@ -267,13 +271,20 @@ fn fetch(
     dest.commit().context("failed to commit the git checkout")
 }
 
-/// A step shown while the main context is fetched, before the build's
-/// own progress display starts, as BuildKit shows `[internal] load git
-/// source URL` or `[internal] load remote build context`: in the mode
-/// `--progress` chose, on a display of its own that ends with the fetch.
+/// A progress display the build goes on with.
+pub type Display = (progress::Sender, progress::Handle);
+
+/// A step shown while the main context is fetched, before the build
+/// graph runs, as BuildKit shows `[internal] load git source URL` or
+/// `[internal] load remote build context`, in the mode `--progress`
+/// chose. The display then goes on with the build's steps (one
+/// numbering, one stream), except the live tty view, which is closed
+/// after the fetch: what bk prints before the build starts (warnings,
+/// notes) would be drawn over.
 pub struct Fetching {
     sender: progress::Sender,
     display: progress::Handle,
+    mode: progress::Mode,
     digest: String,
     name: String,
 }
@@ -287,24 +298,35 @@ impl Fetching {
         Ok(Fetching {
             sender,
             display,
+            mode,
             digest: digest.to_string(),
             name: name.to_string(),
         })
     }
 
     /// Shows how the fetch ended (`outcome` says whether the cache
-    /// answered) and closes the display.
-    pub fn end<T>(self, outcome: anyhow::Result<(T, bool)>) -> anyhow::Result<T> {
+    /// answered); returns the display when the build may go on with it,
+    /// having closed it otherwise (always after a failure, so that the
+    /// error is printed below it).
+    pub fn end<T>(
+        self,
+        outcome: anyhow::Result<(T, bool)>,
+    ) -> anyhow::Result<(T, Option<Display>)> {
         match &outcome {
             Ok((_, true)) => self.sender.cached(&self.digest, &self.name),
             Ok((_, false)) => self.sender.completed(&self.digest),
             Err(err) => self.sender.failed(&self.digest, format!("{err:#}")),
         }
+        let live = progress::Options::from_env(self.mode).resolved_mode() == progress::Mode::Tty;
+        if outcome.is_ok() && !live {
+            let display = (self.sender, self.display);
+            return outcome.map(|(value, _)| (value, Some(display)));
+        }
         drop(self.sender);
         if let Err(err) = self.display.finish() {
             eprintln!("WARNING: {:#}", anyhow::Error::new(err));
         }
-        outcome.map(|(value, _)| value)
+        outcome.map(|(value, _)| (value, None))
     }
 }
 

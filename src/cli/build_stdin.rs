@@ -32,6 +32,9 @@ pub struct Inputs {
     pub _checkout: Option<super::build_remote::Checkout>,
     /// A context fetched from a URL (git or HTTP).
     pub remote: bool,
+    /// The progress display that showed the fetch, for the build to go
+    /// on with.
+    pub progress: Option<super::build_remote::Display>,
 }
 
 impl Inputs {
@@ -66,6 +69,7 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
             _dir: None,
             _checkout: None,
             remote: false,
+            progress: None,
         });
     }
     if file == Some("-") {
@@ -94,12 +98,13 @@ fn remote(
         "[internal] load remote build context",
     )?;
     let downloaded = download(url, root).map(|dir| (dir, false));
-    let download = progress.end(downloaded)?;
+    let (download, display) = progress.end(downloaded)?;
     let path = download.path().join("context");
     let archive =
         std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
     let mut inputs = read(archive, file, root)?;
     inputs.remote = true;
+    inputs.progress = display;
     Ok(inputs)
 }
 
@@ -188,6 +193,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             // buildx hands a tarball on stdin to BuildKit as a URL
             // context, which `.dockerignore` does not filter.
             remote: true,
+            progress: None,
         });
     }
     if file.is_some() {
@@ -205,6 +211,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
         _dir: Some(dir),
         _checkout: None,
         remote: false,
+        progress: None,
     })
 }
 

@@ -8,6 +8,9 @@
 //! key) that end quickly with an error naming the URL and ssh's reason
 //! instead of prompting.
 //!
+//! The fetch of a remote main context (git or HTTP) is the first step
+//! of the build's progress in every mode, with credentials masked.
+//!
 //! bk's ssh is pointed at the server the way a user would: an ssh config
 //! passed through `GIT_SSH_COMMAND="ssh -F CONFIG"` (OpenSSH finds `~`
 //! through the passwd entry, so the test cannot use a private home).
@@ -16,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::add_http::Server;
 use crate::git_util::{commit, git, init, ssh_keygen, Sshd};
 use crate::util::{describe, BkCommand, Dir};
 
@@ -301,4 +305,83 @@ fn ssh_failures_are_clear_and_never_prompt() {
     let log = failed(bounded(cmd, &fx.dir));
     assert!(log.contains(&fx.shown_url()), "{log}");
     assert!(log.contains("Host key verification failed"), "{log}");
+}
+
+#[test]
+fn remote_context_fetch_is_the_first_step_of_the_build() {
+    let dir = Dir::new();
+    let work = dir.path().join("work");
+    init(&work);
+    std::fs::write(work.join("Dockerfile"), "FROM scratch\nCOPY . /all/\n").unwrap();
+    commit(&work, "a.txt", "one");
+    git(&work, &["tag", "v1"]);
+    let bare = dir.path().join("srv/repo.git");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&work)
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    git(&bare, &["update-server-info"]);
+    let out = Command::new("tar")
+        .arg("-cf")
+        .arg(dir.path().join("srv/ctx.tar"))
+        .arg("-C")
+        .arg(&work)
+        .args(["Dockerfile", "a.txt"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let server = Server::start(&dir);
+    let with_password = |path: &str| server.url(path).replace("://", "://me:s3cret@");
+    let build = |progress: &str, out: &str, context: &str| {
+        let mut cmd = dir.bk();
+        cmd.args(["build", "--progress", progress, "-o", out])
+            .arg_path(Path::new(context));
+        bounded(cmd, &dir)
+    };
+
+    // rawjson: the git fetch is the first vertex of the one stream.
+    let git_url = with_password("/repo.git#v1");
+    let log = ok(build("rawjson", "out1", &git_url));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out1/all/a.txt")).unwrap(),
+        "one"
+    );
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shown = format!(
+        "[internal] load git source {}",
+        git_url.replace("me:s3cret", "xxxxx:xxxxx")
+    );
+    assert_eq!(events[0]["type"], "vertex_started", "{log}");
+    assert_eq!(events[0]["name"], shown.as_str(), "{log}");
+    assert_eq!(events[1]["type"], "vertex_completed", "{log}");
+    assert_eq!(events[1]["digest"], events[0]["digest"], "{log}");
+    let done = events.iter().filter(|e| e["type"] == "done").count();
+    assert_eq!(done, 1, "{log}");
+    assert_eq!(events.last().unwrap()["type"], "done", "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+
+    // plain: the download is step #1, the build's steps follow it.
+    let log = ok(build("plain", "out2", &with_password("/ctx.tar")));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out2/all/a.txt")).unwrap(),
+        "one"
+    );
+    assert!(
+        log.starts_with("#1 [internal] load remote build context\n"),
+        "{log}"
+    );
+    assert!(log.contains("\n#1 DONE "), "{log}");
+    assert!(log.contains("\n#2 "), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+
+    // quiet: nothing.
+    let log = ok(build("quiet", "out3", &git_url));
+    assert!(!log.contains("load git source"), "{log}");
 }
