@@ -20,6 +20,11 @@
 //! buildx passes them. `.git` is kept with `?keep-git-dir=1` or
 //! `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`. Credentials in the URL
 //! never appear in messages.
+//!
+//! Over ssh, git uses the build's `--ssh default` agent when there is
+//! one (see `source::git`). The fetch is shown as BuildKit shows it, as
+//! the step `[internal] load git source URL` ([`Fetching`], also used for
+//! HTTP contexts), on the progress display the build then goes on with.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! bytes. Git contexts are refused by name. A tarball is unpacked into a private directory under the
 //! store's `tmp/` that lives as long as the build; its Dockerfile is
 //! `Dockerfile` inside it, or `-f PATH` (a file outside the tarball when
-//! PATH exists, else a path inside it).
+//! PATH exists, else a path inside it). A download is shown as the step
+//! `[internal] load remote build context`, as BuildKit names it.
 
 use std::io::Read;
 use std::path::Path;

@@ -886,7 +886,10 @@ impl Solver {
         *started = true;
         // Over ssh, the build's `--ssh default` agent when it has one.
         let agent = match git::is_ssh(&url) {
-            true => (self.session.ssh.forward("default", 0o600))
+            true => self
+                .session
+                .ssh
+                .forward("default", 0o600)
                 .map_err(ops::exec_mounts::MountError::from)?,
             false => None,
         };
