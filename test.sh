@@ -19,7 +19,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # serves and checks the keys of `--ssh id=KEYFILE`. qemu-user-static and
 # binfmt-support register the qemu-user handlers the emulated (arm64) RUN
 # tests run under.
-packages=(tar git e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap openssh-client python3 zstd qemu-user-static binfmt-support)
+packages=(tar git e2fsprogs skopeo umoci podman docker-registry busybox-static openssl apache2-utils fuse-overlayfs uidmap openssh-client openssh-server python3 zstd qemu-user-static binfmt-support)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

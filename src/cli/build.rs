@@ -728,7 +728,11 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         named_contexts.insert(name.clone(), Arc::new(local));
     }
 
-    let (sender, progress) = progress::start(opts.progress.into(), Box::new(std::io::stderr()))?;
+    // Going on with the display that showed a remote context's fetch.
+    let (sender, progress) = match inputs.progress.take() {
+        Some(display) => display,
+        None => progress::start(opts.progress.into(), Box::new(std::io::stderr()))?,
+    };
     let ctx = SolveContext {
         store: store.clone(),
         cache: cache.clone(),

@@ -5,7 +5,8 @@
 //! bytes. Git contexts are refused by name. A tarball is unpacked into a private directory under the
 //! store's `tmp/` that lives as long as the build; its Dockerfile is
 //! `Dockerfile` inside it, or `-f PATH` (a file outside the tarball when
-//! PATH exists, else a path inside it).
+//! PATH exists, else a path inside it). A download is shown as the step
+//! `[internal] load remote build context`, as BuildKit names it.
 
 use std::io::Read;
 use std::path::Path;
@@ -32,6 +33,9 @@ pub struct Inputs {
     pub _checkout: Option<super::build_remote::Checkout>,
     /// A context fetched from a URL (git or HTTP).
     pub remote: bool,
+    /// The progress display that showed the fetch, for the build to go
+    /// on with.
+    pub progress: Option<super::build_remote::Display>,
 }
 
 impl Inputs {
@@ -56,7 +60,7 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
         return super::build_remote::inputs(context, &git?, opts, root);
     }
     if context.starts_with("http://") || context.starts_with("https://") {
-        return remote(context, file, root);
+        return remote(context, file, root, opts.progress.into());
     }
     if context != "-" {
         return Ok(Inputs {
@@ -66,6 +70,7 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
             _dir: None,
             _checkout: None,
             remote: false,
+            progress: None,
         });
     }
     if file == Some("-") {
@@ -77,10 +82,36 @@ pub fn inputs(opts: &super::build::BuildOpts, root: &Path) -> anyhow::Result<Inp
 /// An `http(s)://` context: downloaded, then read as standard input
 /// would be (a tarball, or a bare Dockerfile with an empty context, as
 /// BuildKit takes either from a URL). Git URLs never come here.
-fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
+fn remote(
+    url: &str,
+    file: Option<&str>,
+    root: &Path,
+    mode: crate::progress::Mode,
+) -> anyhow::Result<Inputs> {
     if file == Some("-") {
         bail!("invalid argument: a remote build context cannot take the Dockerfile from standard input");
     }
+    // Shown as BuildKit shows the HTTP source it makes of the URL.
+    let digest = crate::llb::Digest::of(url.as_bytes()).to_string();
+    let progress = super::build_remote::Fetching::start(
+        mode,
+        &digest,
+        "[internal] load remote build context",
+    )?;
+    let downloaded = download(url, root).map(|dir| (dir, false));
+    let (download, display) = progress.end(downloaded)?;
+    let path = download.path().join("context");
+    let archive =
+        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut inputs = read(archive, file, root)?;
+    inputs.remote = true;
+    inputs.progress = display;
+    Ok(inputs)
+}
+
+/// Downloads `url` to `context` in a new private directory under the
+/// store's `tmp/`.
+fn download(url: &str, root: &Path) -> anyhow::Result<tempfile::TempDir> {
     let tmp = root.join("tmp");
     crate::util::fs::create_dir_all(&tmp).context("failed to create the store's tmp directory")?;
     let download = tempfile::Builder::new()
@@ -102,12 +133,7 @@ fn remote(url: &str, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> 
                 crate::util::redact::url(url)
             )
         })?;
-    let path = download.path().join("context");
-    let archive =
-        std::fs::File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
-    let mut inputs = read(archive, file, root)?;
-    inputs.remote = true;
-    Ok(inputs)
+    Ok(download)
 }
 
 fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result<Inputs> {
@@ -168,6 +194,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
             // buildx hands a tarball on stdin to BuildKit as a URL
             // context, which `.dockerignore` does not filter.
             remote: true,
+            progress: None,
         });
     }
     if file.is_some() {
@@ -185,6 +212,7 @@ fn read(mut input: impl Read, file: Option<&str>, root: &Path) -> anyhow::Result
         _dir: Some(dir),
         _checkout: None,
         remote: false,
+        progress: None,
     })
 }
 

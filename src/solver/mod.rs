@@ -884,10 +884,22 @@ impl Solver {
         }
         self.progress.started(&digest, &task.name);
         *started = true;
+        // Over ssh, the build's `--ssh default` agent when it has one.
+        let agent = match git::is_ssh(&url) {
+            true => self
+                .session
+                .ssh
+                .forward("default", 0o600)
+                .map_err(ops::exec_mounts::MountError::from)?,
+            false => None,
+        };
+        let transport = git::Transport {
+            ssh_auth_sock: agent.as_ref().map(|a| a.socket().to_path_buf()),
+        };
         let commit = {
-            let (url, git_ref) = (url.clone(), git_ref.clone());
+            let (url, git_ref, transport) = (url.clone(), git_ref.clone(), transport.clone());
             self.blocking
-                .run(move || git::resolve(&url, &git_ref))
+                .run(move || git::resolve(&url, &git_ref, &transport))
                 .await??
         };
         if let Some(expected) = op.attrs.get(attr::GIT_CHECKSUM) {
@@ -933,6 +945,7 @@ impl Solver {
                             keep_git_dir,
                             subdir: &subdir,
                             submodules,
+                            transport: &transport,
                         },
                         scratch.path(),
                         dest.path(),

@@ -9,10 +9,23 @@
 //! errors name the URL with its user information masked (`xxxxx`),
 //! and git's own messages are scrubbed the same way.
 //!
+//! git never asks anything on a terminal: a build fails instead of
+//! hanging. Over ssh (`ssh://…`, scp-like `user@host:path`) git runs as
+//! the user with the user's own ssh setup (`~/.ssh/config`, agent,
+//! `known_hosts`, `GIT_SSH_COMMAND` or `core.sshCommand`), with
+//! `BatchMode=yes` added so that ssh never prompts for a password,
+//! passphrase or unknown host key. A [`Transport`] may name the agent
+//! socket to use instead of the inherited `SSH_AUTH_SOCK`: the build's
+//! `--ssh` agent, as BuildKit's git source mounts the session's agent.
+//! Unlike BuildKit (which ignores the ssh config and, without known hosts
+//! from the client, turns host key checking off), host keys are checked
+//! against the user's `known_hosts`.
+//!
 //! Imports `util` only.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::util::fs::FsError;
 
@@ -62,6 +75,68 @@ pub fn redact(url: &str) -> String {
     crate::util::redact::url(url)
 }
 
+/// How git reaches a remote beyond the user's own setup.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// The ssh agent socket git's ssh uses (`SSH_AUTH_SOCK`); `None`
+    /// keeps the one bk inherited.
+    pub ssh_auth_sock: Option<PathBuf>,
+}
+
+/// Whether git reaches `url` over ssh: `ssh://…` (also `git+ssh://`,
+/// `ssh+git://`) or the scp-like `[user@]host:path`, as git itself tells
+/// them apart.
+pub fn is_ssh(url: &str) -> bool {
+    if let Some((scheme, _)) = url.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
+    }
+    // git's rule: a colon before any slash makes it scp-like.
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The ssh command line git is given: the one the user chose
+/// (`GIT_SSH_COMMAND`, then `core.sshCommand`) or `ssh`, with
+/// `-o BatchMode=yes` added when it is OpenSSH. `None` leaves git's own
+/// choice alone (`GIT_SSH`, which names a program rather than a command
+/// line, or a command that is not `ssh`).
+fn ssh_command() -> Option<&'static str> {
+    static COMMAND: OnceLock<Option<String>> = OnceLock::new();
+    COMMAND
+        .get_or_init(|| {
+            let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+            let chosen = match env("GIT_SSH_COMMAND") {
+                Some(command) => Some(command),
+                None if env("GIT_SSH").is_some() => return None,
+                None => configured_ssh_command(),
+            };
+            let command = chosen.unwrap_or_else(|| "ssh".to_string());
+            let program = command.split_whitespace().next().unwrap_or("");
+            let openssh = Path::new(program.trim_matches(|c| c == '\'' || c == '"'))
+                .file_name()
+                .is_some_and(|name| name == "ssh");
+            openssh.then(|| format!("{command} -o BatchMode=yes"))
+        })
+        .as_deref()
+}
+
+/// `core.sshCommand` from the user's and the system's git configuration.
+fn configured_ssh_command() -> Option<String> {
+    ["--global", "--system"].iter().find_map(|scope| {
+        let output = Command::new("git")
+            .args(["config", scope, "--get", "core.sshCommand"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let value = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        (output.status.success() && !value.is_empty()).then_some(value)
+    })
+}
+
 /// Whether `text` is a full commit id (40 or 64 lowercase hex digits).
 pub fn is_commit(text: &str) -> bool {
     (text.len() == 40 || text.len() == 64)
@@ -72,10 +147,22 @@ pub fn is_commit(text: &str) -> bool {
 
 /// Runs `git args…` (in `dir` when given), returning stdout or the
 /// scrubbed stderr.
-fn git(url: &str, dir: Option<&Path>, args: &[&str]) -> Result<Result<String, String>, GitError> {
+fn git(
+    url: &str,
+    transport: &Transport,
+    dir: Option<&Path>,
+    args: &[&str],
+) -> Result<Result<String, String>, GitError> {
     let mut command = Command::new("git");
     if let Some(dir) = dir {
         command.current_dir(dir);
+    }
+    // Also for other URLs: their submodules may be reached over ssh.
+    if let Some(ssh) = ssh_command() {
+        command.env("GIT_SSH_COMMAND", ssh);
+    }
+    if let Some(sock) = &transport.ssh_auth_sock {
+        command.env("SSH_AUTH_SOCK", sock);
     }
     let output = command
         .args(args)
@@ -101,17 +188,18 @@ fn git(url: &str, dir: Option<&Path>, args: &[&str]) -> Result<Result<String, St
 /// id is taken as is; otherwise one `git ls-remote`, preferring a branch
 /// or tag of exactly that name (an annotated tag's commit, not the tag
 /// object). Blocking.
-pub fn resolve(url: &str, git_ref: &str) -> Result<String, GitError> {
+pub fn resolve(url: &str, git_ref: &str, transport: &Transport) -> Result<String, GitError> {
     if is_commit(git_ref) {
         return Ok(git_ref.to_string());
     }
     let wanted = if git_ref.is_empty() { "HEAD" } else { git_ref };
-    let listing = git(url, None, &["ls-remote", "--", url, wanted])?.map_err(|stderr| {
-        GitError::Unreachable {
-            url: redact(url),
-            stderr,
-        }
-    })?;
+    let listing =
+        git(url, transport, None, &["ls-remote", "--", url, wanted])?.map_err(|stderr| {
+            GitError::Unreachable {
+                url: redact(url),
+                stderr,
+            }
+        })?;
     let refs: Vec<(&str, &str)> = listing
         .lines()
         .filter_map(|line| line.split_once('\t'))
@@ -146,6 +234,7 @@ pub struct Checkout<'a> {
     /// Whether submodules are checked out too (recursively), as BuildKit
     /// does unless the source says `submodules=false`.
     pub submodules: bool,
+    pub transport: &'a Transport,
 }
 
 /// Fetches `spec.commit` into the empty directory `scratch` and moves the
@@ -153,6 +242,7 @@ pub struct Checkout<'a> {
 /// must be on the same file system. Blocking.
 pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), GitError> {
     let url = spec.url;
+    let git = |dir, args: &[&str]| git(url, spec.transport, dir, args);
     let fetch_err = |what: &'static str| {
         move |stderr: String| GitError::Fetch {
             what,
@@ -161,10 +251,10 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
             stderr,
         }
     };
-    git(url, Some(scratch), &["init", "-q", "."])?.map_err(fetch_err("initialise a clone for"))?;
+    git(Some(scratch), &["init", "-q", "."])?.map_err(fetch_err("initialise a clone for"))?;
     // The origin is the URL itself while fetching: submodules with
     // relative URLs are found next to it.
-    git(url, Some(scratch), &["remote", "add", "origin", url])?
+    git(Some(scratch), &["remote", "add", "origin", url])?
         .map_err(fetch_err("name the origin of"))?;
     // A ref is fetched by name (servers need not allow fetching any
     // commit); a commit id directly, and failing that with all refs.
@@ -176,13 +266,11 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
         spec.git_ref.to_string()
     };
     let shallow = git(
-        url,
         Some(scratch),
         &["fetch", "-q", "--depth=1", "--no-tags", "--", url, &by_name],
     )?;
     let have = || {
         git(
-            url,
             Some(scratch),
             &["cat-file", "-e", &format!("{}^{{commit}}", spec.commit)],
         )
@@ -190,7 +278,6 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
     };
     if shallow.is_err() || !have()? {
         git(
-            url,
             Some(scratch),
             &[
                 "fetch",
@@ -208,16 +295,11 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
             ));
         }
     }
-    git(
-        url,
-        Some(scratch),
-        &["checkout", "-q", "--detach", spec.commit],
-    )?
-    .map_err(fetch_err("check out"))?;
+    git(Some(scratch), &["checkout", "-q", "--detach", spec.commit])?
+        .map_err(fetch_err("check out"))?;
     let with_submodules = spec.submodules && scratch.join(".gitmodules").is_file();
     if with_submodules {
         git(
-            url,
             Some(scratch),
             &[
                 "-c",
@@ -237,7 +319,6 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
     };
     // The origin is named without credentials from now on.
     git(
-        url,
         Some(scratch),
         &["remote", "set-url", "origin", &redact(url)],
     )?
@@ -245,7 +326,6 @@ pub fn checkout(spec: &Checkout<'_>, scratch: &Path, dest: &Path) -> Result<(), 
     if spec.keep_git_dir {
         // The kept repository keeps no trace of the fetch.
         git(
-            url,
             Some(scratch),
             &["reflog", "expire", "--all", "--expire=now"],
         )?
@@ -324,6 +404,18 @@ mod tests {
         );
         assert_eq!(redact("git://example.com/r.git"), "git://example.com/r.git");
         assert_eq!(redact("git@example.com:r.git"), "git@example.com:r.git");
+    }
+
+    #[test]
+    fn ssh_urls_are_recognised_as_git_does() {
+        assert!(is_ssh("ssh://git@example.com/r.git"));
+        assert!(is_ssh("git+ssh://example.com/r.git"));
+        assert!(is_ssh("git@example.com:o/r.git"));
+        assert!(is_ssh("alias:/srv/r.git"));
+        assert!(!is_ssh("https://u:p@example.com/r.git"));
+        assert!(!is_ssh("git://example.com/r.git"));
+        assert!(!is_ssh("/srv/r:1.git"));
+        assert!(!is_ssh("./a:b"));
     }
 
     #[test]

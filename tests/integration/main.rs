@@ -9,6 +9,7 @@ mod conformance;
 mod emulation;
 mod frontend;
 mod git_context;
+mod git_ssh;
 mod git_util;
 mod image_out;
 mod image_store;
