@@ -3,7 +3,8 @@
 //! HTTP transport and plain downloads): `bk build <git URL>` with refs,
 //! sub-directories and `-f`, used whole (no `.dockerignore`); `--build-context` git and
 //! HTTP values used by FROM, `COPY --from` and `RUN --mount=from=`;
-//! submodules; `NAME::PLATFORM` contexts; and credentials in URLs never
+//! submodules; `NAME::PLATFORM` contexts (directories and OCI layouts),
+//! each use picking by its platform; and credentials in URLs never
 //! printed.
 
 use std::path::Path;
@@ -427,6 +428,71 @@ fn scoped_contexts_follow_the_platform_of_each_use() {
             "{key}: {log}"
         );
     }
+}
+
+/// `dir/NAME`: an OCI layout of a scratch image for `platform` with
+/// WORKDIR `/lw-NAME` and `/which` saying `NAME`, made by `bk` and
+/// unpacked by tar.
+fn oci_layout(dir: &Dir, name: &str, platform: &str) {
+    dir.create(&format!("{name}-src/which"), name);
+    dir.create(
+        &format!("{name}-src/Dockerfile"),
+        &format!("FROM scratch\nWORKDIR /lw-{name}\nCOPY which /which\n"),
+    );
+    let tar = format!("{name}.tar");
+    let dest = format!("type=oci,dest={tar}");
+    let src = format!("{name}-src");
+    ok(bk(dir, &dest, &["--platform", platform, &src]));
+    std::fs::create_dir(dir.path().join(name)).unwrap();
+    let out = Command::new("tar")
+        .args(["-xf", &tar, "-C", name])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn scoped_oci_layouts_give_each_stage_its_platform_config() {
+    // A build-platform stage on `img` reads `img::<build platform>`'s
+    // layout, config included (its WORKDIR places a relative COPY); the
+    // target stage reads the target's.
+    let (build, other) = build_and_other_platform();
+    let dir = Dir::new();
+    oci_layout(&dir, "build", build);
+    oci_layout(&dir, "other", other);
+    dir.create("ctx/g", "copied");
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM --platform=$BUILDPLATFORM img AS b\n\
+         COPY g rel/\n\
+         FROM img\n\
+         COPY g rel/\n\
+         COPY --from=b / /b/\n",
+    );
+    let img_build = format!("img::{build}=oci-layout://build");
+    let img_other = format!("img::{other}=oci-layout://other");
+    ok(bk(
+        &dir,
+        "out",
+        &[
+            "--build-context",
+            &img_build,
+            "--build-context",
+            &img_other,
+            "--platform",
+            other,
+            "ctx",
+        ],
+    ));
+    assert_eq!(read(&dir, "out/which").as_deref(), Some("other"));
+    assert_eq!(read(&dir, "out/lw-other/rel/g").as_deref(), Some("copied"));
+    assert_eq!(read(&dir, "out/b/which").as_deref(), Some("build"));
+    assert_eq!(
+        read(&dir, "out/b/lw-build/rel/g").as_deref(),
+        Some("copied")
+    );
+    assert!(!exists(&dir, "out/b/rel") && !exists(&dir, "out/rel"));
 }
 
 #[test]
