@@ -621,8 +621,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ast = dockerfile.parse()?;
     dockerfile.check_syntax(&ast, &opts.build_args)?;
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let all_contexts = build_context::parse(&opts.build_contexts, &cwd)?;
-    let contexts = all_contexts.for_platform(opts.platforms.first());
+    let contexts = build_context::parse(&opts.build_contexts, &cwd)?;
     if opts.check {
         // A static check: no registry is contacted, image bases plan with
         // empty configs. Semantic errors (unknown target, bad ARG
@@ -688,7 +687,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let resolver = ImageResolver {
         images: images.clone(),
         runtime: runtime.handle().clone(),
-        contexts: &all_contexts,
+        contexts: &contexts.named,
     };
     if let Some(Output {
         kind: OutputKind::Local,
@@ -699,8 +698,9 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
         bail!("--output type=local needs a directory: dest=- is for type=tar");
     }
     // Semantic errors fail here too, before anything would be built:
-    // once per requested platform.
-    let named = |platform: Option<&Platform>| all_contexts.for_platform(platform).named;
+    // once per requested platform. Every platform sees all contexts; each
+    // use picks its platform's.
+    let named = |_: Option<&Platform>| contexts.named.clone();
     let targets = platforms::plan(&dockerfile, &ast, &opts, &named, &resolver)?;
     let (definition, roots) = platforms::combine(&targets);
 
@@ -719,7 +719,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let context = LocalContext::open(context_dir, dockerignore)
         .with_context(|| format!("failed to open the build context {}", inputs.context))?;
     let mut named_contexts = std::collections::HashMap::new();
-    for (name, dir) in &all_contexts.all_local() {
+    for (name, dir) in &contexts.local {
         // A named directory is filtered by its own `.dockerignore`.
         let ignore = Dockerignore::load(dir, None)
             .with_context(|| format!("failed to read the ignore file of build context {name}"))?;
@@ -812,8 +812,8 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct ImageResolver<'a> {
     images: Arc<Images>,
     runtime: tokio::runtime::Handle,
-    /// `--build-context`s (per platform): OCI layouts have configs.
-    contexts: &'a build_context::BuildContexts,
+    /// `--build-context`s, every platform's: OCI layouts have configs.
+    contexts: &'a dockerfile::NamedContexts,
 }
 
 impl dockerfile::BaseImageResolver for ImageResolver<'_> {
@@ -825,9 +825,11 @@ impl dockerfile::BaseImageResolver for ImageResolver<'_> {
             .map(|found| found.resolved.config.clone())
     }
 
-    fn resolve_context(&self, name: &str, platform: &Platform) -> Option<crate::image::Image> {
-        let named = self.contexts.for_platform(Some(platform)).named;
-        let dockerfile::ContextSource::OciLayout(identifier) = named.get(name)? else {
+    /// `key` is the context the stage's platform chose (`NAME` or
+    /// `NAME::PLATFORM`); its image is picked from the layout's index for
+    /// that same platform, the stage's.
+    fn resolve_context(&self, key: &str, platform: &Platform) -> Option<crate::image::Image> {
+        let dockerfile::ContextSource::OciLayout(identifier) = self.contexts.by_key(key)? else {
             return None;
         };
         self.runtime

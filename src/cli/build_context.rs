@@ -7,15 +7,18 @@
 //! `context`). Git and HTTP contexts are fetched only when a step uses them.
 //!
 //! `NAME::PLATFORM=VALUE` (BuildKit's platform-scoped key, e.g.
-//! `base::linux/arm64`) applies only when building for that platform,
-//! where it wins over a plain `NAME`: [`BuildContexts::for_platform`]
-//! picks the contexts of one platform.
+//! `base::linux/arm64`) applies only to uses of `NAME` for that platform,
+//! where it wins over a plain `NAME`. Every context goes to the planner,
+//! which picks per use (a stage's FROM by the stage's platform, `--from`
+//! by the target's; see [`NamedContexts`]); a scoped directory is its own
+//! local source, keyed `NAME::PLATFORM`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use crate::dockerfile::git_ref::parse_git_ref;
+use crate::dockerfile::named_context::scoped_key;
 use crate::dockerfile::{ContextSource, NamedContexts};
 use crate::image::{Platform, Reference};
 use crate::util::redact;
@@ -23,68 +26,11 @@ use crate::util::redact;
 /// The build's named contexts.
 #[derive(Debug, Default)]
 pub struct BuildContexts {
+    /// Every context, plain and platform-scoped.
     pub named: NamedContexts,
-    /// Local contexts: name → directory.
+    /// Local directories by the key their `local://` source names: plain
+    /// ones by name, platform-scoped ones by `NAME::PLATFORM`.
     pub local: Vec<(String, PathBuf)>,
-    /// Platform-scoped contexts (`NAME::PLATFORM`): platform, name, what
-    /// it is and its directory when local.
-    scoped: Vec<Scoped>,
-}
-
-#[derive(Debug, Clone)]
-struct Scoped {
-    platform: Platform,
-    name: String,
-    source: ContextSource,
-    dir: Option<PathBuf>,
-}
-
-impl BuildContexts {
-    /// The contexts a build for `platform` (none: the host's) sees: a
-    /// `NAME::PLATFORM` context for that platform replaces `NAME`, and
-    /// those of other platforms are left out. Called once per platform
-    /// of a build.
-    pub fn for_platform(&self, platform: Option<&Platform>) -> BuildContexts {
-        let platform = platform.cloned().unwrap_or_else(Platform::host);
-        let mut out = BuildContexts {
-            named: self.named.clone(),
-            local: self.local.clone(),
-            scoped: Vec::new(),
-        };
-        for scoped in self.scoped.iter().filter(|s| s.platform == platform) {
-            out.local.retain(|(n, _)| *n != scoped.name);
-            let source = match &scoped.dir {
-                Some(dir) => {
-                    out.local.push((scoped.key(), dir.clone()));
-                    ContextSource::ScopedLocal(scoped.key())
-                }
-                None => scoped.source.clone(),
-            };
-            out.named.insert(&scoped.name, source);
-        }
-        out
-    }
-
-    /// Every local directory any platform of the build may read, by the
-    /// key its `local://` source names: plain ones by name, platform-scoped
-    /// ones by `NAME::PLATFORM`.
-    pub fn all_local(&self) -> Vec<(String, PathBuf)> {
-        let mut all = self.local.clone();
-        for scoped in &self.scoped {
-            if let Some(dir) = &scoped.dir {
-                all.push((scoped.key(), dir.clone()));
-            }
-        }
-        all
-    }
-}
-
-impl Scoped {
-    /// The key of a scoped local directory among the build's local
-    /// contexts.
-    fn key(&self) -> String {
-        format!("{}::{}", self.name, self.platform)
-    }
 }
 
 /// Parses the `--build-context` pairs, relative paths against `cwd`.
@@ -104,27 +50,21 @@ pub fn parse(pairs: &[(String, String)], cwd: &Path) -> anyhow::Result<BuildCont
         if name.is_empty() {
             bail!("{}: the name is empty", invalid());
         }
-        let source = source(value, cwd).with_context(invalid)?;
-        let dir =
-            (matches!(source, ContextSource::Local) && !value.is_empty()).then(|| cwd.join(value));
+        let mut source = source(value, cwd).with_context(invalid)?;
+        let key = scoped_key(name, platform.as_ref());
+        out.local.retain(|(k, _)| *k != key);
+        let is_dir = source == ContextSource::Local && !value.is_empty();
+        if is_dir {
+            out.local.push((key.clone(), cwd.join(value)));
+        }
         match platform {
             Some(platform) => {
-                out.scoped
-                    .retain(|s| !(s.name == name && s.platform == platform));
-                out.scoped.push(Scoped {
-                    platform,
-                    name: name.to_string(),
-                    source,
-                    dir,
-                });
-            }
-            None => {
-                out.local.retain(|(n, _)| n != name);
-                if let Some(dir) = dir {
-                    out.local.push((name.to_string(), dir));
+                if is_dir {
+                    source = ContextSource::ScopedLocal(key);
                 }
-                out.named.insert(name, source);
+                out.named.insert_scoped(name, &platform, source);
             }
+            None => out.named.insert(name, source),
         }
     }
     Ok(out)
@@ -211,23 +151,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.local, vec![("src".into(), dir.path().join("src"))]);
-        assert_eq!(parsed.named.get("src"), Some(&ContextSource::Local));
+        let host = Platform::host();
+        let get = |name: &str| parsed.named.get(name, &host).map(|f| f.1);
+        assert_eq!(get("src"), Some(&ContextSource::Local));
         assert_eq!(
-            parsed.named.get("alpine"),
+            get("alpine"),
             Some(&ContextSource::Image(
                 "docker.io/library/alpine:latest".into()
             ))
         );
         assert!(matches!(
-            parsed.named.get("pinned"),
+            get("pinned"),
             Some(ContextSource::Image(r)) if r.contains("@sha256:0123")
         ));
+        assert_eq!(get("base"), Some(&ContextSource::Stage("build".into())));
         assert_eq!(
-            parsed.named.get("base"),
-            Some(&ContextSource::Stage("build".into()))
-        );
-        assert_eq!(
-            parsed.named.get("layout"),
+            get("layout"),
             Some(&ContextSource::OciLayout(format!(
                 "oci-layout://{}/out/l:v1",
                 dir.path().display()
@@ -269,12 +208,15 @@ mod tests {
         .unwrap();
         for name in ["g1", "g2", "g3"] {
             assert!(
-                matches!(parsed.named.get(name), Some(ContextSource::Git(_))),
+                matches!(
+                    parsed.named.get(name, &Platform::host()),
+                    Some((_, ContextSource::Git(_)))
+                ),
                 "{name}"
             );
         }
         assert_eq!(
-            parsed.named.get("h"),
+            parsed.named.get("h", &Platform::host()).map(|f| f.1),
             Some(&ContextSource::Http("https://example.com/c.tar.gz".into()))
         );
     }
@@ -282,10 +224,11 @@ mod tests {
     #[test]
     fn platform_scoped_values_win_for_their_platform() {
         let dir = tempfile::tempdir().unwrap();
-        for d in ["plain", "arm"] {
+        for d in ["plain", "arm", "arm2"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
         let pairs = [
+            pair("src::linux/arm64", "arm2"),
             pair("src::linux/arm64", "arm"),
             pair("src", "plain"),
             pair("img::linux/arm64/v8", "docker-image://busybox:arm"),
@@ -294,33 +237,35 @@ mod tests {
         let arm: Platform = "linux/arm64".parse().unwrap();
         let amd: Platform = "linux/amd64".parse().unwrap();
         let parsed = parse(&pairs, dir.path()).unwrap();
-        let on_arm = parsed.for_platform(Some(&arm));
-        // A scoped directory is its own source, keyed by name and platform.
+        // A scoped directory is its own source, keyed by name and platform;
+        // the last flag for a key wins.
         assert_eq!(
-            on_arm.local,
-            vec![("src::linux/arm64".into(), dir.path().join("arm"))]
-        );
-        assert_eq!(
-            on_arm.named.get("src"),
-            Some(&ContextSource::ScopedLocal("src::linux/arm64".into()))
-        );
-        assert_eq!(
-            parsed.all_local(),
+            parsed.local,
             vec![
+                ("src::linux/arm64".into(), dir.path().join("arm")),
                 ("src".into(), dir.path().join("plain")),
-                ("src::linux/arm64".into(), dir.path().join("arm"))
             ]
         );
         assert_eq!(
-            on_arm.named.get("img"),
+            parsed.named.get("src", &arm),
+            Some((
+                "src::linux/arm64",
+                &ContextSource::ScopedLocal("src::linux/arm64".into())
+            ))
+        );
+        assert_eq!(
+            parsed.named.get("src", &amd),
+            Some(("src", &ContextSource::Local))
+        );
+        // `arm64/v8` is `arm64`.
+        assert_eq!(
+            parsed.named.lookup("img", &arm).map(|f| f.1),
             Some(&ContextSource::Image(
                 "docker.io/library/busybox:arm".into()
             ))
         );
-        let on_amd = parsed.for_platform(Some(&amd));
-        assert_eq!(on_amd.local, vec![("src".into(), dir.path().join("plain"))]);
         assert_eq!(
-            on_amd.named.get("img"),
+            parsed.named.lookup("img", &amd).map(|f| f.1),
             Some(&ContextSource::Image(
                 "docker.io/library/busybox:latest".into()
             ))

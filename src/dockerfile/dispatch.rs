@@ -37,7 +37,8 @@ pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 pub enum Source {
     Stage(usize),
     Image(String),
-    /// A named build context (`--build-context NAME=…`), by name.
+    /// A named build context (`--build-context NAME=…`), by the key the
+    /// target platform chose (`NAME`, or `NAME::PLATFORM` when scoped).
     Context(String),
 }
 

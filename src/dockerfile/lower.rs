@@ -515,15 +515,17 @@ impl Lowering<'_> {
         }
     }
 
-    /// The source of the named context `name` (a local directory or an
-    /// OCI layout; images and stages were resolved by the planner).
+    /// The source of the named context the planner chose, by its key
+    /// (`NAME` or `NAME::PLATFORM`, which step names show as BuildKit
+    /// does): a local directory, an OCI layout, a git or HTTP source;
+    /// images and stages were resolved by the planner.
     fn named_context(
         &mut self,
         name: &str,
         platform: &Platform,
         location: Range,
     ) -> std::result::Result<Input, LowerError> {
-        match self.plan.named_contexts.get(name) {
+        match self.plan.named_contexts.by_key(name) {
             Some(ContextSource::OciLayout(identifier)) => {
                 let op = Op::Source(SourceOp {
                     identifier: identifier.clone(),

@@ -7,13 +7,20 @@
 //! `alpine:latest` and `docker.io/library/alpine` are one name) reads
 //! the context instead of the registry.
 //!
+//! A context may be scoped to one platform (`NAME::PLATFORM`, e.g.
+//! `base::linux/arm64`). Each use picks by the platform BuildKit gives
+//! it: a FROM (or a stage replaced by a context) by that stage's
+//! platform, so `FROM --platform=$BUILDPLATFORM tool` reads
+//! `tool::<build platform>`; `COPY --from` and `RUN --mount=from=` by the
+//! build's target platform. The scoped context wins over the plain one.
+//!
 //! Pure data: the CLI parses the flag values, the solver reads the
 //! contexts. Imports `image` and `llb` only.
 
 use std::collections::BTreeMap;
 
 use super::git_ref::{parse_git_ref, GitRefError};
-use crate::image::Reference;
+use crate::image::{Platform, Reference};
 use crate::llb::{attr, SourceOp};
 
 /// What a named context is.
@@ -74,17 +81,48 @@ impl ContextSource {
     }
 }
 
-/// The build's named contexts, in flag order.
+/// The build's named contexts, in flag order: plain ones (`NAME`) and
+/// platform-scoped ones (`NAME::PLATFORM`). A use is looked up with the
+/// platform BuildKit gives it (the stage's platform for FROM, the target
+/// platform for `--from`): the context scoped to that platform first,
+/// then the plain one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamedContexts {
-    entries: Vec<(String, ContextSource)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    /// `Some` for a `NAME::PLATFORM` context.
+    platform: Option<Platform>,
+    /// `NAME` or `NAME::PLATFORM`: what the entry is known by once a use
+    /// has chosen it (BuildKit's "name with platform").
+    key: String,
+    source: ContextSource,
 }
 
 impl NamedContexts {
     /// Adds `name`; a later flag for the same name wins, as buildx's map.
     pub fn insert(&mut self, name: &str, source: ContextSource) {
-        self.entries.retain(|(n, _)| n != name);
-        self.entries.push((name.to_string(), source));
+        self.push(name, None, source);
+    }
+
+    /// Adds `name` for `platform` only (`NAME::PLATFORM`); a later flag
+    /// for the same name and platform wins.
+    pub fn insert_scoped(&mut self, name: &str, platform: &Platform, source: ContextSource) {
+        self.push(name, Some(platform.clone()), source);
+    }
+
+    fn push(&mut self, name: &str, platform: Option<Platform>, source: ContextSource) {
+        let key = scoped_key(name, platform.as_ref());
+        self.entries.retain(|e| e.key != key);
+        self.entries.push(Entry {
+            name: name.to_string(),
+            platform,
+            key,
+            source,
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -92,24 +130,53 @@ impl NamedContexts {
     }
 
     /// The context `name` (a stage name or an image reference, as the
-    /// Dockerfile writes it) refers to: an exact match first, then one
-    /// whose name normalises to the same image reference.
-    pub fn lookup(&self, name: &str) -> Option<(&str, &ContextSource)> {
-        let found = self.entries.iter().find(|(n, _)| n == name).or_else(|| {
-            let key = normalise(name)?;
-            self.entries
-                .iter()
-                .find(|(n, _)| normalise(n).as_deref() == Some(key.as_str()))
-        })?;
-        Some((found.0.as_str(), &found.1))
+    /// Dockerfile writes it) refers to when used for `platform`, with its
+    /// key: one scoped to `platform` before a plain one, and for each an
+    /// exact match before one whose name normalises to the same image
+    /// reference.
+    pub fn lookup(&self, name: &str, platform: &Platform) -> Option<(&str, &ContextSource)> {
+        let normalised = normalise(name);
+        let same_name = |e: &Entry| e.name == name;
+        let same_image = |e: &Entry| {
+            normalised.is_some() && normalise(&e.name).as_deref() == normalised.as_deref()
+        };
+        let scoped = |e: &Entry| e.platform.as_ref() == Some(platform);
+        let plain = |e: &Entry| e.platform.is_none();
+        let found = self
+            .find(|e| scoped(e) && same_name(e))
+            .or_else(|| self.find(|e| scoped(e) && same_image(e)))
+            .or_else(|| self.find(|e| plain(e) && same_name(e)))
+            .or_else(|| self.find(|e| plain(e) && same_image(e)))?;
+        Some((found.key.as_str(), &found.source))
     }
 
-    /// The context called exactly `name`.
-    pub fn get(&self, name: &str) -> Option<&ContextSource> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, source)| source)
+    /// The context called exactly `name` when used for `platform` (the
+    /// one scoped to it first), with its key.
+    pub fn get(&self, name: &str, platform: &Platform) -> Option<(&str, &ContextSource)> {
+        let found = self
+            .find(|e| e.name == name && e.platform.as_ref() == Some(platform))
+            .or_else(|| self.find(|e| e.name == name && e.platform.is_none()))?;
+        Some((found.key.as_str(), &found.source))
+    }
+
+    /// The context a use chose, by the key [`Self::lookup`] or
+    /// [`Self::get`] gave.
+    pub fn by_key(&self, key: &str) -> Option<&ContextSource> {
+        self.find(|e| e.key == key).map(|e| &e.source)
+    }
+
+    fn find(&self, pred: impl Fn(&Entry) -> bool) -> Option<&Entry> {
+        self.entries.iter().find(|e| pred(e))
+    }
+}
+
+/// The key of context `name` scoped to `platform` (`NAME::PLATFORM`), or
+/// plain `name`: it names the context in step names and, for a local
+/// directory, among the build's local sources.
+pub fn scoped_key(name: &str, platform: Option<&Platform>) -> String {
+    match platform {
+        Some(platform) => format!("{name}::{platform}"),
+        None => name.to_string(),
     }
 }
 
@@ -150,22 +217,76 @@ mod tests {
 
     #[test]
     fn names_match_as_image_references() {
+        let amd: Platform = "linux/amd64".parse().unwrap();
         let mut contexts = NamedContexts::default();
         contexts.insert("alpine", ContextSource::Local);
         contexts.insert("base", ContextSource::Stage("b".into()));
         contexts.insert("me/app:1", ContextSource::Image("x".into()));
         for name in ["alpine", "alpine:latest", "docker.io/library/alpine"] {
-            assert_eq!(contexts.lookup(name).map(|f| f.0), Some("alpine"), "{name}");
+            assert_eq!(
+                contexts.lookup(name, &amd).map(|f| f.0),
+                Some("alpine"),
+                "{name}"
+            );
         }
-        assert!(contexts.lookup("alpine:3").is_none());
-        assert_eq!(contexts.lookup("me/app:1").map(|f| f.0), Some("me/app:1"));
-        assert!(contexts.lookup("me/app").is_none());
+        assert!(contexts.lookup("alpine:3", &amd).is_none());
         assert_eq!(
-            contexts.lookup("base").map(|f| f.1),
+            contexts.lookup("me/app:1", &amd).map(|f| f.0),
+            Some("me/app:1")
+        );
+        assert!(contexts.lookup("me/app", &amd).is_none());
+        assert_eq!(
+            contexts.lookup("base", &amd).map(|f| f.1),
             Some(&ContextSource::Stage("b".into()))
         );
         // The last flag for a name wins.
         contexts.insert("base", ContextSource::Local);
-        assert_eq!(contexts.get("base"), Some(&ContextSource::Local));
+        assert_eq!(
+            contexts.get("base", &amd),
+            Some(("base", &ContextSource::Local))
+        );
+    }
+
+    #[test]
+    fn scoped_contexts_win_for_their_platform_only() {
+        let amd: Platform = "linux/amd64".parse().unwrap();
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        let riscv: Platform = "linux/riscv64".parse().unwrap();
+        let mut contexts = NamedContexts::default();
+        let arm_dir = ContextSource::ScopedLocal("alpine::linux/arm64".into());
+        contexts.insert_scoped("alpine", &arm, arm_dir.clone());
+        contexts.insert("alpine", ContextSource::Local);
+        contexts.insert_scoped("tool", &amd, ContextSource::Image("t:amd".into()));
+        // Scoped first, for any spelling of the image name.
+        for name in ["alpine", "docker.io/library/alpine:latest"] {
+            assert_eq!(
+                contexts.lookup(name, &arm),
+                Some(("alpine::linux/arm64", &arm_dir)),
+                "{name}"
+            );
+            assert_eq!(
+                contexts.lookup(name, &amd),
+                Some(("alpine", &ContextSource::Local)),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            contexts.get("tool", &amd),
+            Some(("tool::linux/amd64", &ContextSource::Image("t:amd".into())))
+        );
+        // No plain `tool`: other platforms see no context at all.
+        assert!(contexts.get("tool", &riscv).is_none());
+        assert!(contexts.lookup("tool", &arm).is_none());
+        assert_eq!(contexts.by_key("alpine::linux/arm64"), Some(&arm_dir));
+        assert_eq!(contexts.by_key("alpine"), Some(&ContextSource::Local));
+        assert!(contexts.by_key("tool").is_none());
+        // A later flag for the same name and platform wins; the plain one
+        // stays.
+        contexts.insert_scoped("alpine", &arm, ContextSource::Image("a:arm".into()));
+        assert_eq!(
+            contexts.by_key("alpine::linux/arm64"),
+            Some(&ContextSource::Image("a:arm".into()))
+        );
+        assert_eq!(contexts.by_key("alpine"), Some(&ContextSource::Local));
     }
 }

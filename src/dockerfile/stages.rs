@@ -52,7 +52,8 @@ pub struct PlanOptions {
     pub target_platform: Option<Platform>,
     /// `--label` pairs added to the target's config.
     pub labels: Vec<(String, String)>,
-    /// `--build-context`s: names that override stages and images.
+    /// `--build-context`s: names that override stages and images, plain
+    /// and platform-scoped (each use picks by its platform).
     pub named_contexts: NamedContexts,
 }
 
@@ -76,10 +77,11 @@ pub trait BaseImageResolver {
     /// `docker.io/library/alpine:3.20`) for `platform`.
     fn resolve(&self, reference: &str, platform: &Platform) -> Option<Image>;
 
-    /// The config of the named context `name` (`--build-context`) for
-    /// `platform`, for contexts that have one (OCI layouts); `None`
-    /// otherwise.
-    fn resolve_context(&self, _name: &str, _platform: &Platform) -> Option<Image> {
+    /// The config of the named context `key` (`--build-context`, by the
+    /// key a stage's FROM chose: `NAME` or `NAME::PLATFORM`) for
+    /// `platform`, the stage's, for contexts that have one (OCI layouts);
+    /// `None` otherwise.
+    fn resolve_context(&self, _key: &str, _platform: &Platform) -> Option<Image> {
         None
     }
 }
@@ -108,7 +110,9 @@ pub enum Base {
     /// An image, as a normalised reference.
     Image(String),
     /// A named build context that is not an image or a stage (a local
-    /// directory, an OCI layout), by name.
+    /// directory, an OCI layout), by the key the stage's platform chose
+    /// (`NAME`, or `NAME::PLATFORM` for a platform-scoped one; see
+    /// [`NamedContexts::by_key`]).
     Context(String),
 }
 
@@ -177,8 +181,8 @@ pub struct Plan {
     /// The Dockerfile's escape character, for expanding instruction text
     /// into progress names later.
     pub escape: char,
-    /// The `--build-context`s, for lowering `Base::Context` and
-    /// `Source::Context`.
+    /// The `--build-context`s, every platform's, for lowering
+    /// `Base::Context` and `Source::Context` by key.
     pub named_contexts: NamedContexts,
 }
 
@@ -252,9 +256,9 @@ pub fn plan(ast: &Ast, opts: &PlanOptions, resolver: &dyn BaseImageResolver) -> 
     let epoch = source_date_epoch(&mut build_args, &mut globals, &drafts, &mut warnings)?;
 
     let contexts = &opts.named_contexts;
-    resolve_froms(&mut drafts, &lex, &globals, contexts)?;
+    resolve_froms(&mut drafts, &lex, &globals, contexts, &target_platform)?;
     let target = find_target(&drafts, opts.target.as_deref())?;
-    link_commands(&mut drafts, &lex, contexts)?;
+    link_commands(&mut drafts, &lex, contexts, &target_platform)?;
     check_cycles(&drafts)?;
     validate_references(&mut drafts)?;
     let needed = resolve_needed(
@@ -458,12 +462,15 @@ fn source_date_epoch(
 /// Expands each FROM with the global ARGs and decides what it builds on:
 /// an earlier stage of exactly that name, scratch, a named context of
 /// that name, or an image. A stage whose own name has a named context is
-/// replaced by it: its instructions are dropped.
+/// replaced by it: its instructions are dropped. Both look contexts up
+/// with the stage's platform (its `--platform`, else `target_platform`),
+/// as BuildKit does.
 fn resolve_froms(
     drafts: &mut [Draft],
     lex: &Lex,
     globals: &EnvList,
     contexts: &NamedContexts,
+    target_platform: &Platform,
 ) -> Result<()> {
     for i in 0..drafts.len() {
         let (earlier, rest) = drafts.split_at_mut(i);
@@ -497,13 +504,14 @@ fn resolve_froms(
         }
         let names: Vec<Option<String>> =
             earlier.iter().map(|d| d.from.stage_name.clone()).collect();
-        let replaced = draft
-            .from
-            .stage_name
-            .as_deref()
-            .and_then(|name| contexts.get(name).map(|source| (name, source)));
-        if let Some((name, source)) = replaced {
-            draft.base = context_base(name, source, &names, location)?;
+        let platform = draft.platform.as_ref().unwrap_or(target_platform);
+        let replaced = draft.from.stage_name.as_deref().and_then(|name| {
+            contexts
+                .get(name, platform)
+                .map(|(key, source)| (name, key, source))
+        });
+        if let Some((name, key, source)) = replaced {
+            draft.base = context_base(key, source, &names, location)?;
             draft.commands.clear();
             draft.from.base_name = name.to_string();
             continue;
@@ -516,8 +524,8 @@ fn resolve_froms(
         {
             Some(j) => Base::Stage(j),
             None if base_name == SCRATCH => Base::Scratch,
-            None => match contexts.lookup(&base_name) {
-                Some((name, source)) => context_base(name, source, &names, location)?,
+            None => match contexts.lookup(&base_name, platform) {
+                Some((key, source)) => context_base(key, source, &names, location)?,
                 None => Base::Image(base_name.clone()),
             },
         };
@@ -526,8 +534,9 @@ fn resolve_froms(
     Ok(())
 }
 
-/// What a stage built on the named context `name` starts from; a
-/// `target:` context must name a stage defined earlier (`earlier`).
+/// What a stage built on the named context `name` (its key: `NAME` or
+/// `NAME::PLATFORM`) starts from; a `target:` context must name a stage
+/// defined earlier (`earlier`).
 fn context_base(
     name: &str,
     source: &ContextSource,
@@ -556,7 +565,7 @@ fn context_base(
     })
 }
 
-/// What a `--from` naming the context `name` reads.
+/// What a `--from` naming the context `name` (its key) reads.
 fn context_source(
     name: &str,
     source: &ContextSource,
@@ -608,25 +617,35 @@ fn find_target(drafts: &[Draft], target: Option<&str>) -> Result<usize> {
     }))
 }
 
-/// Finds what each `COPY --from` and `RUN --mount=from=` refers to.
-fn link_commands(drafts: &mut [Draft], lex: &Lex, contexts: &NamedContexts) -> Result<()> {
+/// Finds what each `COPY --from` and `RUN --mount=from=` refers to. A
+/// named context is looked up for the build's `target_platform`, whatever
+/// the stage's own platform: BuildKit gives a `--from` that is not a stage
+/// no platform of its own.
+fn link_commands(
+    drafts: &mut [Draft],
+    lex: &Lex,
+    contexts: &NamedContexts,
+    target_platform: &Platform,
+) -> Result<()> {
     let names: Vec<Option<String>> = drafts.iter().map(|d| d.from.stage_name.clone()).collect();
     for draft in drafts.iter_mut() {
         for cmd in &mut draft.commands {
-            link_command(cmd, &names, lex, contexts)?;
+            link_command(cmd, &names, lex, contexts, target_platform)?;
         }
     }
     Ok(())
 }
 
-/// A `--from` name that is not a stage: a named context, else an image.
+/// A `--from` name that is not a stage: a named context (looked up for
+/// `platform`), else an image.
 fn non_stage_source(
     name: &str,
     names: &[Option<String>],
     contexts: &NamedContexts,
+    platform: &Platform,
     location: Range,
 ) -> Result<Source> {
-    match contexts.lookup(name) {
+    match contexts.lookup(name, platform) {
         Some((context, source)) => context_source(context, source, names, location),
         None => Ok(Source::Image(name.to_string())),
     }
@@ -637,6 +656,7 @@ fn link_command(
     names: &[Option<String>],
     lex: &Lex,
     contexts: &NamedContexts,
+    platform: &Platform,
 ) -> Result<()> {
     let location = cmd.instruction.location();
     match &cmd.instruction {
@@ -657,7 +677,7 @@ fn link_command(
                 },
                 None => match stage_by_name(&c.from, names) {
                     Some(j) => Source::Stage(j),
-                    None => non_stage_source(&c.from, names, contexts, location)?,
+                    None => non_stage_source(&c.from, names, contexts, platform, location)?,
                 },
             };
             cmd.copy_from = Some(source);
@@ -665,19 +685,20 @@ fn link_command(
         Instruction::Run(r) => {
             // Mounts name stages only (no index form); anything else is an
             // image.
-            cmd.mounts = r
-                .mounts
-                .iter()
-                .map(|m| {
-                    if m.from.is_empty() {
-                        return Ok(None);
-                    }
-                    match stage_by_name(&m.from, names) {
-                        Some(j) => Ok(Some(Source::Stage(j))),
-                        None => non_stage_source(&m.from, names, contexts, location).map(Some),
-                    }
-                })
-                .collect::<Result<_>>()?;
+            cmd.mounts =
+                r.mounts
+                    .iter()
+                    .map(|m| {
+                        if m.from.is_empty() {
+                            return Ok(None);
+                        }
+                        match stage_by_name(&m.from, names) {
+                            Some(j) => Ok(Some(Source::Stage(j))),
+                            None => non_stage_source(&m.from, names, contexts, platform, location)
+                                .map(Some),
+                        }
+                    })
+                    .collect::<Result<_>>()?;
         }
         _ => {}
     }
@@ -863,15 +884,16 @@ fn resolve_needed(
             let location = drafts[i].from.meta.location;
             let mut commands = Vec::with_capacity(triggers.len());
             for trigger in &triggers {
-                let cmd = parse_trigger(trigger, location, &names, lex, contexts).map_err(|e| {
-                    Error::new(
-                        StageError::OnbuildTrigger {
-                            trigger: trigger.clone(),
-                            source: Box::new(e.kind),
-                        },
-                        location,
-                    )
-                })?;
+                let cmd = parse_trigger(trigger, location, &names, lex, contexts, target_platform)
+                    .map_err(|e| {
+                        Error::new(
+                            StageError::OnbuildTrigger {
+                                trigger: trigger.clone(),
+                                source: Box::new(e.kind),
+                            },
+                            location,
+                        )
+                    })?;
                 new_deps |= cmd.sources().next().is_some();
                 commands.push(cmd);
             }
@@ -895,6 +917,7 @@ fn parse_trigger(
     names: &[Option<String>],
     lex: &Lex,
     contexts: &NamedContexts,
+    target_platform: &Platform,
 ) -> Result<Command> {
     let ast = super::parser::parse(trigger)?;
     let [node] = ast.children.as_slice() else {
@@ -910,7 +933,7 @@ fn parse_trigger(
         copy_from: None,
         mounts: Vec::new(),
     };
-    link_command(&mut cmd, names, lex, contexts)?;
+    link_command(&mut cmd, names, lex, contexts, target_platform)?;
     Ok(cmd)
 }
 

@@ -1071,3 +1071,123 @@ fn named_contexts_override_stages_and_images() {
         "{err}"
     );
 }
+
+/// Tells which context and platform a stage's base config came from.
+struct ContextConfigs;
+
+impl super::stages::BaseImageResolver for ContextConfigs {
+    fn resolve(&self, _: &str, _: &Platform) -> Option<Image> {
+        None
+    }
+
+    fn resolve_context(&self, key: &str, platform: &Platform) -> Option<Image> {
+        let mut image = Image::empty(platform);
+        image.config.working_dir = format!("/{key}/for/{platform}");
+        Some(image)
+    }
+}
+
+#[test]
+fn scoped_contexts_are_chosen_by_the_platform_of_each_use() {
+    use super::named_context::{ContextSource, NamedContexts};
+    let amd: Platform = "linux/amd64".parse().unwrap();
+    let arm: Platform = "linux/arm64".parse().unwrap();
+    let mut contexts = NamedContexts::default();
+    for platform in [&amd, &arm] {
+        let key = format!("tool::{platform}");
+        contexts.insert_scoped("tool", platform, ContextSource::ScopedLocal(key));
+    }
+    contexts.insert_scoped(
+        "base",
+        &arm,
+        ContextSource::Image("docker.io/me/base:arm".into()),
+    );
+    contexts.insert(
+        "base",
+        ContextSource::Image("docker.io/me/base:plain".into()),
+    );
+    contexts.insert_scoped(
+        "gen",
+        &amd,
+        ContextSource::OciLayout("oci-layout:///gen".into()),
+    );
+    let df = "FROM --platform=$BUILDPLATFORM tool AS build\n\
+              COPY --from=tool /a /a\n\
+              RUN --mount=from=base true\n\
+              FROM --platform=$BUILDPLATFORM busybox AS gen\n\
+              RUN dropped\n\
+              FROM base\n\
+              COPY --from=build /a /a\n\
+              COPY --from=gen /g /g\n\
+              COPY --from=tool /b /b\n";
+    let for_target = |target: &str| {
+        let o = PlanOptions {
+            named_contexts: contexts.clone(),
+            target_platform: Some(target.parse().unwrap()),
+            ..opts(&[])
+        };
+        plan(&parse(df).unwrap(), &o, &ContextConfigs).unwrap()
+    };
+
+    // Target arm64 on an amd64 build machine: the build-platform stages
+    // read amd64's contexts, the target stage arm64's.
+    let p = for_target("linux/arm64");
+    assert_eq!(p.stages[0].base, Base::Context("tool::linux/amd64".into()));
+    assert_eq!(p.stages[0].platform, amd);
+    // The OCI layout's config was resolved with the stage's platform.
+    assert_eq!(
+        p.stages[0].image.config.working_dir,
+        "/tool::linux/amd64/for/linux/amd64"
+    );
+    // `--from` of a context uses the target platform, even in a
+    // build-platform stage (BuildKit gives it no platform of its own).
+    assert_eq!(
+        p.stages[0].deps,
+        vec![
+            Source::Context("tool::linux/arm64".into()),
+            Source::Image("docker.io/me/base:arm".into()),
+        ]
+    );
+    assert_eq!(p.stages[1].base, Base::Context("gen::linux/amd64".into()));
+    assert!(p.stages[1].steps.is_empty());
+    assert_eq!(
+        p.stages[1].image.config.working_dir,
+        "/gen::linux/amd64/for/linux/amd64"
+    );
+    assert_eq!(
+        p.stages[2].base,
+        Base::Image("docker.io/me/base:arm".into())
+    );
+    assert_eq!(p.stages[2].platform, arm);
+    assert_eq!(
+        p.stages[2].deps,
+        vec![
+            Source::Stage(0),
+            Source::Stage(1),
+            Source::Context("tool::linux/arm64".into()),
+        ]
+    );
+
+    // Target amd64: no base for amd64, so the plain one; tool is amd64's
+    // everywhere.
+    let p = for_target("linux/amd64");
+    assert_eq!(p.stages[0].base, Base::Context("tool::linux/amd64".into()));
+    assert_eq!(
+        p.stages[2].base,
+        Base::Image("docker.io/me/base:plain".into())
+    );
+    assert_eq!(
+        p.stages[2].deps[2],
+        Source::Context("tool::linux/amd64".into())
+    );
+
+    // Target riscv64: nothing scoped to it, and no plain `tool`, so
+    // `--from=tool` is an image while the build-platform FROM still reads
+    // amd64's directory.
+    let p = for_target("linux/riscv64");
+    assert_eq!(p.stages[0].base, Base::Context("tool::linux/amd64".into()));
+    assert_eq!(
+        p.stages[0].deps[0],
+        Source::Image("docker.io/library/tool:latest".into())
+    );
+}

@@ -3,7 +3,8 @@
 //! HTTP transport and plain downloads): `bk build <git URL>` with refs,
 //! sub-directories and `-f`, used whole (no `.dockerignore`); `--build-context` git and
 //! HTTP values used by FROM, `COPY --from` and `RUN --mount=from=`;
-//! submodules; `NAME::PLATFORM` contexts; and credentials in URLs never
+//! submodules; `NAME::PLATFORM` contexts (directories and OCI layouts),
+//! each use picking by its platform; and credentials in URLs never
 //! printed.
 
 use std::path::Path;
@@ -323,6 +324,175 @@ fn platform_scoped_contexts_win_for_their_platform() {
     ok(bk(&dir, "out-both", &both));
     assert_eq!(read(&dir, "out-both/linux_arm64/f").as_deref(), Some("arm"));
     assert_eq!(read(&dir, "out-both/linux_amd64/f").as_deref(), Some("amd"));
+}
+
+/// The platform `bk` builds on (`BUILDPLATFORM`), and another one.
+fn build_and_other_platform() -> (&'static str, &'static str) {
+    match std::env::consts::ARCH {
+        "aarch64" => ("linux/arm64", "linux/amd64"),
+        _ => ("linux/amd64", "linux/arm64"),
+    }
+}
+
+#[test]
+fn scoped_contexts_follow_the_platform_of_each_use() {
+    // As BuildKit: a FROM picks `NAME::PLATFORM` by its stage's platform
+    // (the build platform for `FROM --platform=$BUILDPLATFORM`), while a
+    // `COPY --from` of a context picks by the target platform, whatever
+    // stage it is in. (A stage built on a directory context is left as it
+    // is here: a file operation cannot start from a context.)
+    let (build, other) = build_and_other_platform();
+    let dir = Dir::new();
+    for (sub, text) in [
+        ("tool-build/tool.txt", "tool for build"),
+        ("tool-other/tool.txt", "tool for other"),
+        ("base-other/base.txt", "base for other"),
+        ("base-plain/base.txt", "plain base"),
+    ] {
+        dir.create(sub, text);
+    }
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM --platform=$BUILDPLATFORM tool AS build\n\
+         FROM base AS target-base\n\
+         FROM --platform=$BUILDPLATFORM scratch AS in-build\n\
+         COPY --from=tool tool.txt /target-tool.txt\n\
+         FROM scratch\n\
+         COPY --from=target-base base.txt /base.txt\n\
+         COPY --from=build tool.txt /build-tool.txt\n\
+         COPY --from=in-build target-tool.txt /copied-in-build.txt\n\
+         COPY --from=tool tool.txt /target-tool.txt\n",
+    );
+    let tool_build = format!("tool::{build}=tool-build");
+    let tool_other = format!("tool::{other}=tool-other");
+    let base_other = format!("base::{other}=base-other");
+    let platforms = format!("{build},{other}");
+    let log = ok(bk(
+        &dir,
+        "out",
+        &[
+            "--build-context",
+            &tool_build,
+            "--build-context",
+            &tool_other,
+            "--build-context",
+            &base_other,
+            "--build-context",
+            "base=base-plain",
+            "--platform",
+            &platforms,
+            "ctx",
+        ],
+    ));
+    let file = |platform: &str, name: &str| {
+        read(&dir, &format!("out/{}/{name}", platform.replace('/', "_")))
+    };
+    for (platform, base, target_tool) in [
+        (build, "plain base", "tool for build"),
+        (other, "base for other", "tool for other"),
+    ] {
+        assert_eq!(
+            file(platform, "base.txt").as_deref(),
+            Some(base),
+            "{platform}"
+        );
+        // The build-platform stage read the build platform's tool.
+        assert_eq!(
+            file(platform, "build-tool.txt").as_deref(),
+            Some("tool for build"),
+            "{platform}"
+        );
+        assert_eq!(
+            file(platform, "copied-in-build.txt").as_deref(),
+            Some(target_tool),
+            "{platform}"
+        );
+        assert_eq!(
+            file(platform, "target-tool.txt").as_deref(),
+            Some(target_tool),
+            "{platform}"
+        );
+        assert!(!exists(
+            &dir,
+            &format!("out/{}/tool.txt", platform.replace('/', "_"))
+        ));
+    }
+    // Step names carry the chosen key, as BuildKit's do.
+    for key in [
+        format!("tool::{build}"),
+        format!("tool::{other}"),
+        format!("base::{other}"),
+    ] {
+        assert!(
+            log.contains(&format!("[context {key}] load from client")),
+            "{key}: {log}"
+        );
+    }
+}
+
+/// `dir/NAME`: an OCI layout of a scratch image for `platform` with
+/// WORKDIR `/lw-NAME` and `/which` saying `NAME`, made by `bk` and
+/// unpacked by tar.
+fn oci_layout(dir: &Dir, name: &str, platform: &str) {
+    dir.create(&format!("{name}-src/which"), name);
+    dir.create(
+        &format!("{name}-src/Dockerfile"),
+        &format!("FROM scratch\nWORKDIR /lw-{name}\nCOPY which /which\n"),
+    );
+    let tar = format!("{name}.tar");
+    let dest = format!("type=oci,dest={tar}");
+    let src = format!("{name}-src");
+    ok(bk(dir, &dest, &["--platform", platform, &src]));
+    std::fs::create_dir(dir.path().join(name)).unwrap();
+    let out = Command::new("tar")
+        .args(["-xf", &tar, "-C", name])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn scoped_oci_layouts_give_each_stage_its_platform_config() {
+    // A build-platform stage on `img` reads `img::<build platform>`'s
+    // layout, config included (its WORKDIR places a relative COPY); the
+    // target stage reads the target's.
+    let (build, other) = build_and_other_platform();
+    let dir = Dir::new();
+    oci_layout(&dir, "build", build);
+    oci_layout(&dir, "other", other);
+    dir.create("ctx/g", "copied");
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM --platform=$BUILDPLATFORM img AS b\n\
+         COPY g rel/\n\
+         FROM img\n\
+         COPY g rel/\n\
+         COPY --from=b / /b/\n",
+    );
+    let img_build = format!("img::{build}=oci-layout://build");
+    let img_other = format!("img::{other}=oci-layout://other");
+    ok(bk(
+        &dir,
+        "out",
+        &[
+            "--build-context",
+            &img_build,
+            "--build-context",
+            &img_other,
+            "--platform",
+            other,
+            "ctx",
+        ],
+    ));
+    assert_eq!(read(&dir, "out/which").as_deref(), Some("other"));
+    assert_eq!(read(&dir, "out/lw-other/rel/g").as_deref(), Some("copied"));
+    assert_eq!(read(&dir, "out/b/which").as_deref(), Some("build"));
+    assert_eq!(
+        read(&dir, "out/b/lw-build/rel/g").as_deref(),
+        Some("copied")
+    );
+    assert!(!exists(&dir, "out/b/rel") && !exists(&dir, "out/rel"));
 }
 
 #[test]
