@@ -17,8 +17,9 @@
 //!   never a single one; `platform-split` is accepted and ignored);
 //! - `type=oci`, `--push` / `type=registry`: an image index (a Docker
 //!   manifest list with `oci-mediatypes=false`) naming one image per
-//!   platform, each entry with its platform; `--metadata-file` and
-//!   `-q` / `--iidfile` then give the index's digest;
+//!   platform, each entry with its platform (each image and index entry
+//!   with the annotations for its platform, see [`super::annotations`]);
+//!   `--metadata-file` and `-q` / `--iidfile` then give the index's digest;
 //! - `-t` alone / `type=image` unpushed: the index is named in the local
 //!   image store, where `FROM` picks each platform's image from it;
 //! - `type=docker` / `--load` hold one image only: refused before
