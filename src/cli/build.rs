@@ -171,7 +171,7 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
-    /// Add an annotation to the image (KEY=VALUE)
+    /// Add an annotation to the image ([TYPE[[PLATFORM]],...:]KEY=VALUE; TYPE manifest, manifest-descriptor, index, index-descriptor)
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
 
