@@ -58,7 +58,7 @@ complete -c bk -n "__fish_bk_using_subcommand build" -l progress -d 'Progress ou
 complete -c bk -n "__fish_bk_using_subcommand build" -l metadata-file -d 'Write build result metadata to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l iidfile -d 'Write the image ID to a file' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l label -d 'Set metadata for an image (KEY=VALUE)' -r
-complete -c bk -n "__fish_bk_using_subcommand build" -l annotation -d 'Add an annotation to the image (KEY=VALUE)' -r
+complete -c bk -n "__fish_bk_using_subcommand build" -l annotation -d 'Add an annotation to the image ([TYPE[[PLATFORM]],...:]KEY=VALUE; TYPE manifest, manifest-descriptor, index, index-descriptor)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l snapshotter -d 'How RUN gets a writable root file system (auto|overlayfs|fuse-overlayfs|native)' -r
 complete -c bk -n "__fish_bk_using_subcommand build" -l root -d 'Store directory (cache, blobs, images)' -r -F
 complete -c bk -n "__fish_bk_using_subcommand build" -l push -d 'Shorthand for --output=type=registry'

@@ -16,6 +16,7 @@
 //! `--platform` (once when none or one is given), one graph, one solve;
 //! a multi-platform result is exported there too.
 
+pub(super) mod annotations;
 pub(super) mod cache;
 pub(super) mod local_image;
 pub(super) mod platforms;
@@ -170,7 +171,7 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
-    /// Add an annotation to the image (KEY=VALUE)
+    /// Add an annotation to the image ([TYPE[[PLATFORM]],...:]KEY=VALUE; TYPE manifest, manifest-descriptor, index, index-descriptor)
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
 
@@ -307,7 +308,15 @@ impl BuildOpts {
             metadata_file: args.metadata_file,
             iidfile: args.iidfile,
             labels: kv("label", &args.labels)?,
-            annotations: kv("annotation", &args.annotations)?,
+            annotations: {
+                let pairs = kv("annotation", &args.annotations)?;
+                // buildx parses them before building.
+                for (key, _) in &pairs {
+                    annotations::parse_flag(key)
+                        .with_context(|| format!("invalid --annotation {key:?}"))?;
+                }
+                pairs
+            },
             quiet: args.quiet,
             check: args.check,
             snapshotter: args.snapshotter,
@@ -565,44 +574,15 @@ fn unsupported_image_attr(output: &Output) -> Option<String> {
             // always written.
             "push" | "store" | "unpack" => output.kind == OutputKind::Image,
             "buildinfo" => off,
-            k => image_annotation(k).is_some(),
+            // A malformed annotation is refused with its reason when the
+            // image is made.
+            k => annotations::parse_attr(k).is_some(),
         };
         if !ok {
             return Some(format!("--output attribute {key}={value} (type={kind})"));
         }
     }
     None
-}
-
-/// What an output annotation annotates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Annotated {
-    /// `annotation.*`, `annotation-manifest.*`: each image manifest.
-    Manifest,
-    /// `annotation-manifest-descriptor.*`: each manifest's descriptor.
-    ManifestDescriptor,
-    /// `annotation-index.*`: a multi-platform image's index.
-    Index,
-    /// `annotation-index-descriptor.*`: the index's descriptor.
-    IndexDescriptor,
-}
-
-/// Where an output annotation key goes and its key; `None` for forms not
-/// supported yet (platform selectors such as `annotation-manifest[linux/amd64].k`).
-fn image_annotation(key: &str) -> Option<(Annotated, &str)> {
-    let forms = [
-        ("annotation.", Annotated::Manifest),
-        ("annotation-manifest.", Annotated::Manifest),
-        (
-            "annotation-manifest-descriptor.",
-            Annotated::ManifestDescriptor,
-        ),
-        ("annotation-index.", Annotated::Index),
-        ("annotation-index-descriptor.", Annotated::IndexDescriptor),
-    ];
-    forms
-        .iter()
-        .find_map(|(prefix, what)| key.strip_prefix(prefix).map(|k| (*what, k)))
 }
 
 pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -1021,40 +1001,14 @@ pub(super) fn image_options(
                 .with_context(|| format!("invalid image name {n:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut manifest_annotations = std::collections::BTreeMap::new();
-    let mut descriptor_annotations = std::collections::BTreeMap::new();
-    let mut index_annotations = std::collections::BTreeMap::new();
-    let mut index_descriptor_annotations = std::collections::BTreeMap::new();
-    // `--annotation k=v` means the manifest, as buildx's default.
-    for (key, value) in &opts.annotations {
-        let key = key.strip_prefix("manifest:").unwrap_or(key);
-        if key.contains(':') || key.contains('[') {
-            bail!("not supported yet: --annotation {key} (only manifest annotations)");
-        }
-        manifest_annotations.insert(key.to_string(), value.clone());
-    }
-    for (key, value) in attrs {
-        if let Some((what, k)) = image_annotation(key) {
-            let map = match what {
-                Annotated::Manifest => &mut manifest_annotations,
-                Annotated::ManifestDescriptor => &mut descriptor_annotations,
-                Annotated::Index => &mut index_annotations,
-                Annotated::IndexDescriptor => &mut index_descriptor_annotations,
-            };
-            map.insert(k.to_string(), value.clone());
-        }
-    }
-    let index_annotated =
-        !(index_annotations.is_empty() && index_descriptor_annotations.is_empty());
-    // BuildKit's words: one platform makes no index.
-    if index_annotated && !platforms::is_multi(opts) {
-        bail!("index annotations not supported for single platform export");
-    }
-    let annotated =
-        index_annotated || !(manifest_annotations.is_empty() && descriptor_annotations.is_empty());
-    if annotated && !oci_mediatypes {
-        bail!("cannot export annotations with \"oci-mediatypes=false\"");
-    }
+    let set =
+        annotations::Annotations::parse(attrs, &opts.annotations).context("invalid annotation")?;
+    // A multi-platform build's images take their own annotations when
+    // `platforms::export_index` makes them; a lone image only those for
+    // every platform, as BuildKit.
+    let built = platforms::is_multi(opts).then(|| platforms::built(opts));
+    set.check(built.as_deref(), oci_mediatypes)?;
+    let at = |level| set.at(level, None);
     let created = match epoch {
         Some(secs) => crate::dockerfile::config_values::rfc3339_utc(secs),
         None => {
@@ -1081,10 +1035,10 @@ pub(super) fn image_options(
         compression,
         oci_mediatypes,
         names,
-        manifest_annotations,
-        descriptor_annotations,
-        index_annotations,
-        index_descriptor_annotations,
+        manifest_annotations: at(annotations::Level::Manifest),
+        descriptor_annotations: at(annotations::Level::ManifestDescriptor),
+        index_annotations: at(annotations::Level::Index),
+        index_descriptor_annotations: at(annotations::Level::IndexDescriptor),
         created,
         clamp_mtime,
         force_compression: flag("force-compression", false),
@@ -1184,10 +1138,15 @@ mod tests {
             flag(&["-o", "type=oci,dest=x,annotation-index.k=v", "."]),
             None
         );
-        for attr in [
-            "buildinfo-attrs=true",
-            "annotation-manifest[linux/amd64].k=v",
-        ] {
+        assert_eq!(
+            flag(&[
+                "-o",
+                "type=oci,dest=x,annotation-manifest[linux/amd64].k=v,annotation[linux/arm64].k=v",
+                "."
+            ]),
+            None
+        );
+        for attr in ["buildinfo-attrs=true", "annotation-[x].k=v"] {
             let spec = format!("type=oci,dest=x,{attr}");
             let got = flag(&["-o", &spec, "."]).unwrap_or_default();
             assert!(

@@ -251,7 +251,11 @@ impl FromStr for Output {
             _ => return Err(OptError::OutputUnknownType(kind_name)),
         };
         for (key, value) in &attrs {
-            let annotation = key.starts_with("annotation.") || key.starts_with("annotation-");
+            // `annotation[<platform>].k` too; the exact form is checked
+            // by `cli::build::annotations`.
+            let annotation = ["annotation.", "annotation-", "annotation["]
+                .iter()
+                .any(|p| key.starts_with(p));
             if !(kind.known_attributes().contains(&key.as_str())
                 || annotation && kind.takes_annotations())
             {
@@ -753,6 +757,7 @@ mod tests {
             Err(OptError::CompressionLevel(_))
         ));
         assert!(out("type=oci,dest=a.tar,annotation.org.x=y").is_ok());
+        assert!(out("type=oci,dest=a.tar,annotation[linux/arm64].org.x=y").is_ok());
         assert!(out("type=local,dest=a,annotation.org.x=y").is_err());
     }
 

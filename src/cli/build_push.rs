@@ -82,11 +82,11 @@ pub fn unsupported_attr(output: &Output) -> Option<String> {
             "name" | "push" | "push-by-digest" | "registry.insecure" | "insecure" | "store"
             | "compression" | "compression-level" | "force-compression" | "oci-mediatypes" => true,
             "unpack" | "rewrite-timestamp" | "buildinfo" | "name-canonical" => off,
-            k => {
-                k.starts_with("annotation.")
-                    || k.starts_with("annotation-manifest.")
-                    || k.starts_with("annotation-index.")
-            }
+            // Every annotation level and selector; a malformed one is
+            // refused with its reason when the image is made. The index
+            // descriptor's exist only in OCI layouts and the image store,
+            // so a push drops them, as BuildKit's does.
+            k => super::build::annotations::parse_attr(k).is_some(),
         };
         if !ok {
             return Some(format!(

@@ -126,10 +126,12 @@ pub struct ImageOptions {
     pub oci_mediatypes: bool,
     /// Names for `index.json` and `manifest.json`, each with a tag.
     pub names: Vec<Reference>,
-    /// `annotation.*` / `annotation-manifest.*`: on the manifest.
+    /// `annotation.*` / `annotation-manifest.*`: on the manifest (a
+    /// multi-platform build commits each image with its platform's).
     pub manifest_annotations: BTreeMap<String, String>,
-    /// `annotation-manifest-descriptor.*`: on the manifest's descriptor
-    /// (`index.json`'s entries; a multi-platform index's entries).
+    /// `annotation-manifest-descriptor.*`: on `index.json`'s entries for
+    /// a lone image (a multi-platform index's entries take each
+    /// platform's from [`commit_index`]).
     pub descriptor_annotations: BTreeMap<String, String>,
     /// `annotation-index.*`: on a multi-platform image's index.
     pub index_annotations: BTreeMap<String, String>,
@@ -255,15 +257,20 @@ struct PlatformIndex<'a> {
 }
 
 /// Stores an index of `images` (one per platform, made by [`commit`]
-/// with the same `opts`): an OCI image index, or a Docker manifest list
-/// when `opts` asks for Docker media types, each entry carrying its
-/// platform (and the manifest-descriptor annotations), the index the
-/// index annotations, as BuildKit's image writer makes it.
+/// with the same `opts` but for their own manifest annotations): an OCI
+/// image index, or a Docker manifest list when `opts` asks for Docker
+/// media types, each entry carrying its platform and the annotations
+/// `descriptors` has for that platform (BuildKit's manifest-descriptor
+/// annotations, which may differ per platform; `opts`'s
+/// `descriptor_annotations` are not used here), the index the index
+/// annotations, as BuildKit's image writer makes it.
 pub fn commit_index(
     content: &ContentStore,
     images: Vec<(Platform, Committed)>,
+    descriptors: &BTreeMap<Platform, BTreeMap<String, String>>,
     opts: &ImageOptions,
 ) -> Result<CommittedIndex, ImageError> {
+    let none = BTreeMap::new();
     let media_type = if opts.oci_mediatypes {
         OCI_INDEX
     } else {
@@ -275,7 +282,7 @@ pub fn commit_index(
             media_type: &c.manifest.media_type,
             digest: &c.manifest.digest,
             size: c.manifest.size,
-            annotations: &opts.descriptor_annotations,
+            annotations: descriptors.get(platform).unwrap_or(&none),
             platform: IndexPlatform {
                 architecture: &platform.architecture,
                 os: &platform.os,

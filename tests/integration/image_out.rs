@@ -251,7 +251,7 @@ fn unsupported_image_attributes_fail_before_building() {
         .args([
             "build",
             "-o",
-            "type=docker,dest=x.tar,annotation.k=v",
+            "type=docker,dest=x.tar,annotation-manifest-descriptor.k=v",
             "ctx",
         ])
         .fails();

@@ -2,6 +2,7 @@
 
 mod add_git;
 mod add_http;
+mod annotations;
 mod build;
 mod cache_gc;
 mod cli;

@@ -17,8 +17,9 @@
 //!   never a single one; `platform-split` is accepted and ignored);
 //! - `type=oci`, `--push` / `type=registry`: an image index (a Docker
 //!   manifest list with `oci-mediatypes=false`) naming one image per
-//!   platform, each entry with its platform; `--metadata-file` and
-//!   `-q` / `--iidfile` then give the index's digest;
+//!   platform, each entry with its platform (each image and index entry
+//!   with the annotations for its platform, see [`super::annotations`]);
+//!   `--metadata-file` and `-q` / `--iidfile` then give the index's digest;
 //! - `-t` alone / `type=image` unpushed: the index is named in the local
 //!   image store, where `FROM` picks each platform's image from it;
 //! - `type=docker` / `--load` hold one image only: refused before
@@ -26,10 +27,12 @@
 //!
 //! With one platform (or none) nothing here changes the build.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use super::annotations::{Annotations, Level};
 use super::{image_options, lower_options, plan_options, BuildOpts, DockerfileText, ImageExport};
 use crate::cli::build_opts::{Dest, Output, OutputKind};
 use crate::content::ContentStore;
@@ -63,6 +66,14 @@ fn requested(opts: &BuildOpts) -> Vec<Option<Platform>> {
         return vec![None];
     }
     platforms.into_iter().map(Some).collect()
+}
+
+/// The platforms a multi-platform build makes images for.
+pub(in crate::cli) fn built(opts: &BuildOpts) -> Vec<Platform> {
+    requested(opts)
+        .into_iter()
+        .map(|p| p.unwrap_or_else(Platform::host))
+        .collect()
 }
 
 /// Whether the build is for several platforms.
@@ -301,8 +312,25 @@ fn export_index(
             "pushing needs an image name: give -t NAME or --output type=image,name=NAME,push=true"
         );
     }
+    // Each image takes the annotations for its platform (validated by
+    // `image_options`).
+    let annotations =
+        Annotations::parse(&output.attrs, &opts.annotations).context("invalid annotation")?;
     let mut images = Vec::with_capacity(targets.len());
+    let mut descriptors = BTreeMap::new();
     for (target, result) in targets.iter().zip(results) {
+        let platform = match &target.platform {
+            Some(p) => p.clone(),
+            None => Platform::host(),
+        };
+        let own = image_exp::ImageOptions {
+            manifest_annotations: annotations.at(Level::Manifest, Some(&platform)),
+            ..options.clone()
+        };
+        descriptors.insert(
+            platform.clone(),
+            annotations.at(Level::ManifestDescriptor, Some(&platform)),
+        );
         let export = ImageExport {
             root: shared.root,
             image: &target.lowered.image,
@@ -310,12 +338,8 @@ fn export_index(
             registry: shared.registry,
             cache: shared.cache,
         };
-        let (_, committed) = super::local_image::make_image(opts, store, result, &export, &options)
+        let (_, committed) = super::local_image::make_image(opts, store, result, &export, &own)
             .with_context(|| format!("failed to make the image for {}", platform_name(target)))?;
-        let platform = match &target.platform {
-            Some(p) => p.clone(),
-            None => Platform::host(),
-        };
         images.push((platform, committed));
     }
     let content = ContentStore::open(shared.root).with_context(|| {
@@ -324,8 +348,8 @@ fn export_index(
             shared.root.display()
         )
     })?;
-    let index =
-        image_exp::commit_index(&content, images, &options).context("failed to make the index")?;
+    let index = image_exp::commit_index(&content, images, &descriptors, &options)
+        .context("failed to make the index")?;
     let names: Vec<String> = options.names.iter().map(ToString::to_string).collect();
     if pushing {
         crate::cli::build_push::push_to_names(
