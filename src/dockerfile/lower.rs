@@ -413,11 +413,24 @@ impl Lowering<'_> {
                 Some(input)
             }
             Base::Context(name) => {
-                cx.prefix(&format!("FROM {name}"), false);
+                let step_name = cx.prefix(&format!("FROM {name}"), false);
                 let input = self
                     .named_context(name, &stage.platform, stage.location)
                     .map_err(at_stage)?;
-                Some(input)
+                let local = matches!(
+                    self.plan.named_contexts.by_key(name),
+                    Some(ContextSource::Local | ContextSource::ScopedLocal(_))
+                );
+                if local && !stage.steps.is_empty() {
+                    // A directory is read in place; the steps built on it
+                    // need a snapshot of their own to start from.
+                    let copied = self
+                        .context_snapshot(input, step_name, stage, cx.ignore_cache)
+                        .map_err(at_stage)?;
+                    Some(copied)
+                } else {
+                    Some(input)
+                }
             }
         };
         for step in &stage.steps {
@@ -519,6 +532,47 @@ impl Lowering<'_> {
     /// (`NAME` or `NAME::PLATFORM`, which step names show as BuildKit
     /// does): a local directory, an OCI layout, a git or HTTP source;
     /// images and stages were resolved by the planner.
+    /// A local directory context copied whole onto scratch: the base of
+    /// a stage that starts `FROM` such a context (files owned as `COPY`
+    /// from a context owns them).
+    fn context_snapshot(
+        &mut self,
+        context: Input,
+        name: String,
+        stage: &Stage,
+        ignore_cache: bool,
+    ) -> std::result::Result<Input, LowerError> {
+        let mut inputs = InputSet::default();
+        let secondary = inputs.index(&context);
+        let copy = crate::llb::CopyAction {
+            src: "/".into(),
+            dest: "/".into(),
+            owner: None,
+            mode: None,
+            follow_symlink: false,
+            dir_copy_contents: true,
+            attempt_unpack: false,
+            create_dest_path: true,
+            allow_wildcard: false,
+            allow_empty_wildcard: false,
+            include_patterns: Vec::new(),
+            exclude_patterns: Vec::new(),
+            required_paths: Vec::new(),
+            parents: false,
+            always_replace_existing_dest: false,
+            timestamp: None,
+        };
+        let op = Op::File(FileOp {
+            actions: vec![FileAction {
+                input: None,
+                secondary_input: Some(secondary),
+                action: FileActionKind::Copy(copy),
+            }],
+        });
+        let meta = self.metadata(name, stage.location, ignore_cache);
+        self.add(op, inputs, Some(stage.platform.clone()), meta)
+    }
+
     fn named_context(
         &mut self,
         name: &str,

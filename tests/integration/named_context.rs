@@ -264,3 +264,34 @@ fn copy_from_and_mount_from_an_image_take_files_not_config() {
         binary
     );
 }
+
+/// A stage can start `FROM` a local directory context and build on it:
+/// COPY and RUN run on a snapshot of the directory (a root file system
+/// made of busybox here), and the directory itself is left as it was.
+#[test]
+fn steps_build_on_a_directory_context() {
+    let dir = Dir::new();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("copy /bin/busybox (busybox-static)");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    dir.create("rootfs/etc/motd", "from the directory");
+    dir.create("ctx/extra.txt", "from the main context");
+    dir.create(
+        "ctx/Dockerfile",
+        "FROM base\n\
+         ENV PATH=/bin\n\
+         COPY extra.txt /extra.txt\n\
+         RUN busybox cat /etc/motd /extra.txt > /made && busybox rm /etc/motd\n",
+    );
+    ok(build(&dir, &["--build-context", "base=rootfs"]));
+    assert_eq!(
+        read(&dir, "out/made"),
+        "from the directoryfrom the main context"
+    );
+    assert_eq!(read(&dir, "out/extra.txt"), "from the main context");
+    assert!(!dir.path().join("out/etc/motd").exists());
+    // The RUN's removal happened in the snapshot, not in the directory.
+    assert_eq!(read(&dir, "rootfs/etc/motd"), "from the directory");
+}
