@@ -680,8 +680,7 @@ pub fn run(args: BuildArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     // Semantic errors fail here too, before anything would be built:
     // once per requested platform. Every platform sees all contexts; each
     // use picks its platform's.
-    let named = |_: Option<&Platform>| contexts.named.clone();
-    let targets = platforms::plan(&dockerfile, &ast, &opts, &named, &resolver)?;
+    let targets = platforms::plan(&dockerfile, &ast, &opts, &contexts.named, &resolver)?;
     let (definition, roots) = platforms::combine(&targets);
 
     let store = Store::open_with(&root, opts.snapshotter)

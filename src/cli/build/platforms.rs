@@ -82,13 +82,13 @@ pub(in crate::cli) fn is_multi(opts: &BuildOpts) -> bool {
 }
 
 /// Plans and lowers the Dockerfile for every requested platform, with
-/// the named contexts `named` gives for that platform. The planner's
+/// all named contexts (each use picks its platform's). The planner's
 /// warnings are printed once (they are the same for all).
 pub(in crate::cli) fn plan(
     dockerfile: &DockerfileText,
     ast: &dockerfile::Ast,
     opts: &BuildOpts,
-    named: &dyn Fn(Option<&Platform>) -> dockerfile::NamedContexts,
+    named: &dockerfile::NamedContexts,
     resolver: &dyn dockerfile::BaseImageResolver,
 ) -> anyhow::Result<Vec<Target>> {
     let platforms = requested(opts);
@@ -97,7 +97,7 @@ pub(in crate::cli) fn plan(
     for (i, platform) in platforms.into_iter().enumerate() {
         let plan_opts = dockerfile::PlanOptions {
             target_platform: platform.clone(),
-            ..plan_options(opts, &named(platform.as_ref()))
+            ..plan_options(opts, named)
         };
         // The checks run once, and also when planning fails: findings
         // are reported before the error, as BuildKit does.
