@@ -56,7 +56,10 @@ fn fails(out: &Output) -> String {
         "expected exit 1:\n{}",
         describe(out)
     );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Shown with --nocapture: the messages users get.
+    eprintln!("bk said: {}", err.lines().last().unwrap_or_default());
+    err
 }
 
 fn read_json(path: &Path) -> Value {
