@@ -272,12 +272,21 @@ pub(crate) fn remove_inline_auth(config: &mut serde_json::Value, host: &str) -> 
 }
 
 /// Writes `config` to `path` atomically: a 0600 temporary file in the
-/// same directory (created 0700), renamed over it.
+/// same directory (created 0700), renamed over it. A symlinked
+/// config.json stays a symlink: its target is replaced.
 fn write_config_value(path: &Path, config: &serde_json::Value) -> Result<(), AuthError> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let err = |source| AuthError::WriteDockerConfig {
         path: path.into(),
         source,
+    };
+    let target;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            target = std::fs::canonicalize(path).map_err(err)?;
+            target.as_path()
+        }
+        _ => path,
     };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -610,6 +619,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["config.json"], "no temporary file left");
+        // A symlink stays one; its target gets the new text.
+        let real = tmp.path().join("real.json");
+        std::fs::rename(&path, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        write_config_value(&path, &serde_json::json!({"b": 2})).unwrap();
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            read_config_value(&real).unwrap(),
+            serde_json::json!({"b": 2})
+        );
+        std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "[1]").unwrap();
         assert!(matches!(
             read_config_value(&path),
