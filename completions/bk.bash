@@ -37,6 +37,12 @@ _bk() {
             bk,images)
                 cmd="bk__subcmd__images"
                 ;;
+            bk,login)
+                cmd="bk__subcmd__login"
+                ;;
+            bk,logout)
+                cmd="bk__subcmd__logout"
+                ;;
             bk,push)
                 cmd="bk__subcmd__push"
                 ;;
@@ -97,6 +103,12 @@ _bk() {
             bk__subcmd__help,images)
                 cmd="bk__subcmd__help__subcmd__images"
                 ;;
+            bk__subcmd__help,login)
+                cmd="bk__subcmd__help__subcmd__login"
+                ;;
+            bk__subcmd__help,logout)
+                cmd="bk__subcmd__help__subcmd__logout"
+                ;;
             bk__subcmd__help,push)
                 cmd="bk__subcmd__help__subcmd__push"
                 ;;
@@ -122,7 +134,7 @@ _bk() {
 
     case "${cmd}" in
         bk)
-            opts="-h -V --root --debug --help --version build du cache completion debug images push rmi tag help"
+            opts="-h -V --root --debug --help --version build du cache completion debug images login logout push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -518,7 +530,7 @@ _bk() {
             return 0
             ;;
         bk__subcmd__help)
-            opts="build du cache completion debug images push rmi tag help"
+            opts="build du cache completion debug images login logout push rmi tag help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -671,6 +683,34 @@ _bk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bk__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bk__subcmd__help__subcmd__push)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -715,6 +755,58 @@ _bk() {
             ;;
         bk__subcmd__images)
             opts="-q -h -V --quiet --digests --no-trunc --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__login)
+            opts="-u -p -h -V --username --password --password-stdin --insecure --root --debug --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bk__subcmd__logout)
+            opts="-h -V --root --debug --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

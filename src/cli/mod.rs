@@ -14,6 +14,8 @@ mod debug;
 mod gc_config;
 mod images;
 mod local_images;
+mod login;
+mod logout;
 mod push;
 mod rmi;
 mod source_error;
@@ -58,6 +60,10 @@ pub enum Command {
     Debug(debug::DebugCommand),
     /// List the images in the local image store
     Images(images::ImagesArgs),
+    /// Log in to a registry (saves credentials where Docker keeps them)
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(logout::LogoutArgs),
     /// Push a local image to its registry
     Push(push::PushArgs),
     /// Remove names from the local image store (blobs stay until pruned)
@@ -109,6 +115,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completion(args) => completion::run(args),
         Command::Debug(cmd) => debug::run(cmd),
         Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Login(args) => login::run(args),
+        Command::Logout(args) => logout::run(args),
         Command::Push(args) => push::run(args, cli.root.as_deref()),
         Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
         Command::Tag(args) => tag::run(args, cli.root.as_deref()),
@@ -153,5 +161,33 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["bk", "tag", "a"]).is_err(), "tag needs two names");
+    }
+
+    #[test]
+    fn login_commands_parse() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| super::Cli::try_parse_from(argv).map(|c| c.command);
+        match parse(&["bk", "login", "-u", "me", "--password-stdin", "reg:5000"]) {
+            Ok(super::Command::Login(a)) => {
+                assert_eq!(a.username.as_deref(), Some("me"));
+                assert!(a.password_stdin && a.password.is_none());
+                assert_eq!(a.server.as_deref(), Some("reg:5000"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["bk", "login", "-p", "x", "--password-stdin"]).is_err(),
+            "-p and --password-stdin exclude each other"
+        );
+        match parse(&["bk", "logout"]) {
+            Ok(super::Command::Logout(a)) => assert!(a.server.is_none()),
+            other => panic!("{other:?}"),
+        }
+        let host = |s| super::login::registry_host(s).unwrap();
+        assert_eq!(host(None), "docker.io");
+        assert_eq!(host(Some("https://index.docker.io/v1/")), "docker.io");
+        assert_eq!(host(Some("https://reg:5000/v2/")), "reg:5000");
+        assert_eq!(host(Some("reg:5000")), "reg:5000");
+        assert!(super::login::registry_host(Some("https:///")).is_err());
     }
 }

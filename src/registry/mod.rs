@@ -13,7 +13,8 @@
 //! registry itself, and each (repository, pull or push) token is fetched
 //! once per build ([`Registry::authorize`]) and reused by every request.
 //! [`push`] sends images from the content store to a registry; `raw`
-//! fetches a manifest or blob as it is (for build cache import).
+//! fetches a manifest or blob as it is (for build cache import);
+//! [`login`] checks credentials for `bk login`.
 //!
 //! Every tag is resolved once per build, and always against the
 //! registry (there is no local tag→digest cache yet), so `--pull` changes
@@ -22,6 +23,7 @@
 //! Imports `content`, `image` and `util` only.
 
 pub mod auth;
+pub mod login;
 pub mod push;
 mod raw;
 pub mod retry;
