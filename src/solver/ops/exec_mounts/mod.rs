@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fileop::root;
 use crate::llb::{ExecOp, Mount as LlbMount, MountKind as LlbKind, SecretOpt, SshOpt};
-use crate::rootless::spec::{Mount, MountKind};
+use crate::rootless::spec::{Mount, MountKind, Restrict};
 use crate::session::{PrivateDir, Session, SessionError, SshForward};
 use crate::snapshot::{Active, SnapshotError, Store};
 use crate::util::fs::FsError;
@@ -236,12 +236,16 @@ pub fn prepare(
                     kind: MountKind::Bind {
                         source: path,
                         readonly: m.readonly,
+                        restrict: Restrict::default(),
                     },
                 });
             }
             LlbKind::Tmpfs { size } => out.mounts.push(Mount {
                 target: m.dest.clone(),
-                kind: MountKind::Tmpfs { size: *size },
+                kind: MountKind::Tmpfs {
+                    size: *size,
+                    readonly: m.readonly,
+                },
             }),
             LlbKind::Secret(opt) => secret(m, opt, n, cx, &mut secrets_dir, &mut out)?,
             LlbKind::Ssh(opt) => ssh(m, opt, cx, &mut out)?,
@@ -295,6 +299,7 @@ fn bind(
                 kind: MountKind::Bind {
                     source: active.path().to_path_buf(),
                     readonly: m.readonly,
+                    restrict: Restrict::default(),
                 },
             });
             out.guards.push(Guard::Copy(active));
@@ -326,6 +331,7 @@ fn bind(
         kind: MountKind::Bind {
             source,
             readonly: m.readonly,
+            restrict: Restrict::default(),
         },
     });
     Ok(())
@@ -388,9 +394,21 @@ fn secret(
         kind: MountKind::Bind {
             source: file,
             readonly: true,
+            restrict: secret_restrict(opt.mode),
         },
     });
     Ok(())
+}
+
+/// A secret file's mount options beyond read-only: `nosuid,nodev`,
+/// and `noexec` unless its mode lets someone execute it (BuildKit's
+/// rule, so `mode=0755` keeps a secret script runnable).
+pub fn secret_restrict(mode: u32) -> Restrict {
+    Restrict {
+        nosuid: true,
+        nodev: true,
+        noexec: mode & 0o111 == 0,
+    }
 }
 
 /// Where a step's secret files live: a private directory (see
@@ -458,6 +476,8 @@ fn ssh(
             // connect(2) needs no write access to the mount, but nothing
             // here needs protecting either: the socket is this step's.
             readonly: false,
+            // BuildKit's ssh mount is a plain `rbind`.
+            restrict: Restrict::default(),
         },
     });
     out.guards.push(Guard::Ssh(forward));
