@@ -318,7 +318,7 @@ fn apply_one(step: &Step) -> Result<(), String> {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None,
             )?;
-            remount(target, MsFlags::MS_RDONLY)
+            remount(target, flags | MsFlags::MS_RDONLY)
         }
         Step::File(path) => std::fs::OpenOptions::new()
             .create_new(true)

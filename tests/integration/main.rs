@@ -16,6 +16,7 @@ mod image_out;
 mod image_store;
 mod lint;
 mod llb;
+mod mount_flags;
 mod mounts;
 mod mounts_run;
 mod multi_platform;
