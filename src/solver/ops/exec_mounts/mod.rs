@@ -11,10 +11,13 @@
 //!   kept inside the input; read-only, or — when writable — a private
 //!   copy discarded afterwards, so a committed snapshot is never written.
 //! - `cache`: an instance of a persistent directory ([`cache`]).
-//! - `tmpfs`: a fresh tmpfs of the given size.
+//! - `tmpfs`: a fresh tmpfs of the given size (`nosuid`, read-only when
+//!   asked).
 //! - `secret`: the value written to a file in a private directory on a
 //!   tmpfs of bk's own mount namespace (so it vanishes with bk, however
-//!   bk ends) and bound read-only, owned and moded as asked (a plain
+//!   bk ends) and bound read-only, `nosuid,nodev`, and `noexec` unless
+//!   its mode has an execute bit ([`secret_restrict`]), owned and moded
+//!   as asked (a plain
 //!   chown: the sandbox's ids are this process's, see
 //!   `rootless::enter`); or an environment variable (`env=`). Missing:
 //!   an error when required, else the mount is skipped.
