@@ -139,7 +139,8 @@ fn run_mounts_have_buildkits_options_as_root_and_rootless() {
 
         let shm = assert_options(&info, "/dev/shm", &["rw", "nosuid", "nodev", "noexec"], &[]);
         assert_eq!(shm.fstype, "tmpfs", "{who:?}");
-        assert_options(&info, "/dev/mqueue", &["nosuid", "nodev", "noexec"], &[]);
+        let mqueue = assert_options(&info, "/dev/mqueue", &["nosuid", "nodev", "noexec"], &[]);
+        assert_eq!(mqueue.fstype, "mqueue", "{who:?}");
         let proc = assert_options(&info, "/proc", &["nosuid", "nodev", "noexec"], &[]);
         assert_eq!(proc.fstype, "proc", "{who:?}");
         assert_options(&info, "/sys", &restricted, &[]);
