@@ -2,7 +2,10 @@
 //! [`Launch`] (the root bound onto itself, `/proc`, a minimal `/dev`, a
 //! read-only `/sys`, runc's masked and read-only paths, then the
 //! generated `/etc` files and the spec's mounts in order), and [`apply`]
-//! performs them. Keeping the list pure lets unit tests check it exactly
+//! performs them. The options follow BuildKit's OCI spec (runc's
+//! defaults for `/proc`, `/dev`, `/dev/pts`, `/dev/shm`, `/dev/mqueue`
+//! and `/sys`; `rbind` for binds, `ro` and `nosuid,nodev,noexec` as each
+//! mount asks). Keeping the list pure lets unit tests check it exactly
 //! without root; only `apply` touches the kernel.
 //!
 //! Used by [`super::sandbox`] in pid 1 of the new namespaces, before
@@ -12,9 +15,10 @@ use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
+use nix::sys::statvfs::{statvfs, FsFlags};
 
 use super::sandbox::Launch;
-use super::spec::MountKind;
+use super::spec::{MountKind, Restrict};
 
 /// Host devices bound into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -46,9 +50,18 @@ pub enum Step {
         flags: MsFlags,
         data: Option<String>,
     },
-    /// Remount the bind mount at the path read-only (keeping its locked
-    /// flags).
-    RemountReadonly(PathBuf),
+    /// Remount the bind mount at `target` with `flags` (`MS_RDONLY`,
+    /// `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`) added to the flags it has;
+    /// see [`remount_flags`].
+    Remount {
+        target: PathBuf,
+        flags: MsFlags,
+    },
+    /// `/dev/mqueue`: a fresh mqueue (`nosuid,nodev,noexec`) for the
+    /// sandbox's IPC namespace; where the kernel refuses it, the host's
+    /// `/dev/mqueue` bound instead (as rootless runc does), and nothing
+    /// when the host has none.
+    Mqueue(PathBuf),
     /// sysfs, read-only; where the kernel refuses it (not root and no
     /// network namespace of our own), the host's `/sys` bound read-only,
     /// as rootless runc does.
@@ -132,6 +145,8 @@ pub fn plan(launch: &Launch) -> Vec<Step> {
             F::MS_NOSUID | F::MS_NOEXEC,
             Some("newinstance,ptmxmode=0666,mode=0620"),
         ),
+        Step::Dir(dev.join("mqueue")),
+        Step::Mqueue(dev.join("mqueue")),
         Step::Dir(dev.join("shm")),
         mount(
             "shm",
@@ -183,28 +198,77 @@ pub fn plan(launch: &Launch) -> Vec<Step> {
             });
         }
         match &m.kind {
-            MountKind::Bind { source, readonly } => {
+            MountKind::Bind {
+                source,
+                readonly,
+                restrict,
+            } => {
                 steps.push(mount(source, &m.target, None, F::MS_BIND | F::MS_REC, None));
-                if *readonly {
-                    steps.push(Step::RemountReadonly(m.target.clone()));
+                let flags = bind_flags(*readonly, *restrict);
+                if !flags.is_empty() {
+                    steps.push(Step::Remount {
+                        target: m.target.clone(),
+                        flags,
+                    });
                 }
             }
-            MountKind::Tmpfs { size } => {
+            MountKind::Tmpfs { size, readonly } => {
                 let data = size.map(|s| format!("size={s}"));
+                let mut flags = F::MS_NOSUID;
+                flags.set(F::MS_RDONLY, *readonly);
                 steps.push(mount(
                     "tmpfs",
                     &m.target,
                     Some("tmpfs"),
-                    F::MS_NOSUID | F::MS_NODEV,
+                    flags,
                     data.as_deref(),
                 ));
             }
         }
     }
     if launch.readonly_rootfs {
-        steps.push(Step::RemountReadonly(root.clone()));
+        steps.push(Step::Remount {
+            target: root.clone(),
+            flags: F::MS_RDONLY,
+        });
     }
     steps
+}
+
+/// The flags a bind mount's remount adds: a bind mount takes none of
+/// its options on the first mount(2), only on a remount.
+pub fn bind_flags(readonly: bool, restrict: Restrict) -> MsFlags {
+    let mut flags = MsFlags::empty();
+    flags.set(MsFlags::MS_RDONLY, readonly);
+    flags.set(MsFlags::MS_NOSUID, restrict.nosuid);
+    flags.set(MsFlags::MS_NODEV, restrict.nodev);
+    flags.set(MsFlags::MS_NOEXEC, restrict.noexec);
+    flags
+}
+
+/// The full flags for remounting a bind mount that has `current`
+/// (statvfs) with `wanted` added. A remount replaces every per-mount
+/// flag, and in a user namespace the kernel refuses (`EPERM`) to clear
+/// those it locked when the mount came from a more privileged namespace
+/// (`nosuid`, `nodev`, `noexec`, `ro`, the atime mode), so each one the
+/// mount has is carried over.
+pub fn remount_flags(wanted: MsFlags, current: FsFlags) -> MsFlags {
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | wanted;
+    let keep = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    for (has, set) in keep {
+        if current.contains(has) {
+            flags |= set;
+        }
+    }
+    flags
 }
 
 /// Performs `steps` in order; the error names the step that failed.
@@ -221,7 +285,19 @@ fn apply_one(step: &Step) -> Result<(), String> {
             flags,
             data,
         } => do_mount(source, target, *fstype, *flags, data.as_deref()),
-        Step::RemountReadonly(target) => remount_readonly(target),
+        Step::Remount { target, flags } => remount(target, *flags),
+        Step::Mqueue(target) => {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if do_mount(Path::new("mqueue"), target, Some("mqueue"), flags, None).is_ok() {
+                return Ok(());
+            }
+            let host = Path::new("/dev/mqueue");
+            if !host.is_dir() {
+                return Ok(());
+            }
+            do_mount(host, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            remount(target, flags)
+        }
         Step::Sys(target) => {
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             if do_mount(
@@ -242,7 +318,7 @@ fn apply_one(step: &Step) -> Result<(), String> {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None,
             )?;
-            remount_readonly(target)
+            remount(target, flags | MsFlags::MS_RDONLY)
         }
         Step::File(path) => std::fs::OpenOptions::new()
             .create_new(true)
@@ -294,7 +370,7 @@ fn apply_one(step: &Step) -> Result<(), String> {
                 return Ok(());
             }
             do_mount(path, path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-            remount_readonly(path)
+            remount(path, MsFlags::MS_RDONLY)
         }
     }
 }
@@ -316,27 +392,13 @@ fn do_mount(
     })
 }
 
-/// Remounts the bind mount at `target` read-only, keeping the flags the
-/// kernel locks in a user namespace (nosuid, nodev, noexec, atime).
-fn remount_readonly(target: &Path) -> Result<(), String> {
-    use nix::sys::statvfs::{statvfs, FsFlags};
+/// Remounts the bind mount at `target` with `wanted` added, keeping the
+/// flags it has (see [`remount_flags`]).
+fn remount(target: &Path, wanted: MsFlags) -> Result<(), String> {
     let st = statvfs(target).map_err(|e| format!("statvfs {}: {e}", target.display()))?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    let keep = [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ];
-    for (has, set) in keep {
-        if st.flags().contains(has) {
-            flags |= set;
-        }
-    }
+    let flags = remount_flags(wanted, st.flags());
     nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("remount {} read-only: {e}", target.display()))
+        .map_err(|e| format!("remount {} ({flags:?}): {e}", target.display()))
 }
 
 #[cfg(test)]
@@ -365,7 +427,8 @@ mod tests {
                     target: "/r/etc/hosts".into(),
                     kind: MountKind::Bind {
                         source: "/tmp/x/hosts".into(),
-                        readonly: false,
+                        readonly: true,
+                        restrict: Restrict::ALL,
                     },
                 },
                 HostMount {
@@ -373,11 +436,15 @@ mod tests {
                     kind: MountKind::Bind {
                         source: "/ctx".into(),
                         readonly: true,
+                        restrict: Restrict::default(),
                     },
                 },
                 HostMount {
                     target: "/r/scratch".into(),
-                    kind: MountKind::Tmpfs { size: Some(4096) },
+                    kind: MountKind::Tmpfs {
+                        size: Some(4096),
+                        readonly: false,
+                    },
                 },
             ],
             isolated: true,
@@ -388,7 +455,8 @@ mod tests {
     fn target(step: &Step) -> &Path {
         match step {
             Step::Mount { target, .. } => target,
-            Step::RemountReadonly(p)
+            Step::Remount { target: p, .. }
+            | Step::Mqueue(p)
             | Step::Sys(p)
             | Step::File(p)
             | Step::Dir(p)
@@ -407,6 +475,7 @@ mod tests {
             kind: MountKind::Bind {
                 source: "/s/script".into(),
                 readonly: true,
+                restrict: Restrict::default(),
             },
         });
         let steps = plan(&l);
@@ -484,7 +553,7 @@ mod tests {
     #[test]
     fn spec_mounts_follow_in_order_and_read_only_ones_are_remounted() {
         let steps = plan(&launch());
-        let tail: Vec<&Step> = steps.iter().rev().take(4).rev().collect();
+        let tail: Vec<&Step> = steps.iter().rev().take(5).rev().collect();
         assert_eq!(
             tail,
             [
@@ -495,6 +564,13 @@ mod tests {
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None
                 ),
+                &Step::Remount {
+                    target: "/r/etc/hosts".into(),
+                    flags: MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC
+                },
                 &mount(
                     "/ctx",
                     "/r/src",
@@ -502,12 +578,15 @@ mod tests {
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None
                 ),
-                &Step::RemountReadonly("/r/src".into()),
+                &Step::Remount {
+                    target: "/r/src".into(),
+                    flags: MsFlags::MS_RDONLY
+                },
                 &mount(
                     "tmpfs",
                     "/r/scratch",
                     Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    MsFlags::MS_NOSUID,
                     Some("size=4096")
                 ),
             ]
@@ -516,6 +595,91 @@ mod tests {
             readonly_rootfs: true,
             ..launch()
         });
-        assert_eq!(ro.last(), Some(&Step::RemountReadonly("/r".into())));
+        assert_eq!(
+            ro.last(),
+            Some(&Step::Remount {
+                target: "/r".into(),
+                flags: MsFlags::MS_RDONLY
+            })
+        );
+    }
+
+    #[test]
+    fn read_only_tmpfs_is_mounted_read_only() {
+        let mut l = launch();
+        l.mounts = vec![HostMount {
+            target: "/r/t".into(),
+            kind: MountKind::Tmpfs {
+                size: None,
+                readonly: true,
+            },
+        }];
+        assert_eq!(
+            plan(&l).last(),
+            Some(&mount(
+                "tmpfs",
+                "/r/t",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_RDONLY,
+                None
+            ))
+        );
+    }
+
+    #[test]
+    fn a_writable_bind_without_restrictions_is_not_remounted() {
+        let mut l = launch();
+        l.mounts = vec![HostMount {
+            target: "/r/w".into(),
+            kind: MountKind::Bind {
+                source: "/w".into(),
+                readonly: false,
+                restrict: Restrict::default(),
+            },
+        }];
+        assert!(matches!(plan(&l).last(), Some(Step::Mount { .. })));
+        assert_eq!(bind_flags(false, Restrict::default()), MsFlags::empty());
+    }
+
+    #[test]
+    fn dev_has_shm_and_mqueue_with_runc_options() {
+        let steps = plan(&launch());
+        assert!(steps.contains(&Step::Mqueue("/r/dev/mqueue".into())));
+        assert!(steps.contains(&mount(
+            "shm",
+            "/r/dev/shm",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k")
+        )));
+    }
+
+    #[test]
+    fn remounts_keep_the_flags_the_mount_already_has() {
+        // A mount from the host that is nosuid,nodev and relatime, as the
+        // kernel locks it in a user namespace: a read-only remount must
+        // repeat all three or it fails with EPERM.
+        let current = FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RELATIME;
+        assert_eq!(
+            remount_flags(MsFlags::MS_RDONLY, current),
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_RELATIME
+        );
+        // Restrictions asked for are added to a mount that has none.
+        assert_eq!(
+            remount_flags(bind_flags(true, Restrict::ALL), FsFlags::empty()),
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+        );
+        // A read-only source stays read-only.
+        assert!(remount_flags(MsFlags::MS_NOEXEC, FsFlags::ST_RDONLY).contains(MsFlags::MS_RDONLY));
     }
 }

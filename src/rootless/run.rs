@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::enter::{self, Mode};
 use super::etc;
 use super::sandbox::{self, HostMount, Launch};
-use super::spec::{MountKind, Spec};
+use super::spec::{MountKind, Restrict, Spec};
 use super::user::{self, UserError};
 use crate::fileop::{self, RootError};
 use crate::util::fs::FsError;
@@ -150,9 +150,11 @@ where
             for (target, source) in [("/etc/hosts", hosts), ("/etc/resolv.conf", resolv)] {
                 mounts.push(HostMount {
                     target: stubs.ensure(target, true)?,
+                    // Read-only and nosuid,nodev,noexec, as in BuildKit.
                     kind: MountKind::Bind {
                         source,
-                        readonly: false,
+                        readonly: true,
+                        restrict: Restrict::ALL,
                     },
                 });
             }

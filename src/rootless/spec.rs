@@ -63,8 +63,41 @@ pub struct Mount {
 /// How a [`Mount`] is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
-    /// A bind mount of a host path (directory, file or socket).
-    Bind { source: PathBuf, readonly: bool },
-    /// A fresh tmpfs; `size` in bytes, unlimited when `None`.
-    Tmpfs { size: Option<u64> },
+    /// A bind mount of a host path (directory, file or socket), recursive
+    /// (`rbind`) as in BuildKit.
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+        #[serde(default)]
+        restrict: Restrict,
+    },
+    /// A fresh tmpfs, always `nosuid` (BuildKit's options); `size` in
+    /// bytes, unlimited when `None`.
+    Tmpfs {
+        size: Option<u64>,
+        #[serde(default)]
+        readonly: bool,
+    },
+}
+
+/// Mount options that take power away from what a mount holds, as
+/// `mount -o nosuid,nodev,noexec` spells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restrict {
+    /// Set-user-id and set-group-id bits are ignored.
+    pub nosuid: bool,
+    /// Device nodes cannot be opened.
+    pub nodev: bool,
+    /// Nothing on it can be executed.
+    pub noexec: bool,
+}
+
+impl Restrict {
+    /// `nosuid,nodev,noexec`: what BuildKit gives files it generates
+    /// (`/etc/hosts`, `/etc/resolv.conf`).
+    pub const ALL: Restrict = Restrict {
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
 }

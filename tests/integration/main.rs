@@ -17,6 +17,7 @@ mod image_store;
 mod lint;
 mod llb;
 mod login;
+mod mount_flags;
 mod mounts;
 mod mounts_run;
 mod multi_platform;

@@ -26,7 +26,7 @@ const APPLETS: &[&str] = &[
 ];
 
 /// The busybox image with its applets, pushed once per run.
-fn image() -> &'static str {
+pub(crate) fn image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let links: Vec<(String, tar::EntryType, &[u8], u32)> = APPLETS
@@ -60,7 +60,7 @@ fn image() -> &'static str {
 
 /// Who runs bk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
+pub(crate) enum Who {
     /// This process's user (root when the suite runs as root).
     Me,
     /// The unprivileged test user (only when this process is root).
@@ -75,7 +75,7 @@ fn is_root() -> bool {
 
 /// The modes to test: as root, both; otherwise this user only (which is
 /// unprivileged already).
-fn modes() -> Vec<Who> {
+pub(crate) fn modes() -> Vec<Who> {
     if is_root() && test_user().is_some() {
         vec![Who::Me, Who::Unprivileged]
     } else {
@@ -172,13 +172,13 @@ fn bk_binary(who: Who) -> PathBuf {
 }
 
 /// A build directory `who` owns, with a Dockerfile and a private store.
-struct Case {
+pub(crate) struct Case {
     dir: tempfile::TempDir,
     who: Who,
 }
 
 impl Case {
-    fn new(who: Who, dockerfile: &str) -> Case {
+    pub(crate) fn new(who: Who, dockerfile: &str) -> Case {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
         if let Some((_, uid, gid)) = account(who) {
@@ -190,7 +190,7 @@ impl Case {
         Case { dir, who }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -222,7 +222,7 @@ impl Case {
         cmd
     }
 
-    fn build(&self, args: &[&str]) -> Output {
+    pub(crate) fn build(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run bk")
     }
 

@@ -11,10 +11,13 @@
 //!   kept inside the input; read-only, or — when writable — a private
 //!   copy discarded afterwards, so a committed snapshot is never written.
 //! - `cache`: an instance of a persistent directory ([`cache`]).
-//! - `tmpfs`: a fresh tmpfs of the given size.
+//! - `tmpfs`: a fresh tmpfs of the given size (`nosuid`, read-only when
+//!   asked).
 //! - `secret`: the value written to a file in a private directory on a
 //!   tmpfs of bk's own mount namespace (so it vanishes with bk, however
-//!   bk ends) and bound read-only, owned and moded as asked (a plain
+//!   bk ends) and bound read-only, `nosuid,nodev`, and `noexec` unless
+//!   its mode has an execute bit ([`secret_restrict`]), owned and moded
+//!   as asked (a plain
 //!   chown: the sandbox's ids are this process's, see
 //!   `rootless::enter`); or an environment variable (`env=`). Missing:
 //!   an error when required, else the mount is skipped.
@@ -38,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fileop::root;
 use crate::llb::{ExecOp, Mount as LlbMount, MountKind as LlbKind, SecretOpt, SshOpt};
-use crate::rootless::spec::{Mount, MountKind};
+use crate::rootless::spec::{Mount, MountKind, Restrict};
 use crate::session::{PrivateDir, Session, SessionError, SshForward};
 use crate::snapshot::{Active, SnapshotError, Store};
 use crate::util::fs::FsError;
@@ -236,12 +239,16 @@ pub fn prepare(
                     kind: MountKind::Bind {
                         source: path,
                         readonly: m.readonly,
+                        restrict: Restrict::default(),
                     },
                 });
             }
             LlbKind::Tmpfs { size } => out.mounts.push(Mount {
                 target: m.dest.clone(),
-                kind: MountKind::Tmpfs { size: *size },
+                kind: MountKind::Tmpfs {
+                    size: *size,
+                    readonly: m.readonly,
+                },
             }),
             LlbKind::Secret(opt) => secret(m, opt, n, cx, &mut secrets_dir, &mut out)?,
             LlbKind::Ssh(opt) => ssh(m, opt, cx, &mut out)?,
@@ -295,6 +302,7 @@ fn bind(
                 kind: MountKind::Bind {
                     source: active.path().to_path_buf(),
                     readonly: m.readonly,
+                    restrict: Restrict::default(),
                 },
             });
             out.guards.push(Guard::Copy(active));
@@ -326,6 +334,7 @@ fn bind(
         kind: MountKind::Bind {
             source,
             readonly: m.readonly,
+            restrict: Restrict::default(),
         },
     });
     Ok(())
@@ -388,9 +397,21 @@ fn secret(
         kind: MountKind::Bind {
             source: file,
             readonly: true,
+            restrict: secret_restrict(opt.mode),
         },
     });
     Ok(())
+}
+
+/// A secret file's mount options beyond read-only: `nosuid,nodev`,
+/// and `noexec` unless its mode lets someone execute it (BuildKit's
+/// rule, so `mode=0755` keeps a secret script runnable).
+pub fn secret_restrict(mode: u32) -> Restrict {
+    Restrict {
+        nosuid: true,
+        nodev: true,
+        noexec: mode & 0o111 == 0,
+    }
 }
 
 /// Where a step's secret files live: a private directory (see
@@ -458,6 +479,8 @@ fn ssh(
             // connect(2) needs no write access to the mount, but nothing
             // here needs protecting either: the socket is this step's.
             readonly: false,
+            // BuildKit's ssh mount is a plain `rbind`.
+            restrict: Restrict::default(),
         },
     });
     out.guards.push(Guard::Ssh(forward));

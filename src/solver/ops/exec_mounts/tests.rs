@@ -89,7 +89,9 @@ fn mount(
 
 fn bind_source(m: &Mount) -> (&Path, bool) {
     match &m.kind {
-        MountKind::Bind { source, readonly } => (source, *readonly),
+        MountKind::Bind {
+            source, readonly, ..
+        } => (source, *readonly),
         other => panic!("not a bind: {other:?}"),
     }
 }
@@ -209,7 +211,8 @@ fn tmpfs_with_size() {
         [Mount {
             target: "/t".into(),
             kind: MountKind::Tmpfs {
-                size: Some(1 << 20)
+                size: Some(1 << 20),
+                readonly: false,
             },
         }]
     );
@@ -321,6 +324,11 @@ fn secret_as_file_and_as_env() {
     let (path, readonly) = bind_source(m);
     assert!(readonly);
     assert_eq!(fs::read_to_string(path).unwrap(), "s3cr3t-value");
+    let MountKind::Bind { restrict, .. } = &m.kind else {
+        panic!("a secret is a bind mount");
+    };
+    // Mode 0440 executes nothing: nosuid, nodev and noexec.
+    assert_eq!(*restrict, Restrict::ALL);
     let meta = fs::metadata(path).unwrap();
     assert_eq!((meta.uid(), meta.gid()), owner());
     assert_eq!(meta.mode() & 0o777, 0o440);
@@ -413,4 +421,12 @@ fn one_step_mounting_a_locked_cache_twice_shares_it() {
     let p = prepare(&op, &[], env.cx()).unwrap();
     assert_eq!(bind_source(&p.mounts[0]).0, bind_source(&p.mounts[1]).0);
     assert_ne!(bind_source(&p.mounts[0]).0, bind_source(&p.mounts[2]).0);
+}
+
+#[test]
+fn secrets_are_noexec_unless_their_mode_executes() {
+    assert_eq!(super::secret_restrict(0o400), Restrict::ALL);
+    let script = super::secret_restrict(0o700);
+    assert!(script.nosuid && script.nodev && !script.noexec);
+    assert!(!super::secret_restrict(0o001).noexec);
 }
