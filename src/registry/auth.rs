@@ -460,24 +460,14 @@ fn run_helper(program: &str, server: &str) -> HelperResult {
     }
     let out = child.wait_with_output().map_err(run)?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        let err = String::from_utf8_lossy(&out.stderr);
-        let message = [text.trim(), err.trim()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
+        let message = helper_message(&out);
         if message.contains("credentials not found") {
             return Ok(None);
         }
         return Err(AuthError::HelperFailed {
             program: program.into(),
             server: server.into(),
-            message: if message.is_empty() {
-                out.status.to_string()
-            } else {
-                message
-            },
+            message,
         });
     }
     let answer: HelperAnswer =
