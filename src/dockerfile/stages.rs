@@ -535,37 +535,23 @@ fn resolve_froms(
 }
 
 /// What a stage built on the named context `name` (its key: `NAME` or
-/// `NAME::PLATFORM`) starts from; a `target:` context must name a stage
-/// defined earlier (`earlier`).
+/// `NAME::PLATFORM`) starts from: what a `--from` naming it would read
+/// ([`context_source`]), as a stage base.
 fn context_base(
     name: &str,
     source: &ContextSource,
     earlier: &[Option<String>],
     location: Range,
 ) -> Result<Base> {
-    Ok(match source {
-        ContextSource::Image(reference) => Base::Image(reference.clone()),
-        ContextSource::Local
-        | ContextSource::ScopedLocal(_)
-        | ContextSource::OciLayout(_)
-        | ContextSource::Git(_)
-        | ContextSource::Http(_) => Base::Context(name.to_string()),
-        ContextSource::Stage(stage) => match stage_by_name(stage, earlier) {
-            Some(j) => Base::Stage(j),
-            None => {
-                return Err(Error::new(
-                    StageError::ContextStage {
-                        context: name.to_string(),
-                        stage: stage.clone(),
-                    },
-                    location,
-                ))
-            }
-        },
+    Ok(match context_source(name, source, earlier, location)? {
+        Source::Stage(j) => Base::Stage(j),
+        Source::Image(reference) => Base::Image(reference),
+        Source::Context(key) => Base::Context(key),
     })
 }
 
-/// What a `--from` naming the context `name` (its key) reads.
+/// What a `--from` naming the context `name` (its key) reads; a
+/// `target:` context must name a stage defined earlier (`stages`).
 fn context_source(
     name: &str,
     source: &ContextSource,
