@@ -11,7 +11,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::secure_registry::{self, secure_registry};
+use crate::secure_registry::{self, secure_registry, TlsRegistry};
 use crate::token_registry::{self, token_registry};
 use crate::util::{describe, Dir};
 

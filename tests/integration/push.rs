@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::registry_util::{busybox_layer, layer_tar, registry, ImageSpec};
-use crate::secure_registry::{secure_registry, write_docker_config, SecureRegistry};
+use crate::secure_registry::{secure_registry, write_docker_config, SecureRegistry, TlsRegistry};
 use crate::util::{describe, Dir};
 
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

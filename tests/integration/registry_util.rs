@@ -44,21 +44,32 @@ fn start() -> Registry {
         ),
     )
     .expect("write registry config");
-    // The watchdog kills the registry once this test process is gone, so
-    // no registry outlives the run even when a test panics.
+    let watchdog = serve(&config, &dir, &host);
+    Registry {
+        host,
+        dir,
+        _watchdog: watchdog,
+    }
+}
+
+/// Runs `docker-registry serve CONFIG` with its log in `dir/registry.log`
+/// and waits until it listens on `host`. The returned watchdog shell
+/// kills the registry once this test process is gone, so no registry
+/// outlives the run even when a test panics.
+pub fn serve(config: &Path, dir: &Path, host: &str) -> std::process::Child {
     let script = r#"docker-registry serve "$1" >"$2" 2>&1 & r=$!
 while kill -0 "$3" 2>/dev/null && kill -0 "$r" 2>/dev/null; do sleep 1; done
 kill "$r" 2>/dev/null"#;
     let watchdog = Command::new("sh")
         .args(["-c", script, "sh"])
-        .arg(&config)
+        .arg(config)
         .arg(dir.join("registry.log"))
         .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .spawn()
         .expect("start docker-registry (install the docker-registry package)");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&host).is_err() {
+    while std::net::TcpStream::connect(host).is_err() {
         assert!(
             Instant::now() < deadline,
             "docker-registry did not start: {}",
@@ -66,11 +77,7 @@ kill "$r" 2>/dev/null"#;
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Registry {
-        host,
-        dir,
-        _watchdog: watchdog,
-    }
+    watchdog
 }
 
 pub fn sha256(data: &[u8]) -> String {

@@ -7,9 +7,8 @@
 //! Docker config directory (`docker_config`) for `DOCKER_CONFIG`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 pub const USER: &str = "pusher";
 pub const PASSWORD: &str = "s3cret-pw";
@@ -154,27 +153,7 @@ pub fn serve_tls(dir: &Path, host: &str, auth: &str) -> std::process::Child {
         ),
     )
     .expect("write registry config");
-    let script = r#"docker-registry serve "$1" >"$2" 2>&1 & r=$!
-while kill -0 "$3" 2>/dev/null && kill -0 "$r" 2>/dev/null; do sleep 1; done
-kill "$r" 2>/dev/null"#;
-    let watchdog = Command::new("sh")
-        .args(["-c", script, "sh"])
-        .arg(&config)
-        .arg(dir.join("registry.log"))
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start docker-registry (install the docker-registry package)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(host).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    watchdog
+    crate::registry_util::serve(&config, dir, host)
 }
 
 /// Writes `<dir>/config.json` with basic credentials for `host`.
@@ -186,29 +165,54 @@ pub fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) {
     std::fs::write(dir.join("config.json"), config.to_string()).expect("write config.json");
 }
 
-impl SecureRegistry {
+/// What the TLS registries of the tests (basic auth here, bearer
+/// tokens in `token_registry`) offer a test: their CA, credentials and
+/// log, all kept under their directory.
+pub trait TlsRegistry {
+    /// `127.0.0.1:<port>`.
+    fn host(&self) -> &str;
+    /// Where the registry keeps its certificates, config and log.
+    fn dir(&self) -> &Path;
+    /// The user and password it accepts.
+    fn credentials(&self) -> (&'static str, &'static str);
+
     /// The certs.d tree trusting the registry's CA (for `BK_CERTS_DIR`).
-    pub fn certs_dir(&self) -> PathBuf {
-        self.dir.join("certs.d")
+    fn certs_dir(&self) -> PathBuf {
+        self.dir().join("certs.d")
     }
 
     /// The directory with the CA for skopeo's `--cert-dir`.
-    pub fn host_certs(&self) -> PathBuf {
-        self.certs_dir().join(&self.host)
+    fn host_certs(&self) -> PathBuf {
+        self.certs_dir().join(self.host())
     }
 
     /// A Docker config directory with the right credentials.
-    pub fn docker_config(&self) -> PathBuf {
-        self.dir.join("docker")
+    fn docker_config(&self) -> PathBuf {
+        self.dir().join("docker")
     }
 
     /// `user:password` for skopeo's `--creds`.
-    pub fn creds(&self) -> String {
-        format!("{USER}:{PASSWORD}")
+    fn creds(&self) -> String {
+        let (user, password) = self.credentials();
+        format!("{user}:{password}")
     }
 
     /// The registry's log so far (access lines included).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl TlsRegistry for SecureRegistry {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn credentials(&self) -> (&'static str, &'static str) {
+        (USER, PASSWORD)
     }
 }

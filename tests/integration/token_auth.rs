@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::secure_registry::write_docker_config;
+use crate::secure_registry::{write_docker_config, TlsRegistry};
 use crate::token_registry::{token_registry, TokenRegistry, PASSWORD, USER};
 use crate::util::{describe, Dir};
 

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 
 use crate::secure_registry::{
-    free_host, make_tls, openssl, serve_tls, trust_ca, write_docker_config,
+    free_host, make_tls, openssl, serve_tls, trust_ca, write_docker_config, TlsRegistry,
 };
 
 pub const USER: &str = "token-user";
@@ -138,32 +138,21 @@ fn start() -> TokenRegistry {
     }
 }
 
+impl TlsRegistry for TokenRegistry {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn credentials(&self) -> (&'static str, &'static str) {
+        (USER, PASSWORD)
+    }
+}
+
 impl TokenRegistry {
-    /// The certs.d tree trusting the registry's CA (for `BK_CERTS_DIR`).
-    pub fn certs_dir(&self) -> PathBuf {
-        self.dir.join("certs.d")
-    }
-
-    /// The directory with the CA for skopeo's `--cert-dir`.
-    pub fn host_certs(&self) -> PathBuf {
-        self.certs_dir().join(&self.host)
-    }
-
-    /// A Docker config directory with the right credentials.
-    pub fn docker_config(&self) -> PathBuf {
-        self.dir.join("docker")
-    }
-
-    /// `user:password` for skopeo's `--creds`.
-    pub fn creds(&self) -> String {
-        format!("{USER}:{PASSWORD}")
-    }
-
-    /// The registry's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
-    }
-
     /// The token requests so far from anything but skopeo whose scopes
     /// name repository `repo`.
     pub fn requests_for(&self, repo: &str) -> Vec<TokenRequest> {
