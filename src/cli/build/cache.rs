@@ -145,7 +145,9 @@ fn layer_options(spec: &CacheSpec) -> anyhow::Result<image_exp::ImageOptions> {
     })
 }
 
-fn sources(store: &Store, chain: &[ChainLayer]) -> Vec<image_exp::LayerSource> {
+/// The layers of a result chain: each snapshot's tree, with the blob a
+/// base image's layer already has.
+pub(super) fn chain_sources(store: &Store, chain: &[ChainLayer]) -> Vec<image_exp::LayerSource> {
     chain
         .iter()
         .map(|layer| image_exp::LayerSource {
@@ -206,7 +208,7 @@ fn export_one(
     for step in selected(spec, result) {
         let (layers, diff_ids) = image_exp::make_layers(
             &content,
-            &sources(store, &step.chain),
+            &chain_sources(store, &step.chain),
             &options,
             Some(cache),
         )

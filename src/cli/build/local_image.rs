@@ -29,22 +29,7 @@ pub(in crate::cli) fn layer_sources(
     result: &SolveResult,
 ) -> Vec<image_exp::LayerSource> {
     match &result.chain {
-        Some(chain) => chain
-            .iter()
-            .map(|layer| image_exp::LayerSource {
-                tree: store.path(&layer.snapshot),
-                snapshot: Some(layer.snapshot.clone()),
-                blob: layer.blob.as_ref().map(|b| image_exp::BaseBlob {
-                    descriptor: crate::content::Descriptor {
-                        media_type: b.media_type.clone(),
-                        digest: b.digest.clone(),
-                        size: b.size,
-                        annotations: Default::default(),
-                    },
-                    diff_id: b.diff_id.clone(),
-                }),
-            })
-            .collect(),
+        Some(chain) => super::cache::chain_sources(store, chain),
         None => result
             .dir(store)
             .into_iter()
