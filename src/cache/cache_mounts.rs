@@ -10,8 +10,8 @@
 //!
 //! Imports `snapshot::fsx`, `util` and its siblings.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -95,15 +95,7 @@ pub fn cache_mounts(root: &Path) -> Vec<CacheMount> {
 }
 
 fn try_lock(path: &Path) -> Option<Flock<File>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
+    let file = crate::util::fs::open_lock_file(path).ok()?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 

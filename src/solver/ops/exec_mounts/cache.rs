@@ -23,9 +23,9 @@
 //! place, so an instance directory is always complete; leftovers of a
 //! crash are removed by the next user of the same cache.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -178,15 +178,7 @@ fn lock_path(base: &Path, n: u64) -> PathBuf {
 /// `flock`s the file at `path` (created if missing); `None` when a
 /// non-blocking lock is taken by someone else.
 fn lock(path: &Path, arg: FlockArg) -> Result<Option<Flock<File>>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| FsError::new("open", path, e))?;
+    let file = crate::util::fs::open_lock_file(path).map_err(|e| FsError::new("open", path, e))?;
     match Flock::lock(file, arg) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
